@@ -1,0 +1,298 @@
+//! A block is the immutable, columnar form of one tenant's samples over a time range: what the
+//! head becomes when it is cut, and what object storage keeps. Files (docs/format/block.md):
+//! `series.parquet` (series_id, metric_name, labels as JSON), `samples.parquet` (series_id,
+//! timestamp_ms, value; sorted by series then time; delta-encoded timestamps, byte-stream-split
+//! values, zstd), `index.bin` (roaring postings) and `meta.json`, written last.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, UInt32Array};
+use arrow::datatypes::{DataType, Field, Schema};
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::statistics::Statistics;
+use parquet::schema::types::ColumnPath;
+use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
+use vigil_index::Postings;
+use vigil_model::{Label, Labels, Sample};
+
+pub const SERIES_FILE: &str = "series.parquet";
+pub const SAMPLES_FILE: &str = "samples.parquet";
+pub const INDEX_FILE: &str = "index.bin";
+pub const META_FILE: &str = "meta.json";
+/// Every file of a block in upload order; meta.json last marks the block complete.
+pub const BLOCK_FILES: [&str; 4] = [SERIES_FILE, SAMPLES_FILE, INDEX_FILE, META_FILE];
+pub const BLOCK_FORMAT_VERSION: u32 = 1;
+
+const SAMPLES_PER_ROW_GROUP: usize = 1 << 20;
+const SAMPLES_PER_PAGE_ROWS: usize = 16 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("meta.json: {0}")]
+    Meta(#[from] serde_json::Error),
+    #[error("index: {0}")]
+    Index(#[from] vigil_index::IndexError),
+    #[error("block file {file} is malformed: {reason}")]
+    Malformed { file: &'static str, reason: String },
+}
+
+/// `meta.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BlockMeta {
+    pub version: u32,
+    pub ulid: String,
+    pub tenant: String,
+    /// `metrics` for sample blocks.
+    pub kind: String,
+    /// Oldest and newest sample timestamp, inclusive, in ms.
+    pub min_time_ms: i64,
+    pub max_time_ms: i64,
+    pub num_series: u64,
+    pub num_samples: u64,
+    pub files: Vec<BlockFile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BlockFile {
+    pub name: String,
+    pub bytes: u64,
+}
+
+/// A block's files, encoded and ready to store.
+pub struct EncodedBlock {
+    pub meta: BlockMeta,
+    /// (file name, contents) in [`BLOCK_FILES`] order.
+    pub files: Vec<(&'static str, Bytes)>,
+}
+
+/// Encodes series (sorted by labels, samples sorted by time) into a block.
+pub fn encode_block<'a>(
+    tenant: &str,
+    series: impl IntoIterator<Item = (&'a Labels, &'a [Sample])>,
+) -> Result<EncodedBlock, BlockError> {
+    let mut ids = Vec::new();
+    let mut names = Vec::new();
+    let mut label_json = Vec::new();
+    let mut postings = Postings::new();
+    let mut sample_ids = Vec::new();
+    let mut timestamps = Vec::new();
+    let mut values = Vec::new();
+    let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
+    for (id, (labels, samples)) in series.into_iter().enumerate() {
+        let id = id as u32;
+        ids.push(id);
+        names.push(labels.metric_name().unwrap_or("").to_string());
+        let map: BTreeMap<&str, &str> = labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+        label_json.push(serde_json::to_string(&map)?);
+        postings.add(id, labels);
+        for s in samples {
+            sample_ids.push(id);
+            timestamps.push(s.timestamp_ms);
+            values.push(s.value);
+            min_t = min_t.min(s.timestamp_ms);
+            max_t = max_t.max(s.timestamp_ms);
+        }
+    }
+    let num_samples = timestamps.len() as u64;
+    let series_batch = RecordBatch::try_new(
+        series_schema(),
+        vec![
+            Arc::new(UInt32Array::from(ids.clone())) as ArrayRef,
+            Arc::new(StringArray::from(names)),
+            Arc::new(StringArray::from(label_json)),
+        ],
+    )?;
+    let samples_batch = RecordBatch::try_new(
+        samples_schema(),
+        vec![
+            Arc::new(UInt32Array::from(sample_ids)) as ArrayRef,
+            Arc::new(Int64Array::from(timestamps)),
+            Arc::new(Float64Array::from(values)),
+        ],
+    )?;
+    let series_bytes = write_parquet(&series_batch, series_properties())?;
+    let samples_bytes = write_parquet(&samples_batch, samples_properties())?;
+    let index_bytes = Bytes::from(postings.encode());
+    let mut meta = BlockMeta {
+        version: BLOCK_FORMAT_VERSION,
+        ulid: ulid::Ulid::generate().to_string(),
+        tenant: tenant.to_string(),
+        kind: "metrics".into(),
+        min_time_ms: if num_samples == 0 { 0 } else { min_t },
+        max_time_ms: if num_samples == 0 { 0 } else { max_t },
+        num_series: ids.len() as u64,
+        num_samples,
+        files: vec![],
+    };
+    let files = vec![(SERIES_FILE, series_bytes), (SAMPLES_FILE, samples_bytes), (INDEX_FILE, index_bytes)];
+    meta.files = files.iter().map(|(n, b)| BlockFile { name: n.to_string(), bytes: b.len() as u64 }).collect();
+    let meta_bytes = Bytes::from(serde_json::to_vec_pretty(&meta)?);
+    let mut files = files;
+    files.push((META_FILE, meta_bytes));
+    Ok(EncodedBlock { meta, files })
+}
+
+fn series_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("series_id", DataType::UInt32, false),
+        Field::new("metric_name", DataType::Utf8, false),
+        Field::new("labels", DataType::Utf8, false),
+    ]))
+}
+
+fn samples_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("series_id", DataType::UInt32, false),
+        Field::new("timestamp_ms", DataType::Int64, false),
+        Field::new("value", DataType::Float64, false),
+    ]))
+}
+
+fn zstd(level: i32) -> Compression {
+    // Levels 1..=22 are valid; the constants used here are in range.
+    Compression::ZSTD(ZstdLevel::try_new(level).unwrap_or_default())
+}
+
+fn series_properties() -> WriterProperties {
+    WriterProperties::builder().set_compression(zstd(3)).build()
+}
+
+fn samples_properties() -> WriterProperties {
+    let ts = ColumnPath::from("timestamp_ms");
+    let value = ColumnPath::from("value");
+    WriterProperties::builder()
+        .set_compression(zstd(3))
+        .set_max_row_group_row_count(Some(SAMPLES_PER_ROW_GROUP))
+        .set_data_page_row_count_limit(SAMPLES_PER_PAGE_ROWS)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_column_dictionary_enabled(ts.clone(), false)
+        .set_column_encoding(ts, Encoding::DELTA_BINARY_PACKED)
+        .set_column_dictionary_enabled(value.clone(), false)
+        .set_column_encoding(value, Encoding::BYTE_STREAM_SPLIT)
+        .build()
+}
+
+fn write_parquet(batch: &RecordBatch, props: WriterProperties) -> Result<Bytes, BlockError> {
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
+    writer.write(batch)?;
+    writer.close()?;
+    Ok(Bytes::from(out))
+}
+
+/// The in-memory part of a block a querier keeps: labels by series id and the postings.
+pub struct BlockIndex {
+    pub meta: BlockMeta,
+    pub labels: Vec<Labels>,
+    pub postings: Postings,
+}
+
+impl BlockIndex {
+    pub fn load(meta: BlockMeta, series_file: Bytes, index_file: &[u8]) -> Result<Self, BlockError> {
+        let postings = Postings::decode(index_file)?;
+        let mut labels = Vec::with_capacity(meta.num_series as usize);
+        let reader = ParquetRecordBatchReaderBuilder::try_new(series_file)?.build()?;
+        for batch in reader {
+            let batch = batch?;
+            let json = batch
+                .column_by_name("labels")
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                .ok_or_else(|| BlockError::Malformed { file: SERIES_FILE, reason: "no labels column".into() })?;
+            for i in 0..json.len() {
+                let map: BTreeMap<String, String> = serde_json::from_str(json.value(i))?;
+                labels.push(Labels::from_sorted(map.into_iter().map(|(name, value)| Label { name, value }).collect()));
+            }
+        }
+        Ok(Self { meta, labels, postings })
+    }
+
+    pub fn parse_meta(bytes: &[u8]) -> Result<BlockMeta, BlockError> {
+        Ok(serde_json::from_slice(bytes)?)
+    }
+
+    pub fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        self.meta.num_samples > 0 && self.meta.min_time_ms <= maxt && self.meta.max_time_ms >= mint
+    }
+}
+
+/// Reads the samples of the series in `ids` within `[mint, maxt]` from `samples.parquet`,
+/// skipping row groups whose series-id range misses `ids`.
+pub fn read_samples(
+    samples_file: Bytes,
+    ids: &RoaringBitmap,
+    mint: i64,
+    maxt: i64,
+) -> Result<HashMap<u32, Vec<Sample>>, BlockError> {
+    let mut out: HashMap<u32, Vec<Sample>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let (lo, hi) = (ids.min().unwrap_or(0), ids.max().unwrap_or(u32::MAX));
+    let builder = ParquetRecordBatchReaderBuilder::try_new(samples_file)?;
+    let mut selectors = Vec::new();
+    for rg in builder.metadata().row_groups() {
+        let rows = rg.num_rows() as usize;
+        let keep = match rg.column(0).statistics() {
+            Some(Statistics::Int32(s)) => match (s.min_opt(), s.max_opt()) {
+                (Some(min), Some(max)) => (*max as u32) >= lo && (*min as u32) <= hi,
+                _ => true,
+            },
+            _ => true,
+        };
+        selectors.push(if keep { RowSelector::select(rows) } else { RowSelector::skip(rows) });
+    }
+    let reader = builder.with_row_selection(RowSelection::from(selectors)).build()?;
+    for batch in reader {
+        let batch = batch?;
+        let malformed = |what: &str| BlockError::Malformed { file: SAMPLES_FILE, reason: format!("column {what} missing or mistyped") };
+        let sid = batch.column(0).as_any().downcast_ref::<UInt32Array>().ok_or_else(|| malformed("series_id"))?;
+        let ts = batch.column(1).as_any().downcast_ref::<Int64Array>().ok_or_else(|| malformed("timestamp_ms"))?;
+        let val = batch.column(2).as_any().downcast_ref::<Float64Array>().ok_or_else(|| malformed("value"))?;
+        for i in 0..batch.num_rows() {
+            let id = sid.value(i);
+            let t = ts.value(i);
+            if t < mint || t > maxt || !ids.contains(id) {
+                continue;
+            }
+            out.entry(id).or_default().push(Sample::new(t, val.value(i)));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_model::{MatchOp, Matcher};
+
+    #[test]
+    fn block_round_trips_labels_and_samples_bit_exact() {
+        let a = Labels::from_unsorted(vec![Label::new("__name__", "up"), Label::new("job", "a")]);
+        let b = Labels::from_unsorted(vec![Label::new("__name__", "up"), Label::new("job", "b")]);
+        let stale = f64::from_bits(vigil_model::STALE_NAN_BITS);
+        let sa: Vec<Sample> = (0..1000).map(|i| Sample::new(i * 15_000, i as f64 * 0.5)).collect();
+        let sb = vec![Sample::new(5, 1.0), Sample::new(10, stale)];
+        let block = encode_block("t", [(&a, sa.as_slice()), (&b, sb.as_slice())]).unwrap();
+        assert_eq!(block.meta.num_samples, 1002);
+        assert_eq!(block.meta.min_time_ms, 0);
+        let file = |name| block.files.iter().find(|(n, _)| *n == name).unwrap().1.clone();
+        let meta = BlockIndex::parse_meta(&file(META_FILE)).unwrap();
+        assert_eq!(meta, block.meta);
+        let index = BlockIndex::load(meta, file(SERIES_FILE), &file(INDEX_FILE)).unwrap();
+        assert_eq!(index.labels, vec![a, b]);
+        let ids = index.postings.select(&[Matcher::new(MatchOp::Equal, "job", "b").unwrap()]);
+        let got = read_samples(file(SAMPLES_FILE), &ids, i64::MIN, i64::MAX).unwrap();
+        assert_eq!(got.len(), 1);
+        assert!(got[&1][1].same_as(&sb[1]));
+    }
+}

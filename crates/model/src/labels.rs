@@ -1,0 +1,118 @@
+use std::fmt;
+
+/// The label that carries a series' metric name.
+pub const METRIC_NAME_LABEL: &str = "__name__";
+
+/// One label pair.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Label {
+    pub name: String,
+    pub value: String,
+}
+
+impl Label {
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// A series' identity: label pairs sorted by name, names unique.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Labels(Vec<Label>);
+
+impl Labels {
+    /// Wraps pairs already sorted by name with unique names (checked in debug builds).
+    pub fn from_sorted(pairs: Vec<Label>) -> Self {
+        debug_assert!(pairs.windows(2).all(|w| w[0].name < w[1].name));
+        Self(pairs)
+    }
+
+    /// Sorts the pairs by name; the caller has rejected duplicate names.
+    pub fn from_unsorted(mut pairs: Vec<Label>) -> Self {
+        pairs.sort();
+        Self(pairs)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|l| l.name.as_str().cmp(name))
+            .ok()
+            .map(|i| self.0[i].value.as_str())
+    }
+
+    pub fn metric_name(&self) -> Option<&str> {
+        self.get(METRIC_NAME_LABEL)
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Label> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn as_slice(&self) -> &[Label] {
+        &self.0
+    }
+
+    pub fn into_vec(self) -> Vec<Label> {
+        self.0
+    }
+
+    /// Bytes held by the strings, for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.0.iter().map(|l| l.name.len() + l.value.len()).sum::<usize>()
+            + self.0.len() * std::mem::size_of::<Label>()
+    }
+}
+
+impl<'a> IntoIterator for &'a Labels {
+    type Item = &'a Label;
+    type IntoIter = std::slice::Iter<'a, Label>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl fmt::Display for Labels {
+    /// Prometheus' notation: `name{a="b", c="d"}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.metric_name().unwrap_or("");
+        write!(f, "{name}{{")?;
+        let mut first = true;
+        for label in self.0.iter().filter(|l| l.name != METRIC_NAME_LABEL) {
+            if !first {
+                write!(f, ", ")?;
+            }
+            first = false;
+            write!(f, "{}={:?}", label.name, label.value)?;
+        }
+        write!(f, "}}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_sort_and_lookup_by_name() {
+        let labels = Labels::from_unsorted(vec![
+            Label::new("job", "node"),
+            Label::new("__name__", "up"),
+            Label::new("instance", "a:1"),
+        ]);
+        assert_eq!(labels.metric_name(), Some("up"));
+        assert_eq!(labels.get("job"), Some("node"));
+        assert_eq!(labels.get("zone"), None);
+        assert_eq!(labels.to_string(), r#"up{instance="a:1", job="node"}"#);
+    }
+}

@@ -1,0 +1,49 @@
+//! Pure data shared by every stage of Vigil: label sets, samples, tenant ids and label matchers.
+//! No I/O happens here; every other crate builds on these types.
+
+mod labels;
+mod matcher;
+mod tenant;
+
+pub use labels::{Label, Labels, METRIC_NAME_LABEL};
+pub use matcher::{MatchOp, Matcher, MatcherError};
+pub use tenant::{TenantId, TenantIdError, DEFAULT_TENANT};
+
+/// The bit pattern Prometheus uses for a staleness marker (`StaleNaN`). Compare bits, not `is_nan()`.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// Whether `value` is exactly Prometheus' staleness marker.
+pub fn is_stale_marker(value: f64) -> bool {
+    value.to_bits() == STALE_NAN_BITS
+}
+
+/// One float sample: milliseconds since the Unix epoch and a value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub timestamp_ms: i64,
+    pub value: f64,
+}
+
+impl Sample {
+    pub fn new(timestamp_ms: i64, value: f64) -> Self {
+        Self {
+            timestamp_ms,
+            value,
+        }
+    }
+
+    /// Equality that treats two values as the same when their bits agree (so NaN == NaN).
+    pub fn same_as(&self, other: &Sample) -> bool {
+        self.timestamp_ms == other.timestamp_ms && self.value.to_bits() == other.value.to_bits()
+    }
+}
+
+/// Prometheus metric metadata as remote-write carries it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MetricMetadata {
+    /// `counter`, `gauge`, `histogram`, `gaugehistogram`, `summary`, `info`, `stateset` or `unknown`.
+    #[serde(rename = "type")]
+    pub metric_type: String,
+    pub help: String,
+    pub unit: String,
+}
