@@ -32,19 +32,33 @@ if ! command -v prometheus >/dev/null 2>&1 && [ ! -x /usr/bin/prometheus ]; then
   restore_policy
   trap - EXIT
 fi
-# Whatever happened before (an older install without policy-rc.d), leave no Debian Prometheus
-# service running or enabled: the tests start their own on random ports.
-if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-  as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
-elif [ -x /etc/init.d/prometheus ]; then
-  as_root /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+# Whatever happened before (an install without policy-rc.d), leave no Debian Prometheus service
+# running or enabled at boot: the tests start their own instances on random ports.
+if [ -x /etc/init.d/prometheus ] || [ -e /lib/systemd/system/prometheus.service ]; then
+  if [ -d /run/systemd/system ]; then
+    as_root systemctl stop prometheus >/dev/null 2>&1 || true
+  elif [ -x /etc/init.d/prometheus ]; then
+    as_root /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+  fi
   as_root update-rc.d prometheus disable >/dev/null 2>&1 || true
+  if command -v systemctl >/dev/null 2>&1; then
+    as_root systemctl disable prometheus >/dev/null 2>&1 || true
+  fi
 fi
 
 # --- Python tools (block reader, S3 server) ----------------------------------------------------
 if ! python3 -c 'import pyarrow, moto, boto3, flask, flask_cors' >/dev/null 2>&1; then
   say "installing pyarrow, moto[server], boto3 from PyPI"
-  python3 -m pip install --quiet --disable-pip-version-check 'pyarrow' 'moto[server]' 'boto3'
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-pip
+  fi
+  pip_flags=(--quiet --disable-pip-version-check)
+  # Debian's own python3 is "externally managed" (PEP 668); these are test tools for this machine.
+  if python3 -c 'import os, sys, sysconfig; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)'; then
+    pip_flags+=(--break-system-packages)
+  fi
+  python3 -m pip install "${pip_flags[@]}" 'pyarrow' 'moto[server]' 'boto3'
 fi
 
 # --- Rust ----------------------------------------------------------------------------------------

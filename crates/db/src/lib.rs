@@ -1,0 +1,525 @@
+//! The storage engine of one Vigil process, scoped by tenant everywhere: it replays the WAL into
+//! per-tenant heads, makes writes durable before they are acknowledged, cuts the head into
+//! blocks by time, uploads blocks to object storage, and truncates the WAL only once the data is
+//! safe in an uploaded block. Reads merge the head with every block that overlaps the range.
+
+mod catalog;
+pub mod metrics;
+mod read;
+mod write;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::ObjectStore;
+use parking_lot::RwLock;
+use tokio::sync::{mpsc, watch};
+use vigil_block::{BlockIndex, BLOCK_FILES, INDEX_FILE, META_FILE, SERIES_FILE};
+use vigil_head::Head;
+use vigil_model::TenantId;
+use vigil_objstore::{Backoff, ObjStoreError};
+use vigil_wal::record::{self, Record};
+use vigil_wal::{Wal, WalError, WalOptions};
+
+pub use catalog::{BlockEntry, BlockLocation};
+pub use metrics::Metrics;
+pub use read::SeriesData;
+pub use write::WriteOutcome;
+
+use catalog::Catalog;
+
+/// The kind segment of object paths for metrics blocks.
+pub const METRICS_KIND: &str = "metrics";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error(transparent)]
+    ObjStore(#[from] ObjStoreError),
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error(transparent)]
+    Block(#[from] vigil_block::BlockError),
+    #[error("i/o on {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("background task failed: {0}")]
+    Task(String),
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+impl DbError {
+    /// Whether a client should retry (the fault is ours and temporary).
+    pub fn is_transient(&self) -> bool {
+        true
+    }
+}
+
+fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> DbError + '_ {
+    move |source| DbError::Io { path: path.to_path_buf(), source }
+}
+
+/// Storage settings (the server fills these from its configuration).
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    pub data_dir: PathBuf,
+    pub block_duration: Duration,
+    pub out_of_order_window: Duration,
+    /// 0 = unlimited.
+    pub max_series_per_tenant: usize,
+    pub wal: WalOptions,
+    pub upload_backoff: Backoff,
+    /// How often the head is checked for ranges to cut.
+    pub maintenance_interval: Duration,
+}
+
+impl DbConfig {
+    fn block_ms(&self) -> i64 {
+        (self.block_duration.as_millis() as i64).max(1)
+    }
+}
+
+/// The storage engine.
+pub struct Db {
+    config: DbConfig,
+    wal: Wal,
+    heads: RwLock<HashMap<String, Arc<Head>>>,
+    /// Writers hold it shared from WAL append until the head has the samples; WAL rotation for
+    /// a checkpoint and series garbage collection hold it exclusively.
+    ingest_barrier: tokio::sync::RwLock<()>,
+    catalog: Catalog,
+    store: Arc<dyn ObjectStore>,
+    pending_store: Arc<dyn ObjectStore>,
+    pending_dir: PathBuf,
+    upload_tx: mpsc::UnboundedSender<Arc<BlockEntry>>,
+    upload_rx: tokio::sync::Mutex<Option<mpsc::UnboundedReceiver<Arc<BlockEntry>>>>,
+    pub metrics: Arc<Metrics>,
+    shutdown: watch::Sender<bool>,
+    closed: AtomicBool,
+    /// Something was cut since the last WAL truncation.
+    cut_since_truncation: AtomicBool,
+}
+
+impl Db {
+    /// Opens the data directory: finds blocks in the object store and in the pending directory,
+    /// replays the WAL into the heads. Blocking I/O: call from a blocking thread or at start-up.
+    pub async fn open(config: DbConfig, store: Arc<dyn ObjectStore>, metrics: Arc<Metrics>) -> Result<Arc<Self>, DbError> {
+        let pending_dir = config.data_dir.join("pending");
+        let wal_dir = config.data_dir.join("wal");
+        std::fs::create_dir_all(&pending_dir).map_err(io_err(&pending_dir))?;
+        let pending_store = vigil_objstore::open_local(&pending_dir)?;
+
+        let heads: RwLock<HashMap<String, Arc<Head>>> = RwLock::default();
+        let fsync_metrics = metrics.clone();
+        let observer: vigil_wal::FsyncObserver = Arc::new(move |d: Duration| fsync_metrics.wal_fsync_seconds.observe(d.as_secs_f64()));
+        let started = std::time::Instant::now();
+        let mut replayed_samples = 0u64;
+        let mut unknown_refs = 0u64;
+        let wal_options = config.wal.clone();
+        let (wal, stats) = {
+            let heads = &heads;
+            let mut apply = |payload: &[u8]| match record::decode(payload) {
+                Ok(Record::Series { tenant, series }) => {
+                    let head = head_for(heads, &tenant);
+                    for (id, labels) in series {
+                        head.restore_series(id, labels);
+                    }
+                }
+                Ok(Record::Samples { tenant, samples }) => {
+                    let head = head_for(heads, &tenant);
+                    for (id, sample) in samples {
+                        match head.get_by_id(id) {
+                            Some(series) => {
+                                head.append(&series, sample);
+                                replayed_samples += 1;
+                            }
+                            None => unknown_refs += 1,
+                        }
+                    }
+                }
+                Ok(Record::Metadata { tenant, entries }) => head_for(heads, &tenant).set_metadata(entries),
+                Err(e) => tracing::warn!(error = %e, "skipping undecodable wal record"),
+            };
+            Wal::open(&wal_dir, wal_options, observer, &mut apply)?
+        };
+        if unknown_refs > 0 {
+            tracing::warn!(unknown_refs, "wal samples referred to unknown series");
+        }
+        tracing::info!(
+            records = stats.records,
+            bytes = stats.bytes,
+            samples = replayed_samples,
+            truncated_bytes = stats.truncated_bytes,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "wal replayed"
+        );
+
+        let (upload_tx, upload_rx) = mpsc::unbounded_channel();
+        let (shutdown, _) = watch::channel(false);
+        let db = Arc::new(Self {
+            config,
+            wal,
+            heads,
+            ingest_barrier: tokio::sync::RwLock::new(()),
+            catalog: Catalog::default(),
+            store,
+            pending_store,
+            pending_dir,
+            upload_tx,
+            upload_rx: tokio::sync::Mutex::new(Some(upload_rx)),
+            metrics,
+            shutdown,
+            closed: AtomicBool::new(false),
+            cut_since_truncation: AtomicBool::new(false),
+        });
+        db.load_blocks().await?;
+        db.refresh_gauges();
+        Ok(db)
+    }
+
+    /// Registers the uploaded blocks, then the pending ones (queued for upload).
+    async fn load_blocks(&self) -> Result<(), DbError> {
+        for block in vigil_objstore::list_blocks(self.store.as_ref(), META_FILE).await? {
+            if block.kind != METRICS_KIND {
+                continue;
+            }
+            match load_block_index(self.store.as_ref(), &block.tenant, &block.ulid).await {
+                Ok(index) => self.catalog.add(Arc::new(BlockEntry { index, location: RwLock::new(BlockLocation::Uploaded) })),
+                Err(e) => tracing::error!(tenant = %block.tenant, block = %block.ulid, error = %e, "cannot read uploaded block; skipping it"),
+            }
+        }
+        let pending = vigil_objstore::list_blocks(self.pending_store.as_ref(), META_FILE).await?;
+        for block in pending {
+            if self.catalog.contains(&block.tenant, &block.ulid) {
+                // Uploaded before a crash removed the local copy.
+                self.remove_pending(&block.tenant, &block.ulid);
+                continue;
+            }
+            let index = load_block_index(self.pending_store.as_ref(), &block.tenant, &block.ulid).await?;
+            let entry = Arc::new(BlockEntry { index, location: RwLock::new(BlockLocation::Pending) });
+            self.catalog.add(entry.clone());
+            let _ = self.upload_tx.send(entry);
+        }
+        self.remove_incomplete_pending();
+        Ok(())
+    }
+
+    /// Block directories without meta.json were being written when the process died; the WAL
+    /// still holds their samples.
+    fn remove_incomplete_pending(&self) {
+        let Ok(tenants) = std::fs::read_dir(&self.pending_dir) else { return };
+        for tenant in tenants.flatten() {
+            let blocks_dir = tenant.path().join(METRICS_KIND).join("blocks");
+            let Ok(blocks) = std::fs::read_dir(&blocks_dir) else { continue };
+            for block in blocks.flatten() {
+                if !block.path().join(META_FILE).exists() {
+                    tracing::warn!(path = %block.path().display(), "removing incomplete block left by a crash");
+                    let _ = std::fs::remove_dir_all(block.path());
+                }
+            }
+        }
+    }
+
+    fn remove_pending(&self, tenant: &str, ulid: &str) {
+        let dir = self.pending_dir.join(tenant).join(METRICS_KIND).join("blocks").join(ulid);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(path = %dir.display(), error = %e, "cannot remove uploaded block's local copy");
+        }
+    }
+
+    pub fn config(&self) -> &DbConfig {
+        &self.config
+    }
+
+    /// The tenant's head, created on first use.
+    pub fn head(&self, tenant: &TenantId) -> Arc<Head> {
+        head_for(&self.heads, tenant.as_str())
+    }
+
+    fn existing_head(&self, tenant: &TenantId) -> Option<Arc<Head>> {
+        self.heads.read().get(tenant.as_str()).cloned()
+    }
+
+    fn all_heads(&self) -> Vec<(String, Arc<Head>)> {
+        self.heads.read().iter().map(|(t, h)| (t.clone(), h.clone())).collect()
+    }
+
+    fn refresh_gauges(&self) {
+        for (tenant, head) in self.all_heads() {
+            let label = metrics::TenantLabel { tenant };
+            self.metrics.head_series.get_or_create(&label).set(head.num_series() as i64);
+            self.metrics.head_memory_bytes.get_or_create(&label).set(head.memory_bytes() as i64);
+        }
+        self.metrics.blocks_pending_upload.set(self.catalog.pending_count() as i64);
+    }
+
+    /// Runs the cutter and the uploader until [`Db::shutdown`].
+    pub async fn run_background(self: &Arc<Self>) {
+        let uploader = {
+            let db = self.clone();
+            tokio::spawn(async move { db.upload_loop().await })
+        };
+        let mut stop = self.shutdown.subscribe();
+        let mut tick = tokio::time::interval(self.config.maintenance_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            if let Err(e) = self.maintain(false).await {
+                tracing::error!(error = %e, "head maintenance failed; will retry");
+            }
+        }
+        let _ = uploader.await;
+    }
+
+    /// Cuts due ranges (all of the head when `everything`), then truncates the WAL when every
+    /// cut block is uploaded.
+    async fn maintain(&self, everything: bool) -> Result<(), DbError> {
+        let block_ms = self.config.block_ms();
+        let now_ms = now_ms();
+        for (tenant, head) in self.all_heads() {
+            loop {
+                let (Some(min), Some(max)) = (head.min_ts(), head.max_ts()) else { break };
+                let end = if everything {
+                    max.saturating_add(1)
+                } else {
+                    let end = min.div_euclid(block_ms) * block_ms + block_ms;
+                    let due = max >= end + block_ms / 2 || now_ms >= end + block_ms;
+                    if !due {
+                        break;
+                    }
+                    end
+                };
+                self.cut(&tenant, &head, end).await?;
+                if everything {
+                    break;
+                }
+            }
+        }
+        self.refresh_gauges();
+        if self.cut_since_truncation.load(Ordering::Acquire) && self.catalog.pending_count() == 0 {
+            self.truncate_wal().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the head's samples before `end` as a block in the pending directory, makes it
+    /// readable, then removes them from the head. Samples that arrived for that range during the
+    /// cut stay in the head for a later block.
+    async fn cut(&self, tenant: &str, head: &Arc<Head>, end: i64) -> Result<(), DbError> {
+        let snapshot: Vec<_> = head
+            .select(&[])
+            .into_iter()
+            .map(|s| (s.labels.clone(), s.samples(i64::MIN, end - 1)))
+            .filter(|(_, samples)| !samples.is_empty())
+            .collect();
+        if snapshot.is_empty() {
+            head.drain_before(end);
+            return Ok(());
+        }
+        let tenant_owned = tenant.to_string();
+        let pending_dir = self.pending_dir.clone();
+        let (entry, snapshot) = tokio::task::spawn_blocking(move || -> Result<_, DbError> {
+            let mut snapshot = snapshot;
+            snapshot.sort_by(|a, b| a.0.cmp(&b.0));
+            let encoded = vigil_block::encode_block(&tenant_owned, snapshot.iter().map(|(l, s)| (l, s.as_slice())))?;
+            let dir = pending_dir.join(&tenant_owned).join(METRICS_KIND).join("blocks").join(&encoded.meta.ulid);
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            for (name, bytes) in &encoded.files {
+                let path = dir.join(name);
+                let mut file = std::fs::File::create(&path).map_err(io_err(&path))?;
+                std::io::Write::write_all(&mut file, bytes).map_err(io_err(&path))?;
+                file.sync_all().map_err(io_err(&path))?;
+            }
+            std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err(&dir))?;
+            let file = |n: &str| encoded.files.iter().find(|(f, _)| *f == n).map(|(_, b)| b.clone()).unwrap_or_default();
+            let index = BlockIndex::load(encoded.meta.clone(), file(SERIES_FILE), &file(INDEX_FILE))?;
+            Ok((Arc::new(BlockEntry { index, location: RwLock::new(BlockLocation::Pending) }), snapshot))
+        })
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))??;
+        tracing::info!(tenant, block = entry.ulid(), min_time_ms = entry.index.meta.min_time_ms, max_time_ms = entry.index.meta.max_time_ms,
+            series = entry.index.meta.num_series, samples = entry.index.meta.num_samples, "block cut");
+        self.catalog.add(entry.clone());
+        self.metrics.blocks_cut.get_or_create(&metrics::TenantLabel { tenant: tenant.to_string() }).inc();
+
+        // Remove from the head; put back what the block does not have.
+        let drained = head.drain_before(end);
+        let in_block: HashMap<&vigil_model::Labels, &Vec<vigil_model::Sample>> = snapshot.iter().map(|(l, s)| (l, s)).collect();
+        for cut in drained {
+            let kept = in_block.get(&cut.labels);
+            let extra: Vec<_> = cut
+                .samples
+                .iter()
+                .filter(|s| kept.is_none_or(|k| k.binary_search_by_key(&s.timestamp_ms, |x| x.timestamp_ms).is_err()))
+                .copied()
+                .collect();
+            if let (false, Some(series)) = (extra.is_empty(), head.get(&cut.labels)) {
+                for s in extra {
+                    head.append(&series, s);
+                }
+            }
+        }
+        self.cut_since_truncation.store(true, Ordering::Release);
+        let _ = self.upload_tx.send(entry);
+        Ok(())
+    }
+
+    async fn upload_loop(self: Arc<Self>) {
+        let Some(mut rx) = self.upload_rx.lock().await.take() else { return };
+        let stop = self.shutdown.subscribe();
+        while let Some(entry) = rx.recv().await {
+            if *entry.location.read() == BlockLocation::Uploaded {
+                continue;
+            }
+            match self.upload(&entry, &stop).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    if *stop.borrow() && self.closed.load(Ordering::Acquire) {
+                        return;
+                    }
+                }
+                Err(e) => tracing::error!(block = entry.ulid(), error = %e, "block upload failed"),
+            }
+        }
+    }
+
+    /// Uploads one pending block; meta.json goes last. Returns false when interrupted.
+    async fn upload(&self, entry: &Arc<BlockEntry>, stop: &watch::Receiver<bool>) -> Result<bool, DbError> {
+        let (tenant, ulid) = (entry.tenant().to_string(), entry.ulid().to_string());
+        for file in BLOCK_FILES {
+            let path = vigil_objstore::block_file(&tenant, METRICS_KIND, &ulid, file);
+            let bytes = vigil_objstore::get(self.pending_store.as_ref(), &path).await?;
+            let ok = vigil_objstore::put_with_retry(
+                self.store.as_ref(),
+                &path,
+                bytes,
+                self.config.upload_backoff,
+                |_| {
+                    self.metrics.block_upload_failures.inc();
+                },
+                stop,
+            )
+            .await;
+            if !ok {
+                return Ok(false);
+            }
+        }
+        *entry.location.write() = BlockLocation::Uploaded;
+        self.remove_pending(&tenant, &ulid);
+        self.metrics.blocks_uploaded.get_or_create(&metrics::TenantLabel { tenant: tenant.clone() }).inc();
+        self.metrics.blocks_pending_upload.set(self.catalog.pending_count() as i64);
+        tracing::info!(tenant, block = ulid, "block uploaded");
+        Ok(true)
+    }
+
+    /// Replaces the WAL segments written so far by a checkpoint of what the heads still hold.
+    async fn truncate_wal(&self) -> Result<(), DbError> {
+        let segment = {
+            let _exclusive = self.ingest_barrier.write().await;
+            for (_, head) in self.all_heads() {
+                head.remove_empty_series();
+            }
+            self.wal.rotate().await?
+        };
+        self.cut_since_truncation.store(false, Ordering::Release);
+        let heads = self.all_heads();
+        let records = tokio::task::spawn_blocking(move || checkpoint_records(&heads))
+            .await
+            .map_err(|e| DbError::Task(e.to_string()))?;
+        let wal = &self.wal;
+        tokio::task::block_in_place(|| wal.checkpoint(segment, &records))?;
+        self.metrics.wal_truncations.inc();
+        tracing::info!(segment, records = records.len(), "wal truncated behind checkpoint");
+        Ok(())
+    }
+
+    /// Stops ingestion, cuts the whole head into blocks and tries to upload them within
+    /// `upload_deadline`; what is not uploaded stays pending (and in the WAL) for the next start.
+    pub async fn shutdown(&self, upload_deadline: Duration) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Wait for in-flight writes; new ones see `closed`.
+        drop(self.ingest_barrier.write().await);
+        if let Err(e) = self.maintain(true).await {
+            tracing::error!(error = %e, "final block cut failed; the wal keeps the data");
+        }
+        let deadline = tokio::time::Instant::now() + upload_deadline;
+        while self.catalog.pending_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if self.catalog.pending_count() == 0 && self.cut_since_truncation.load(Ordering::Acquire) {
+            if let Err(e) = self.truncate_wal().await {
+                tracing::warn!(error = %e, "final wal truncation failed");
+            }
+        } else if self.catalog.pending_count() > 0 {
+            tracing::warn!(pending = self.catalog.pending_count(), "shutting down with blocks not yet uploaded; they upload on next start");
+        }
+        let _ = self.shutdown.send(true);
+        self.wal.close();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+fn head_for(heads: &RwLock<HashMap<String, Arc<Head>>>, tenant: &str) -> Arc<Head> {
+    if let Some(head) = heads.read().get(tenant) {
+        return head.clone();
+    }
+    heads.write().entry(tenant.to_string()).or_insert_with(|| Arc::new(Head::new())).clone()
+}
+
+fn checkpoint_records(heads: &[(String, Arc<Head>)]) -> Vec<Vec<u8>> {
+    let mut records = Vec::new();
+    for (tenant, head) in heads {
+        let snapshot = head.snapshot();
+        for chunk in snapshot.chunks(1024) {
+            let series: Vec<(u32, &vigil_model::Labels)> = chunk.iter().map(|(s, _)| (s.id, &s.labels)).collect();
+            let mut buf = Vec::new();
+            record::encode_series(&mut buf, tenant, &series);
+            records.push(buf);
+            let samples: Vec<(u32, vigil_model::Sample)> =
+                chunk.iter().flat_map(|(s, samples)| samples.iter().map(move |x| (s.id, *x))).collect();
+            if !samples.is_empty() {
+                let mut buf = Vec::new();
+                record::encode_samples(&mut buf, tenant, &samples);
+                records.push(buf);
+            }
+        }
+        let metadata: Vec<_> = head.metadata().into_iter().collect();
+        if !metadata.is_empty() {
+            let mut buf = Vec::new();
+            record::encode_metadata(&mut buf, tenant, &metadata);
+            records.push(buf);
+        }
+    }
+    records
+}
+
+async fn load_block_index(store: &dyn ObjectStore, tenant: &str, ulid: &str) -> Result<BlockIndex, DbError> {
+    let get = |file: &str| vigil_objstore::block_file(tenant, METRICS_KIND, ulid, file);
+    let meta = vigil_objstore::get(store, &get(META_FILE)).await?;
+    let series: Bytes = vigil_objstore::get(store, &get(SERIES_FILE)).await?;
+    let index = vigil_objstore::get(store, &get(INDEX_FILE)).await?;
+    let meta = BlockIndex::parse_meta(&meta)?;
+    Ok(tokio::task::spawn_blocking(move || BlockIndex::load(meta, series, &index))
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))??)
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
