@@ -53,7 +53,10 @@ pub struct PlainError {
 
 impl PlainError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 }
 
@@ -72,13 +75,19 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn bad_data(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::BadData, message: message.into() }
+        Self {
+            kind: ErrorKind::BadData,
+            message: message.into(),
+        }
     }
 }
 
 impl From<PlainError> for ApiError {
     fn from(e: PlainError) -> Self {
-        Self { kind: e.kind, message: e.message }
+        Self {
+            kind: e.kind,
+            message: e.message,
+        }
     }
 }
 
@@ -92,10 +101,16 @@ impl IntoResponse for ApiError {
 /// Classifies storage errors: every one of them is ours, and temporary.
 pub fn db_error(e: vigil_db::DbError) -> PlainError {
     match e {
-        vigil_db::DbError::ShuttingDown => PlainError::new(ErrorKind::Unavailable, "shutting down; retry against another instance or later"),
+        vigil_db::DbError::ShuttingDown => PlainError::new(
+            ErrorKind::Unavailable,
+            "shutting down; retry against another instance or later",
+        ),
         vigil_db::DbError::Wal(vigil_wal_error) => {
             tracing::error!(error = %vigil_wal_error, "write failed in the wal");
-            PlainError::new(ErrorKind::Unavailable, format!("write-ahead log unavailable: {vigil_wal_error}"))
+            PlainError::new(
+                ErrorKind::Unavailable,
+                format!("write-ahead log unavailable: {vigil_wal_error}"),
+            )
         }
         other => {
             tracing::error!(error = %other, "storage error");

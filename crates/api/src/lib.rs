@@ -36,7 +36,12 @@ pub struct AppState {
 
 impl AppState {
     fn db(&self) -> Result<&Arc<Db>, PlainError> {
-        self.db.get().ok_or_else(|| PlainError::new(ErrorKind::Unavailable, "not ready: replaying the write-ahead log"))
+        self.db.get().ok_or_else(|| {
+            PlainError::new(
+                ErrorKind::Unavailable,
+                "not ready: replaying the write-ahead log",
+            )
+        })
     }
 }
 
@@ -45,8 +50,12 @@ pub fn tenant(headers: &HeaderMap) -> Result<TenantId, PlainError> {
     match headers.get(TENANT_HEADER) {
         None => Ok(TenantId::default_tenant()),
         Some(value) => {
-            let value = value.to_str().map_err(|_| PlainError::new(ErrorKind::BadData, "X-Scope-OrgID is not valid text"))?;
-            TenantId::new(value.trim()).map_err(|e| PlainError::new(ErrorKind::BadData, format!("invalid X-Scope-OrgID: {e}")))
+            let value = value.to_str().map_err(|_| {
+                PlainError::new(ErrorKind::BadData, "X-Scope-OrgID is not valid text")
+            })?;
+            TenantId::new(value.trim()).map_err(|e| {
+                PlainError::new(ErrorKind::BadData, format!("invalid X-Scope-OrgID: {e}"))
+            })
         }
     }
 }
@@ -58,7 +67,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/read", post(write::remote_read))
         .route("/api/v1/series", get(prom::series).post(prom::series))
         .route("/api/v1/labels", get(prom::labels).post(prom::labels))
-        .route("/api/v1/label/{name}/values", get(prom::label_values).post(prom::label_values))
+        .route(
+            "/api/v1/label/{name}/values",
+            get(prom::label_values).post(prom::label_values),
+        )
         .route("/api/v1/metadata", get(prom::metadata))
         .route("/api/v1/status/buildinfo", get(prom::buildinfo))
         .route("/metrics", get(self_metrics))
@@ -74,7 +86,10 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     match state.db.get() {
         Some(db) if !db.is_closed() => (StatusCode::OK, "ready\n"),
         Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "replaying write-ahead log\n"),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "replaying write-ahead log\n",
+        ),
     }
 }
 
@@ -90,7 +105,13 @@ async fn self_metrics(State(state): State<AppState>) -> impl IntoResponse {
             &format!("# HELP vigil_process_resident_memory_bytes Resident memory of the process.\n# TYPE vigil_process_resident_memory_bytes gauge\nvigil_process_resident_memory_bytes {rss}\n"),
         );
     }
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
 }
 
 fn resident_memory_bytes() -> Option<u64> {

@@ -16,7 +16,12 @@ use crate::{tenant, AppState};
 pub(crate) struct Params(Vec<(String, String)>);
 
 impl Params {
-    async fn from_request(method: &Method, query: Option<String>, headers: &HeaderMap, body: Body) -> Result<Self, ApiError> {
+    async fn from_request(
+        method: &Method,
+        query: Option<String>,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<Self, ApiError> {
         let mut pairs = parse_form(query.as_deref().unwrap_or(""));
         let is_form = headers
             .get(header::CONTENT_TYPE)
@@ -30,11 +35,18 @@ impl Params {
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     fn all(&self, name: &str) -> Vec<&str> {
-        self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 }
 
@@ -56,7 +68,9 @@ fn percent_decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -79,13 +93,23 @@ pub(crate) fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
             return Ok((seconds * 1000.0).round() as i64);
         }
     }
-    parse_rfc3339(value).ok_or_else(|| ApiError::bad_data(format!("invalid parameter \"{name}\": cannot parse \"{value}\" to a valid timestamp")))
+    parse_rfc3339(value).ok_or_else(|| {
+        ApiError::bad_data(format!(
+            "invalid parameter \"{name}\": cannot parse \"{value}\" to a valid timestamp"
+        ))
+    })
 }
 
 fn parse_rfc3339(s: &str) -> Option<i64> {
     // YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
@@ -112,7 +136,10 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
         _ => return None,
     };
     let days = days_from_civil(year, month, day);
-    Some(((days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60) * 1000) + millis)
+    Some(
+        ((days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60) * 1000)
+            + millis,
+    )
 }
 
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -132,31 +159,61 @@ struct Common {
 }
 
 fn common(params: &Params) -> Result<Common, ApiError> {
-    let start = params.get("start").filter(|s| !s.is_empty()).map(|v| parse_time("start", v)).transpose()?.unwrap_or(i64::MIN);
-    let end = params.get("end").filter(|s| !s.is_empty()).map(|v| parse_time("end", v)).transpose()?.unwrap_or(i64::MAX);
+    let start = params
+        .get("start")
+        .filter(|s| !s.is_empty())
+        .map(|v| parse_time("start", v))
+        .transpose()?
+        .unwrap_or(i64::MIN);
+    let end = params
+        .get("end")
+        .filter(|s| !s.is_empty())
+        .map(|v| parse_time("end", v))
+        .transpose()?
+        .unwrap_or(i64::MAX);
     if end < start {
-        return Err(ApiError::bad_data("invalid parameter \"end\": end timestamp must not be before start time"));
+        return Err(ApiError::bad_data(
+            "invalid parameter \"end\": end timestamp must not be before start time",
+        ));
     }
     let matcher_sets = params
         .all("match[]")
         .into_iter()
-        .map(|m| parse_selector(m).map_err(|e| ApiError::bad_data(format!("invalid parameter \"match[]\": {e}"))))
+        .map(|m| {
+            parse_selector(m)
+                .map_err(|e| ApiError::bad_data(format!("invalid parameter \"match[]\": {e}")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let limit = match params.get("limit").filter(|s| !s.is_empty()) {
         None => None,
         Some(v) => match v.parse::<i64>() {
-            Ok(n) if n < 0 => return Err(ApiError::bad_data("invalid parameter \"limit\": limit must be non-negative")),
+            Ok(n) if n < 0 => {
+                return Err(ApiError::bad_data(
+                    "invalid parameter \"limit\": limit must be non-negative",
+                ))
+            }
             Ok(0) => None,
             Ok(n) => Some(n as usize),
-            Err(_) => return Err(ApiError::bad_data(format!("invalid parameter \"limit\": cannot parse \"{v}\" to a valid integer"))),
+            Err(_) => {
+                return Err(ApiError::bad_data(format!(
+                    "invalid parameter \"limit\": cannot parse \"{v}\" to a valid integer"
+                )))
+            }
         },
     };
-    Ok(Common { matcher_sets, start, end, limit })
+    Ok(Common {
+        matcher_sets,
+        start,
+        end,
+        limit,
+    })
 }
 
 fn success(data: Value, truncated: bool) -> Json<Value> {
     if truncated {
-        Json(json!({"status": "success", "data": data, "warnings": ["results truncated due to limit"]}))
+        Json(
+            json!({"status": "success", "data": data, "warnings": ["results truncated due to limit"]}),
+        )
     } else {
         Json(json!({"status": "success", "data": data}))
     }
@@ -190,7 +247,12 @@ pub(crate) async fn series(
     let (series, truncated) = apply_limit(series, c.limit);
     let data: Vec<serde_json::Map<String, Value>> = series
         .iter()
-        .map(|labels| labels.iter().map(|l| (l.name.clone(), Value::String(l.value.clone()))).collect())
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|l| (l.name.clone(), Value::String(l.value.clone())))
+                .collect()
+        })
         .collect();
     Ok(success(json!(data), truncated))
 }
@@ -206,7 +268,10 @@ pub(crate) async fn labels(
     let tenant = tenant(&headers)?;
     let db = state.db()?;
     let c = common(&params)?;
-    let (names, truncated) = apply_limit(db.label_names(&tenant, &c.matcher_sets, c.start, c.end), c.limit);
+    let (names, truncated) = apply_limit(
+        db.label_names(&tenant, &c.matcher_sets, c.start, c.end),
+        c.limit,
+    );
     Ok(success(json!(names), truncated))
 }
 
@@ -223,19 +288,37 @@ pub(crate) async fn label_values(
     let db = state.db()?;
     let c = common(&params)?;
     // Prometheus accepts names in the legacy charset, or U__-escaped UTF-8 names.
-    if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') || name.starts_with(|ch: char| ch.is_ascii_digit()) {
-        return Err(ApiError::bad_data(format!("invalid label name: \"{name}\"")));
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+        || name.starts_with(|ch: char| ch.is_ascii_digit())
+    {
+        return Err(ApiError::bad_data(format!(
+            "invalid label name: \"{name}\""
+        )));
     }
-    let (values, truncated) = apply_limit(db.label_values(&tenant, &name, &c.matcher_sets, c.start, c.end), c.limit);
+    let (values, truncated) = apply_limit(
+        db.label_values(&tenant, &name, &c.matcher_sets, c.start, c.end),
+        c.limit,
+    );
     Ok(success(json!(values), truncated))
 }
 
-pub(crate) async fn metadata(State(state): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn metadata(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let params = Params(parse_form(query.as_deref().unwrap_or("")));
     let tenant = tenant(&headers)?;
     let db = state.db()?;
     let metric = params.get("metric").filter(|m| !m.is_empty());
-    let limit = params.get("limit").and_then(|l| l.parse::<i64>().ok()).filter(|l| *l > 0).map(|l| l as usize);
+    let limit = params
+        .get("limit")
+        .and_then(|l| l.parse::<i64>().ok())
+        .filter(|l| *l > 0)
+        .map(|l| l as usize);
     let mut data = serde_json::Map::new();
     for (family, meta) in db.metadata(&tenant) {
         if metric.is_some_and(|m| m != family) {
@@ -244,7 +327,10 @@ pub(crate) async fn metadata(State(state): State<AppState>, RawQuery(query): Raw
         if limit.is_some_and(|l| data.len() >= l) {
             break;
         }
-        data.insert(family, json!([{"type": meta.metric_type, "help": meta.help, "unit": meta.unit}]));
+        data.insert(
+            family,
+            json!([{"type": meta.metric_type, "help": meta.help, "unit": meta.unit}]),
+        );
     }
     Ok(success(Value::Object(data), false))
 }
@@ -272,8 +358,14 @@ mod tests {
     #[test]
     fn times_parse_as_prometheus_does() {
         assert_eq!(parse_time("t", "1700000000.5").unwrap(), 1_700_000_000_500);
-        assert_eq!(parse_time("t", "2023-11-14T22:13:20Z").unwrap(), 1_700_000_000_000);
-        assert_eq!(parse_time("t", "2023-11-14T23:13:20.250+01:00").unwrap(), 1_700_000_000_250);
+        assert_eq!(
+            parse_time("t", "2023-11-14T22:13:20Z").unwrap(),
+            1_700_000_000_000
+        );
+        assert_eq!(
+            parse_time("t", "2023-11-14T23:13:20.250+01:00").unwrap(),
+            1_700_000_000_250
+        );
         assert!(parse_time("t", "yesterday").is_err());
     }
 

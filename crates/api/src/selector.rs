@@ -17,10 +17,16 @@ struct Parser<'a> {
 }
 
 pub fn parse_selector(src: &str) -> Result<Vec<Matcher>, SelectorError> {
-    let mut p = Parser { chars: src.chars().collect(), pos: 0, _src: src };
+    let mut p = Parser {
+        chars: src.chars().collect(),
+        pos: 0,
+        _src: src,
+    };
     let mut matchers = Vec::new();
     p.skip_ws();
-    if p.peek().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':') {
+    if p.peek()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+    {
         let name = p.ident(true);
         matchers.push(p.matcher(MatchOp::Equal, METRIC_NAME_LABEL, name)?);
     }
@@ -33,7 +39,10 @@ pub fn parse_selector(src: &str) -> Result<Vec<Matcher>, SelectorError> {
                 p.pos += 1;
                 break;
             }
-            if !p.peek().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') {
+            if !p
+                .peek()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            {
                 return Err(p.error("expected label matching operator or '}'".into()));
             }
             let name = p.ident(false);
@@ -46,7 +55,11 @@ pub fn parse_selector(src: &str) -> Result<Vec<Matcher>, SelectorError> {
             match p.peek() {
                 Some(',') => p.pos += 1,
                 Some('}') => {}
-                _ => return Err(p.error("unexpected character inside braces: expected \",\" or \"}\"".into())),
+                _ => {
+                    return Err(p.error(
+                        "unexpected character inside braces: expected \",\" or \"}\"".into(),
+                    ))
+                }
             }
         }
     }
@@ -55,10 +68,16 @@ pub fn parse_selector(src: &str) -> Result<Vec<Matcher>, SelectorError> {
         return Err(p.error(format!("unexpected character {:?}", p.chars[p.pos])));
     }
     if matchers.is_empty() {
-        return Err(SelectorError { position: 0, message: "unexpected end of input: expected a series selector".into() });
+        return Err(SelectorError {
+            position: 0,
+            message: "unexpected end of input: expected a series selector".into(),
+        });
     }
     if matchers.iter().all(Matcher::matches_empty) {
-        return Err(SelectorError { position: 0, message: "vector selector must contain at least one non-empty matcher".into() });
+        return Err(SelectorError {
+            position: 0,
+            message: "vector selector must contain at least one non-empty matcher".into(),
+        });
     }
     Ok(matchers)
 }
@@ -69,7 +88,10 @@ impl Parser<'_> {
     }
 
     fn error(&self, message: String) -> SelectorError {
-        SelectorError { position: self.pos, message }
+        SelectorError {
+            position: self.pos,
+            message,
+        }
     }
 
     fn skip_ws(&mut self) {
@@ -80,7 +102,10 @@ impl Parser<'_> {
 
     fn ident(&mut self, metric: bool) -> String {
         let start = self.pos;
-        while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || (metric && c == ':')) {
+        while self
+            .peek()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || (metric && c == ':'))
+        {
             self.pos += 1;
         }
         self.chars[start..self.pos].iter().collect()
@@ -93,7 +118,9 @@ impl Parser<'_> {
             "!~" => (MatchOp::RegexNoMatch, 2),
             "!=" => (MatchOp::NotEqual, 2),
             _ if two.starts_with('=') => (MatchOp::Equal, 1),
-            _ => return Err(self.error("expected label matching operator (=, !=, =~ or !~)".into())),
+            _ => {
+                return Err(self.error("expected label matching operator (=, !=, =~ or !~)".into()))
+            }
         };
         self.pos += len;
         Ok(op)

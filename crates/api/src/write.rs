@@ -15,10 +15,14 @@ use crate::{tenant, AppState};
 /// Reads the body up to `limit` bytes; larger bodies get 413 naming the limit.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, PlainError> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit"))
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.to_string().contains("length limit"))
             || e.to_string().contains("length limit");
         if too_large {
-            PlainError::new(ErrorKind::TooLarge, format!("request body larger than the limit of {limit} bytes"))
+            PlainError::new(
+                ErrorKind::TooLarge,
+                format!("request body larger than the limit of {limit} bytes"),
+            )
         } else {
             PlainError::new(ErrorKind::BadData, format!("cannot read request body: {e}"))
         }
@@ -58,7 +62,11 @@ fn check_remote_write_headers(headers: &HeaderMap) -> Result<(), PlainError> {
     Ok(())
 }
 
-pub(crate) async fn remote_write(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, PlainError> {
+pub(crate) async fn remote_write(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, PlainError> {
     check_remote_write_headers(&headers)?;
     let tenant = tenant(&headers)?;
     let db = state.db()?.clone();
@@ -79,8 +87,17 @@ pub(crate) async fn remote_write(State(state): State<AppState>, headers: HeaderM
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     let message = vigil_ingest::describe_discards(&outcome.discards);
-    let kind = if outcome.hit_series_limit() { ErrorKind::Limit } else { ErrorKind::BadData };
-    if outcome.discards.iter().all(|d| d.reason == DiscardReason::SeriesLimit) || kind == ErrorKind::BadData {
+    let kind = if outcome.hit_series_limit() {
+        ErrorKind::Limit
+    } else {
+        ErrorKind::BadData
+    };
+    if outcome
+        .discards
+        .iter()
+        .all(|d| d.reason == DiscardReason::SeriesLimit)
+        || kind == ErrorKind::BadData
+    {
         tracing::debug!(tenant = %tenant, %message, "write partially rejected");
     }
     Err(PlainError::new(kind, message))
@@ -92,33 +109,72 @@ fn to_matcher(m: &pb::LabelMatcher) -> Result<Matcher, PlainError> {
         1 => MatchOp::NotEqual,
         2 => MatchOp::RegexMatch,
         3 => MatchOp::RegexNoMatch,
-        other => return Err(PlainError::new(ErrorKind::BadData, format!("unknown matcher type {other}"))),
+        other => {
+            return Err(PlainError::new(
+                ErrorKind::BadData,
+                format!("unknown matcher type {other}"),
+            ))
+        }
     };
-    Matcher::new(op, &m.name, &m.value).map_err(|e| PlainError::new(ErrorKind::BadData, e.to_string()))
+    Matcher::new(op, &m.name, &m.value)
+        .map_err(|e| PlainError::new(ErrorKind::BadData, e.to_string()))
 }
 
 /// Remote read with the SAMPLES response type.
-pub(crate) async fn remote_read(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, PlainError> {
+pub(crate) async fn remote_read(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, PlainError> {
     let tenant = tenant(&headers)?;
     let db = state.db()?.clone();
     let body = read_body(body, state.max_request_bytes).await?;
     let raw = snap::raw::Decoder::new()
         .decompress_vec(&body)
-        .map_err(|e| PlainError::new(ErrorKind::BadData, format!("snappy decompression failed: {e}")))?;
-    let request = pb::ReadRequest::decode(raw.as_slice())
-        .map_err(|e| PlainError::new(ErrorKind::BadData, format!("protobuf decoding failed: {e}")))?;
+        .map_err(|e| {
+            PlainError::new(
+                ErrorKind::BadData,
+                format!("snappy decompression failed: {e}"),
+            )
+        })?;
+    let request = pb::ReadRequest::decode(raw.as_slice()).map_err(|e| {
+        PlainError::new(ErrorKind::BadData, format!("protobuf decoding failed: {e}"))
+    })?;
     let mut response = pb::ReadResponse::default();
     for query in &request.queries {
-        let matchers = query.matchers.iter().map(to_matcher).collect::<Result<Vec<_>, _>>()?;
+        let matchers = query
+            .matchers
+            .iter()
+            .map(to_matcher)
+            .collect::<Result<Vec<_>, _>>()?;
         let series = db
-            .select_samples(&tenant, &matchers, query.start_timestamp_ms, query.end_timestamp_ms)
+            .select_samples(
+                &tenant,
+                &matchers,
+                query.start_timestamp_ms,
+                query.end_timestamp_ms,
+            )
             .await
             .map_err(db_error)?;
         let timeseries = series
             .into_iter()
             .map(|s| pb::TimeSeries {
-                labels: s.labels.iter().map(|l| pb::Label { name: l.name.clone(), value: l.value.clone() }).collect(),
-                samples: s.samples.iter().map(|x| pb::Sample { value: x.value, timestamp: x.timestamp_ms }).collect(),
+                labels: s
+                    .labels
+                    .iter()
+                    .map(|l| pb::Label {
+                        name: l.name.clone(),
+                        value: l.value.clone(),
+                    })
+                    .collect(),
+                samples: s
+                    .samples
+                    .iter()
+                    .map(|x| pb::Sample {
+                        value: x.value,
+                        timestamp: x.timestamp_ms,
+                    })
+                    .collect(),
                 ..Default::default()
             })
             .collect();
@@ -126,9 +182,17 @@ pub(crate) async fn remote_read(State(state): State<AppState>, headers: HeaderMa
     }
     let encoded = snap::raw::Encoder::new()
         .compress_vec(&response.encode_to_vec())
-        .map_err(|e| PlainError::new(ErrorKind::Internal, format!("snappy compression failed: {e}")))?;
+        .map_err(|e| {
+            PlainError::new(
+                ErrorKind::Internal,
+                format!("snappy compression failed: {e}"),
+            )
+        })?;
     Ok((
-        [(header::CONTENT_TYPE, "application/x-protobuf"), (header::CONTENT_ENCODING, "snappy")],
+        [
+            (header::CONTENT_TYPE, "application/x-protobuf"),
+            (header::CONTENT_ENCODING, "snappy"),
+        ],
         encoded,
     )
         .into_response())

@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, UInt32Array};
+use arrow::array::{
+    Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, UInt32Array,
+};
 use arrow::datatypes::{DataType, Field, Schema};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
@@ -92,7 +94,10 @@ pub fn encode_block<'a>(
         let id = id as u32;
         ids.push(id);
         names.push(labels.metric_name().unwrap_or("").to_string());
-        let map: BTreeMap<&str, &str> = labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+        let map: BTreeMap<&str, &str> = labels
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .collect();
         label_json.push(serde_json::to_string(&map)?);
         postings.add(id, labels);
         for s in samples {
@@ -134,8 +139,18 @@ pub fn encode_block<'a>(
         num_samples,
         files: vec![],
     };
-    let files = vec![(SERIES_FILE, series_bytes), (SAMPLES_FILE, samples_bytes), (INDEX_FILE, index_bytes)];
-    meta.files = files.iter().map(|(n, b)| BlockFile { name: n.to_string(), bytes: b.len() as u64 }).collect();
+    let files = vec![
+        (SERIES_FILE, series_bytes),
+        (SAMPLES_FILE, samples_bytes),
+        (INDEX_FILE, index_bytes),
+    ];
+    meta.files = files
+        .iter()
+        .map(|(n, b)| BlockFile {
+            name: n.to_string(),
+            bytes: b.len() as u64,
+        })
+        .collect();
     let meta_bytes = Bytes::from(serde_json::to_vec_pretty(&meta)?);
     let mut files = files;
     files.push((META_FILE, meta_bytes));
@@ -198,7 +213,11 @@ pub struct BlockIndex {
 }
 
 impl BlockIndex {
-    pub fn load(meta: BlockMeta, series_file: Bytes, index_file: &[u8]) -> Result<Self, BlockError> {
+    pub fn load(
+        meta: BlockMeta,
+        series_file: Bytes,
+        index_file: &[u8],
+    ) -> Result<Self, BlockError> {
         let postings = Postings::decode(index_file)?;
         let mut labels = Vec::with_capacity(meta.num_series as usize);
         let reader = ParquetRecordBatchReaderBuilder::try_new(series_file)?.build()?;
@@ -207,13 +226,24 @@ impl BlockIndex {
             let json = batch
                 .column_by_name("labels")
                 .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-                .ok_or_else(|| BlockError::Malformed { file: SERIES_FILE, reason: "no labels column".into() })?;
+                .ok_or_else(|| BlockError::Malformed {
+                    file: SERIES_FILE,
+                    reason: "no labels column".into(),
+                })?;
             for i in 0..json.len() {
                 let map: BTreeMap<String, String> = serde_json::from_str(json.value(i))?;
-                labels.push(Labels::from_sorted(map.into_iter().map(|(name, value)| Label { name, value }).collect()));
+                labels.push(Labels::from_sorted(
+                    map.into_iter()
+                        .map(|(name, value)| Label { name, value })
+                        .collect(),
+                ));
             }
         }
-        Ok(Self { meta, labels, postings })
+        Ok(Self {
+            meta,
+            labels,
+            postings,
+        })
     }
 
     pub fn parse_meta(bytes: &[u8]) -> Result<BlockMeta, BlockError> {
@@ -249,22 +279,45 @@ pub fn read_samples(
             },
             _ => true,
         };
-        selectors.push(if keep { RowSelector::select(rows) } else { RowSelector::skip(rows) });
+        selectors.push(if keep {
+            RowSelector::select(rows)
+        } else {
+            RowSelector::skip(rows)
+        });
     }
-    let reader = builder.with_row_selection(RowSelection::from(selectors)).build()?;
+    let reader = builder
+        .with_row_selection(RowSelection::from(selectors))
+        .build()?;
     for batch in reader {
         let batch = batch?;
-        let malformed = |what: &str| BlockError::Malformed { file: SAMPLES_FILE, reason: format!("column {what} missing or mistyped") };
-        let sid = batch.column(0).as_any().downcast_ref::<UInt32Array>().ok_or_else(|| malformed("series_id"))?;
-        let ts = batch.column(1).as_any().downcast_ref::<Int64Array>().ok_or_else(|| malformed("timestamp_ms"))?;
-        let val = batch.column(2).as_any().downcast_ref::<Float64Array>().ok_or_else(|| malformed("value"))?;
+        let malformed = |what: &str| BlockError::Malformed {
+            file: SAMPLES_FILE,
+            reason: format!("column {what} missing or mistyped"),
+        };
+        let sid = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<UInt32Array>()
+            .ok_or_else(|| malformed("series_id"))?;
+        let ts = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| malformed("timestamp_ms"))?;
+        let val = batch
+            .column(2)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .ok_or_else(|| malformed("value"))?;
         for i in 0..batch.num_rows() {
             let id = sid.value(i);
             let t = ts.value(i);
             if t < mint || t > maxt || !ids.contains(id) {
                 continue;
             }
-            out.entry(id).or_default().push(Sample::new(t, val.value(i)));
+            out.entry(id)
+                .or_default()
+                .push(Sample::new(t, val.value(i)));
         }
     }
     Ok(out)
@@ -280,17 +333,29 @@ mod tests {
         let a = Labels::from_unsorted(vec![Label::new("__name__", "up"), Label::new("job", "a")]);
         let b = Labels::from_unsorted(vec![Label::new("__name__", "up"), Label::new("job", "b")]);
         let stale = f64::from_bits(vigil_model::STALE_NAN_BITS);
-        let sa: Vec<Sample> = (0..1000).map(|i| Sample::new(i * 15_000, i as f64 * 0.5)).collect();
+        let sa: Vec<Sample> = (0..1000)
+            .map(|i| Sample::new(i * 15_000, i as f64 * 0.5))
+            .collect();
         let sb = vec![Sample::new(5, 1.0), Sample::new(10, stale)];
         let block = encode_block("t", [(&a, sa.as_slice()), (&b, sb.as_slice())]).unwrap();
         assert_eq!(block.meta.num_samples, 1002);
         assert_eq!(block.meta.min_time_ms, 0);
-        let file = |name| block.files.iter().find(|(n, _)| *n == name).unwrap().1.clone();
+        let file = |name| {
+            block
+                .files
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap()
+                .1
+                .clone()
+        };
         let meta = BlockIndex::parse_meta(&file(META_FILE)).unwrap();
         assert_eq!(meta, block.meta);
         let index = BlockIndex::load(meta, file(SERIES_FILE), &file(INDEX_FILE)).unwrap();
         assert_eq!(index.labels, vec![a, b]);
-        let ids = index.postings.select(&[Matcher::new(MatchOp::Equal, "job", "b").unwrap()]);
+        let ids = index
+            .postings
+            .select(&[Matcher::new(MatchOp::Equal, "job", "b").unwrap()]);
         let got = read_samples(file(SAMPLES_FILE), &ids, i64::MIN, i64::MAX).unwrap();
         assert_eq!(got.len(), 1);
         assert!(got[&1][1].same_as(&sb[1]));

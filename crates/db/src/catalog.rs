@@ -44,7 +44,10 @@ impl Catalog {
     }
 
     pub fn contains(&self, tenant: &str, ulid: &str) -> bool {
-        self.by_tenant.read().get(tenant).is_some_and(|b| b.iter().any(|e| e.ulid() == ulid))
+        self.by_tenant
+            .read()
+            .get(tenant)
+            .is_some_and(|b| b.iter().any(|e| e.ulid() == ulid))
     }
 
     /// Blocks of `tenant` overlapping `[mint, maxt]`.
@@ -52,7 +55,13 @@ impl Catalog {
         self.by_tenant
             .read()
             .get(tenant)
-            .map(|blocks| blocks.iter().filter(|b| b.index.overlaps(mint, maxt)).cloned().collect())
+            .map(|blocks| {
+                blocks
+                    .iter()
+                    .filter(|b| b.index.overlaps(mint, maxt))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

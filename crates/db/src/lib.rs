@@ -46,7 +46,10 @@ pub enum DbError {
     #[error(transparent)]
     Block(#[from] vigil_block::BlockError),
     #[error("i/o on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("background task failed: {0}")]
     Task(String),
     #[error("shutting down")]
@@ -61,7 +64,10 @@ impl DbError {
 }
 
 fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> DbError + '_ {
-    move |source| DbError::Io { path: path.to_path_buf(), source }
+    move |source| DbError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Storage settings (the server fills these from its configuration).
@@ -108,7 +114,11 @@ pub struct Db {
 impl Db {
     /// Opens the data directory: finds blocks in the object store and in the pending directory,
     /// replays the WAL into the heads. Blocking I/O: call from a blocking thread or at start-up.
-    pub async fn open(config: DbConfig, store: Arc<dyn ObjectStore>, metrics: Arc<Metrics>) -> Result<Arc<Self>, DbError> {
+    pub async fn open(
+        config: DbConfig,
+        store: Arc<dyn ObjectStore>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, DbError> {
         let pending_dir = config.data_dir.join("pending");
         let wal_dir = config.data_dir.join("wal");
         std::fs::create_dir_all(&pending_dir).map_err(io_err(&pending_dir))?;
@@ -116,7 +126,8 @@ impl Db {
 
         let heads: RwLock<HashMap<String, Arc<Head>>> = RwLock::default();
         let fsync_metrics = metrics.clone();
-        let observer: vigil_wal::FsyncObserver = Arc::new(move |d: Duration| fsync_metrics.wal_fsync_seconds.observe(d.as_secs_f64()));
+        let observer: vigil_wal::FsyncObserver =
+            Arc::new(move |d: Duration| fsync_metrics.wal_fsync_seconds.observe(d.as_secs_f64()));
         let started = std::time::Instant::now();
         let mut replayed_samples = 0u64;
         let mut unknown_refs = 0u64;
@@ -142,7 +153,9 @@ impl Db {
                         }
                     }
                 }
-                Ok(Record::Metadata { tenant, entries }) => head_for(heads, &tenant).set_metadata(entries),
+                Ok(Record::Metadata { tenant, entries }) => {
+                    head_for(heads, &tenant).set_metadata(entries)
+                }
                 Err(e) => tracing::warn!(error = %e, "skipping undecodable wal record"),
             };
             Wal::open(&wal_dir, wal_options, observer, &mut apply)?
@@ -189,8 +202,13 @@ impl Db {
                 continue;
             }
             match load_block_index(self.store.as_ref(), &block.tenant, &block.ulid).await {
-                Ok(index) => self.catalog.add(Arc::new(BlockEntry { index, location: RwLock::new(BlockLocation::Uploaded) })),
-                Err(e) => tracing::error!(tenant = %block.tenant, block = %block.ulid, error = %e, "cannot read uploaded block; skipping it"),
+                Ok(index) => self.catalog.add(Arc::new(BlockEntry {
+                    index,
+                    location: RwLock::new(BlockLocation::Uploaded),
+                })),
+                Err(e) => {
+                    tracing::error!(tenant = %block.tenant, block = %block.ulid, error = %e, "cannot read uploaded block; skipping it")
+                }
             }
         }
         let pending = vigil_objstore::list_blocks(self.pending_store.as_ref(), META_FILE).await?;
@@ -200,8 +218,12 @@ impl Db {
                 self.remove_pending(&block.tenant, &block.ulid);
                 continue;
             }
-            let index = load_block_index(self.pending_store.as_ref(), &block.tenant, &block.ulid).await?;
-            let entry = Arc::new(BlockEntry { index, location: RwLock::new(BlockLocation::Pending) });
+            let index =
+                load_block_index(self.pending_store.as_ref(), &block.tenant, &block.ulid).await?;
+            let entry = Arc::new(BlockEntry {
+                index,
+                location: RwLock::new(BlockLocation::Pending),
+            });
             self.catalog.add(entry.clone());
             let _ = self.upload_tx.send(entry);
         }
@@ -212,10 +234,14 @@ impl Db {
     /// Block directories without meta.json were being written when the process died; the WAL
     /// still holds their samples.
     fn remove_incomplete_pending(&self) {
-        let Ok(tenants) = std::fs::read_dir(&self.pending_dir) else { return };
+        let Ok(tenants) = std::fs::read_dir(&self.pending_dir) else {
+            return;
+        };
         for tenant in tenants.flatten() {
             let blocks_dir = tenant.path().join(METRICS_KIND).join("blocks");
-            let Ok(blocks) = std::fs::read_dir(&blocks_dir) else { continue };
+            let Ok(blocks) = std::fs::read_dir(&blocks_dir) else {
+                continue;
+            };
             for block in blocks.flatten() {
                 if !block.path().join(META_FILE).exists() {
                     tracing::warn!(path = %block.path().display(), "removing incomplete block left by a crash");
@@ -226,7 +252,12 @@ impl Db {
     }
 
     fn remove_pending(&self, tenant: &str, ulid: &str) {
-        let dir = self.pending_dir.join(tenant).join(METRICS_KIND).join("blocks").join(ulid);
+        let dir = self
+            .pending_dir
+            .join(tenant)
+            .join(METRICS_KIND)
+            .join("blocks")
+            .join(ulid);
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             tracing::warn!(path = %dir.display(), error = %e, "cannot remove uploaded block's local copy");
         }
@@ -246,16 +277,28 @@ impl Db {
     }
 
     fn all_heads(&self) -> Vec<(String, Arc<Head>)> {
-        self.heads.read().iter().map(|(t, h)| (t.clone(), h.clone())).collect()
+        self.heads
+            .read()
+            .iter()
+            .map(|(t, h)| (t.clone(), h.clone()))
+            .collect()
     }
 
     fn refresh_gauges(&self) {
         for (tenant, head) in self.all_heads() {
             let label = metrics::TenantLabel { tenant };
-            self.metrics.head_series.get_or_create(&label).set(head.num_series() as i64);
-            self.metrics.head_memory_bytes.get_or_create(&label).set(head.memory_bytes() as i64);
+            self.metrics
+                .head_series
+                .get_or_create(&label)
+                .set(head.num_series() as i64);
+            self.metrics
+                .head_memory_bytes
+                .get_or_create(&label)
+                .set(head.memory_bytes() as i64);
         }
-        self.metrics.blocks_pending_upload.set(self.catalog.pending_count() as i64);
+        self.metrics
+            .blocks_pending_upload
+            .set(self.catalog.pending_count() as i64);
     }
 
     /// Runs the cutter and the uploader until [`Db::shutdown`].
@@ -285,8 +328,7 @@ impl Db {
         let block_ms = self.config.block_ms();
         let now_ms = now_ms();
         for (tenant, head) in self.all_heads() {
-            loop {
-                let (Some(min), Some(max)) = (head.min_ts(), head.max_ts()) else { break };
+            while let (Some(min), Some(max)) = (head.min_ts(), head.max_ts()) {
                 let end = if everything {
                     max.saturating_add(1)
                 } else {
@@ -329,8 +371,15 @@ impl Db {
         let (entry, snapshot) = tokio::task::spawn_blocking(move || -> Result<_, DbError> {
             let mut snapshot = snapshot;
             snapshot.sort_by(|a, b| a.0.cmp(&b.0));
-            let encoded = vigil_block::encode_block(&tenant_owned, snapshot.iter().map(|(l, s)| (l, s.as_slice())))?;
-            let dir = pending_dir.join(&tenant_owned).join(METRICS_KIND).join("blocks").join(&encoded.meta.ulid);
+            let encoded = vigil_block::encode_block(
+                &tenant_owned,
+                snapshot.iter().map(|(l, s)| (l, s.as_slice())),
+            )?;
+            let dir = pending_dir
+                .join(&tenant_owned)
+                .join(METRICS_KIND)
+                .join("blocks")
+                .join(&encoded.meta.ulid);
             std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
             for (name, bytes) in &encoded.files {
                 let path = dir.join(name);
@@ -338,27 +387,61 @@ impl Db {
                 std::io::Write::write_all(&mut file, bytes).map_err(io_err(&path))?;
                 file.sync_all().map_err(io_err(&path))?;
             }
-            std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err(&dir))?;
-            let file = |n: &str| encoded.files.iter().find(|(f, _)| *f == n).map(|(_, b)| b.clone()).unwrap_or_default();
-            let index = BlockIndex::load(encoded.meta.clone(), file(SERIES_FILE), &file(INDEX_FILE))?;
-            Ok((Arc::new(BlockEntry { index, location: RwLock::new(BlockLocation::Pending) }), snapshot))
+            std::fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(&dir))?;
+            let file = |n: &str| {
+                encoded
+                    .files
+                    .iter()
+                    .find(|(f, _)| *f == n)
+                    .map(|(_, b)| b.clone())
+                    .unwrap_or_default()
+            };
+            let index =
+                BlockIndex::load(encoded.meta.clone(), file(SERIES_FILE), &file(INDEX_FILE))?;
+            Ok((
+                Arc::new(BlockEntry {
+                    index,
+                    location: RwLock::new(BlockLocation::Pending),
+                }),
+                snapshot,
+            ))
         })
         .await
         .map_err(|e| DbError::Task(e.to_string()))??;
-        tracing::info!(tenant, block = entry.ulid(), min_time_ms = entry.index.meta.min_time_ms, max_time_ms = entry.index.meta.max_time_ms,
-            series = entry.index.meta.num_series, samples = entry.index.meta.num_samples, "block cut");
+        tracing::info!(
+            tenant,
+            block = entry.ulid(),
+            min_time_ms = entry.index.meta.min_time_ms,
+            max_time_ms = entry.index.meta.max_time_ms,
+            series = entry.index.meta.num_series,
+            samples = entry.index.meta.num_samples,
+            "block cut"
+        );
         self.catalog.add(entry.clone());
-        self.metrics.blocks_cut.get_or_create(&metrics::TenantLabel { tenant: tenant.to_string() }).inc();
+        self.metrics
+            .blocks_cut
+            .get_or_create(&metrics::TenantLabel {
+                tenant: tenant.to_string(),
+            })
+            .inc();
 
         // Remove from the head; put back what the block does not have.
         let drained = head.drain_before(end);
-        let in_block: HashMap<&vigil_model::Labels, &Vec<vigil_model::Sample>> = snapshot.iter().map(|(l, s)| (l, s)).collect();
+        let in_block: HashMap<&vigil_model::Labels, &Vec<vigil_model::Sample>> =
+            snapshot.iter().map(|(l, s)| (l, s)).collect();
         for cut in drained {
             let kept = in_block.get(&cut.labels);
             let extra: Vec<_> = cut
                 .samples
                 .iter()
-                .filter(|s| kept.is_none_or(|k| k.binary_search_by_key(&s.timestamp_ms, |x| x.timestamp_ms).is_err()))
+                .filter(|s| {
+                    kept.is_none_or(|k| {
+                        k.binary_search_by_key(&s.timestamp_ms, |x| x.timestamp_ms)
+                            .is_err()
+                    })
+                })
                 .copied()
                 .collect();
             if let (false, Some(series)) = (extra.is_empty(), head.get(&cut.labels)) {
@@ -373,7 +456,9 @@ impl Db {
     }
 
     async fn upload_loop(self: Arc<Self>) {
-        let Some(mut rx) = self.upload_rx.lock().await.take() else { return };
+        let Some(mut rx) = self.upload_rx.lock().await.take() else {
+            return;
+        };
         let stop = self.shutdown.subscribe();
         while let Some(entry) = rx.recv().await {
             if *entry.location.read() == BlockLocation::Uploaded {
@@ -392,7 +477,11 @@ impl Db {
     }
 
     /// Uploads one pending block; meta.json goes last. Returns false when interrupted.
-    async fn upload(&self, entry: &Arc<BlockEntry>, stop: &watch::Receiver<bool>) -> Result<bool, DbError> {
+    async fn upload(
+        &self,
+        entry: &Arc<BlockEntry>,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<bool, DbError> {
         let (tenant, ulid) = (entry.tenant().to_string(), entry.ulid().to_string());
         for file in BLOCK_FILES {
             let path = vigil_objstore::block_file(&tenant, METRICS_KIND, &ulid, file);
@@ -414,8 +503,15 @@ impl Db {
         }
         *entry.location.write() = BlockLocation::Uploaded;
         self.remove_pending(&tenant, &ulid);
-        self.metrics.blocks_uploaded.get_or_create(&metrics::TenantLabel { tenant: tenant.clone() }).inc();
-        self.metrics.blocks_pending_upload.set(self.catalog.pending_count() as i64);
+        self.metrics
+            .blocks_uploaded
+            .get_or_create(&metrics::TenantLabel {
+                tenant: tenant.clone(),
+            })
+            .inc();
+        self.metrics
+            .blocks_pending_upload
+            .set(self.catalog.pending_count() as i64);
         tracing::info!(tenant, block = ulid, "block uploaded");
         Ok(true)
     }
@@ -437,7 +533,11 @@ impl Db {
         let wal = &self.wal;
         tokio::task::block_in_place(|| wal.checkpoint(segment, &records))?;
         self.metrics.wal_truncations.inc();
-        tracing::info!(segment, records = records.len(), "wal truncated behind checkpoint");
+        tracing::info!(
+            segment,
+            records = records.len(),
+            "wal truncated behind checkpoint"
+        );
         Ok(())
     }
 
@@ -461,7 +561,10 @@ impl Db {
                 tracing::warn!(error = %e, "final wal truncation failed");
             }
         } else if self.catalog.pending_count() > 0 {
-            tracing::warn!(pending = self.catalog.pending_count(), "shutting down with blocks not yet uploaded; they upload on next start");
+            tracing::warn!(
+                pending = self.catalog.pending_count(),
+                "shutting down with blocks not yet uploaded; they upload on next start"
+            );
         }
         let _ = self.shutdown.send(true);
         self.wal.close();
@@ -476,7 +579,11 @@ fn head_for(heads: &RwLock<HashMap<String, Arc<Head>>>, tenant: &str) -> Arc<Hea
     if let Some(head) = heads.read().get(tenant) {
         return head.clone();
     }
-    heads.write().entry(tenant.to_string()).or_insert_with(|| Arc::new(Head::new())).clone()
+    heads
+        .write()
+        .entry(tenant.to_string())
+        .or_insert_with(|| Arc::new(Head::new()))
+        .clone()
 }
 
 fn checkpoint_records(heads: &[(String, Arc<Head>)]) -> Vec<Vec<u8>> {
@@ -484,12 +591,15 @@ fn checkpoint_records(heads: &[(String, Arc<Head>)]) -> Vec<Vec<u8>> {
     for (tenant, head) in heads {
         let snapshot = head.snapshot();
         for chunk in snapshot.chunks(1024) {
-            let series: Vec<(u32, &vigil_model::Labels)> = chunk.iter().map(|(s, _)| (s.id, &s.labels)).collect();
+            let series: Vec<(u32, &vigil_model::Labels)> =
+                chunk.iter().map(|(s, _)| (s.id, &s.labels)).collect();
             let mut buf = Vec::new();
             record::encode_series(&mut buf, tenant, &series);
             records.push(buf);
-            let samples: Vec<(u32, vigil_model::Sample)> =
-                chunk.iter().flat_map(|(s, samples)| samples.iter().map(move |x| (s.id, *x))).collect();
+            let samples: Vec<(u32, vigil_model::Sample)> = chunk
+                .iter()
+                .flat_map(|(s, samples)| samples.iter().map(move |x| (s.id, *x)))
+                .collect();
             if !samples.is_empty() {
                 let mut buf = Vec::new();
                 record::encode_samples(&mut buf, tenant, &samples);
@@ -506,15 +616,21 @@ fn checkpoint_records(heads: &[(String, Arc<Head>)]) -> Vec<Vec<u8>> {
     records
 }
 
-async fn load_block_index(store: &dyn ObjectStore, tenant: &str, ulid: &str) -> Result<BlockIndex, DbError> {
+async fn load_block_index(
+    store: &dyn ObjectStore,
+    tenant: &str,
+    ulid: &str,
+) -> Result<BlockIndex, DbError> {
     let get = |file: &str| vigil_objstore::block_file(tenant, METRICS_KIND, ulid, file);
     let meta = vigil_objstore::get(store, &get(META_FILE)).await?;
     let series: Bytes = vigil_objstore::get(store, &get(SERIES_FILE)).await?;
     let index = vigil_objstore::get(store, &get(INDEX_FILE)).await?;
     let meta = BlockIndex::parse_meta(&meta)?;
-    Ok(tokio::task::spawn_blocking(move || BlockIndex::load(meta, series, &index))
-        .await
-        .map_err(|e| DbError::Task(e.to_string()))??)
+    Ok(
+        tokio::task::spawn_blocking(move || BlockIndex::load(meta, series, &index))
+            .await
+            .map_err(|e| DbError::Task(e.to_string()))??,
+    )
 }
 
 pub fn now_ms() -> i64 {

@@ -51,17 +51,61 @@ impl Metrics {
             wal_truncations: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register("samples_ingested", "Samples accepted and durable, by tenant", m.samples_ingested.clone());
-        registry.register("samples_rejected", "Samples rejected, by tenant and reason", m.samples_rejected.clone());
-        registry.register("write_requests_rejected", "Whole write requests rejected, by tenant and reason", m.requests_rejected.clone());
-        registry.register("wal_fsync_duration_seconds", "Latency of WAL fsyncs (one per group commit)", m.wal_fsync_seconds.clone());
-        registry.register("head_series", "Series in the in-memory head", m.head_series.clone());
-        registry.register("head_memory_bytes", "Approximate bytes held by the head (labels, index, compressed samples)", m.head_memory_bytes.clone());
-        registry.register("blocks_cut", "Blocks cut from the head", m.blocks_cut.clone());
-        registry.register("blocks_uploaded", "Blocks confirmed by the object store", m.blocks_uploaded.clone());
-        registry.register("block_upload_failures", "Failed block file upload attempts (each is retried)", m.block_upload_failures.clone());
-        registry.register("blocks_pending_upload", "Blocks on local disk waiting for upload", m.blocks_pending_upload.clone());
-        registry.register("wal_truncations", "WAL checkpoints that removed segments", m.wal_truncations.clone());
+        registry.register(
+            "samples_ingested",
+            "Samples accepted and durable, by tenant",
+            m.samples_ingested.clone(),
+        );
+        registry.register(
+            "samples_rejected",
+            "Samples rejected, by tenant and reason",
+            m.samples_rejected.clone(),
+        );
+        registry.register(
+            "write_requests_rejected",
+            "Whole write requests rejected, by tenant and reason",
+            m.requests_rejected.clone(),
+        );
+        registry.register(
+            "wal_fsync_duration_seconds",
+            "Latency of WAL fsyncs (one per group commit)",
+            m.wal_fsync_seconds.clone(),
+        );
+        registry.register(
+            "head_series",
+            "Series in the in-memory head",
+            m.head_series.clone(),
+        );
+        registry.register(
+            "head_memory_bytes",
+            "Approximate bytes held by the head (labels, index, compressed samples)",
+            m.head_memory_bytes.clone(),
+        );
+        registry.register(
+            "blocks_cut",
+            "Blocks cut from the head",
+            m.blocks_cut.clone(),
+        );
+        registry.register(
+            "blocks_uploaded",
+            "Blocks confirmed by the object store",
+            m.blocks_uploaded.clone(),
+        );
+        registry.register(
+            "block_upload_failures",
+            "Failed block file upload attempts (each is retried)",
+            m.block_upload_failures.clone(),
+        );
+        registry.register(
+            "blocks_pending_upload",
+            "Blocks on local disk waiting for upload",
+            m.blocks_pending_upload.clone(),
+        );
+        registry.register(
+            "wal_truncations",
+            "WAL checkpoints that removed segments",
+            m.wal_truncations.clone(),
+        );
         Self { registry, ..m }
     }
 

@@ -19,9 +19,19 @@ pub struct SeriesData {
 
 impl Db {
     /// Series matching any of the matcher sets (each set ANDed) with samples in `[mint, maxt]`.
-    pub fn series(&self, tenant: &TenantId, matcher_sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<Labels> {
+    pub fn series(
+        &self,
+        tenant: &TenantId,
+        matcher_sets: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<Labels> {
         let mut out = BTreeSet::new();
-        let sets: Vec<Vec<Matcher>> = if matcher_sets.is_empty() { vec![vec![]] } else { matcher_sets.to_vec() };
+        let sets: Vec<Vec<Matcher>> = if matcher_sets.is_empty() {
+            vec![vec![]]
+        } else {
+            matcher_sets.to_vec()
+        };
         for matchers in &sets {
             if let Some(head) = self.existing_head(tenant) {
                 for s in head.select(matchers) {
@@ -42,13 +52,40 @@ impl Db {
     }
 
     /// Label names over the matching series (all series when `matcher_sets` is empty).
-    pub fn label_names(&self, tenant: &TenantId, matcher_sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<String> {
-        self.collect_labels(tenant, matcher_sets, mint, maxt, |p, ids| p.label_names(ids), |h, m| h.label_names(m))
+    pub fn label_names(
+        &self,
+        tenant: &TenantId,
+        matcher_sets: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<String> {
+        self.collect_labels(
+            tenant,
+            matcher_sets,
+            mint,
+            maxt,
+            |p, ids| p.label_names(ids),
+            |h, m| h.label_names(m),
+        )
     }
 
     /// Values of `name` over the matching series.
-    pub fn label_values(&self, tenant: &TenantId, name: &str, matcher_sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<String> {
-        self.collect_labels(tenant, matcher_sets, mint, maxt, |p, ids| p.label_values(name, ids), |h, m| h.label_values(name, m))
+    pub fn label_values(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        matcher_sets: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<String> {
+        self.collect_labels(
+            tenant,
+            matcher_sets,
+            mint,
+            maxt,
+            |p, ids| p.label_values(name, ids),
+            |h, m| h.label_values(name, m),
+        )
     }
 
     fn collect_labels(
@@ -61,10 +98,15 @@ impl Db {
         from_head: impl Fn(&vigil_head::Head, &[Matcher]) -> Vec<String>,
     ) -> Vec<String> {
         let mut out = BTreeSet::new();
-        let sets: Vec<Vec<Matcher>> = if matcher_sets.is_empty() { vec![vec![]] } else { matcher_sets.to_vec() };
+        let sets: Vec<Vec<Matcher>> = if matcher_sets.is_empty() {
+            vec![vec![]]
+        } else {
+            matcher_sets.to_vec()
+        };
         for matchers in &sets {
             if let Some(head) = self.existing_head(tenant) {
-                let in_range = head.min_ts().is_some_and(|min| min <= maxt) && head.max_ts().is_some_and(|max| max >= mint);
+                let in_range = head.min_ts().is_some_and(|min| min <= maxt)
+                    && head.max_ts().is_some_and(|max| max >= mint);
                 if in_range || head.min_ts().is_none() {
                     out.extend(from_head(&head, matchers));
                 }
@@ -79,7 +121,13 @@ impl Db {
 
     /// Samples of every series matching `matchers` in `[mint, maxt]`, merged over head and
     /// blocks, sorted by labels.
-    pub async fn select_samples(&self, tenant: &TenantId, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesData>, DbError> {
+    pub async fn select_samples(
+        &self,
+        tenant: &TenantId,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesData>, DbError> {
         let mut merged: BTreeMap<Labels, BTreeMap<i64, f64>> = BTreeMap::new();
         // Blocks first, the head last: a newer write wins nothing over a stored one, the first
         // value for a timestamp is kept.
@@ -89,7 +137,9 @@ impl Db {
                 continue;
             }
             for (id, samples) in self.read_block_samples(&block, ids, mint, maxt).await? {
-                let Some(labels) = block.index.labels.get(id as usize) else { continue };
+                let Some(labels) = block.index.labels.get(id as usize) else {
+                    continue;
+                };
                 let series = merged.entry(labels.clone()).or_default();
                 for s in samples {
                     series.entry(s.timestamp_ms).or_insert(s.value);
@@ -111,7 +161,13 @@ impl Db {
         Ok(merged
             .into_iter()
             .filter(|(_, s)| !s.is_empty())
-            .map(|(labels, samples)| SeriesData { labels, samples: samples.into_iter().map(|(t, v)| Sample::new(t, v)).collect() })
+            .map(|(labels, samples)| SeriesData {
+                labels,
+                samples: samples
+                    .into_iter()
+                    .map(|(t, v)| Sample::new(t, v))
+                    .collect(),
+            })
             .collect())
     }
 
@@ -122,14 +178,17 @@ impl Db {
         mint: i64,
         maxt: i64,
     ) -> Result<HashMap<u32, Vec<Sample>>, DbError> {
-        let path = vigil_objstore::block_file(block.tenant(), METRICS_KIND, block.ulid(), SAMPLES_FILE);
+        let path =
+            vigil_objstore::block_file(block.tenant(), METRICS_KIND, block.ulid(), SAMPLES_FILE);
         let location = *block.location.read();
         let bytes = match location {
-            BlockLocation::Pending => match vigil_objstore::get(self.pending_store.as_ref(), &path).await {
-                Ok(bytes) => bytes,
-                // Uploaded and removed locally in the meantime.
-                Err(_) => vigil_objstore::get(self.store.as_ref(), &path).await?,
-            },
+            BlockLocation::Pending => {
+                match vigil_objstore::get(self.pending_store.as_ref(), &path).await {
+                    Ok(bytes) => bytes,
+                    // Uploaded and removed locally in the meantime.
+                    Err(_) => vigil_objstore::get(self.store.as_ref(), &path).await?,
+                }
+            }
             BlockLocation::Uploaded => vigil_objstore::get(self.store.as_ref(), &path).await?,
         };
         tokio::task::spawn_blocking(move || vigil_block::read_samples(bytes, &ids, mint, maxt))
@@ -140,6 +199,8 @@ impl Db {
 
     /// Metric metadata by family name.
     pub fn metadata(&self, tenant: &TenantId) -> BTreeMap<String, MetricMetadata> {
-        self.existing_head(tenant).map(|h| h.metadata().into_iter().collect()).unwrap_or_default()
+        self.existing_head(tenant)
+            .map(|h| h.metadata().into_iter().collect())
+            .unwrap_or_default()
     }
 }

@@ -22,26 +22,36 @@ pub struct WriteOutcome {
 
 impl WriteOutcome {
     pub fn hit_series_limit(&self) -> bool {
-        self.discards.iter().any(|d| d.reason == DiscardReason::SeriesLimit)
+        self.discards
+            .iter()
+            .any(|d| d.reason == DiscardReason::SeriesLimit)
     }
 }
 
 impl Db {
     /// Writes a validated batch; returns only after every accepted sample is durable.
-    pub async fn write(&self, tenant: &TenantId, batch: WriteBatch) -> Result<WriteOutcome, DbError> {
+    pub async fn write(
+        &self,
+        tenant: &TenantId,
+        batch: WriteBatch,
+    ) -> Result<WriteOutcome, DbError> {
         let _shared = self.ingest_barrier.read().await;
         if self.closed.load(Ordering::Acquire) {
             return Err(DbError::ShuttingDown);
         }
         let head = self.head(tenant);
-        let mut outcome = WriteOutcome { accepted: 0, discards: batch.discards };
+        let mut outcome = WriteOutcome {
+            accepted: 0,
+            discards: batch.discards,
+        };
         let wanted: Vec<&vigil_model::Labels> = batch.series.iter().map(|s| &s.labels).collect();
         let wal = &self.wal;
-        let resolved = head.get_or_create(&wanted, self.config.max_series_per_tenant, |created| {
-            let mut buf = Vec::new();
-            record::encode_series(&mut buf, tenant.as_str(), created);
-            wal.append(&[&buf]).map(|_| ())
-        })?;
+        let resolved =
+            head.get_or_create(&wanted, self.config.max_series_per_tenant, |created| {
+                let mut buf = Vec::new();
+                record::encode_series(&mut buf, tenant.as_str(), created);
+                wal.append(&[&buf]).map(|_| ())
+            })?;
 
         let mut to_log: Vec<(u32, Sample)> = Vec::new();
         let mut to_apply = Vec::new();
@@ -119,11 +129,19 @@ impl Db {
         }
 
         let tenant_name = tenant.as_str().to_string();
-        self.metrics.samples_ingested.get_or_create(&TenantLabel { tenant: tenant_name.clone() }).inc_by(outcome.accepted as u64);
+        self.metrics
+            .samples_ingested
+            .get_or_create(&TenantLabel {
+                tenant: tenant_name.clone(),
+            })
+            .inc_by(outcome.accepted as u64);
         for d in &outcome.discards {
             self.metrics
                 .samples_rejected
-                .get_or_create(&RejectLabels { tenant: tenant_name.clone(), reason: d.reason.as_label().to_string() })
+                .get_or_create(&RejectLabels {
+                    tenant: tenant_name.clone(),
+                    reason: d.reason.as_label().to_string(),
+                })
                 .inc_by(d.samples as u64);
         }
         Ok(outcome)

@@ -183,7 +183,10 @@ impl XorChunk {
 
     /// Decodes every sample, appending to `out`.
     pub fn decode_into(&self, out: &mut Vec<Sample>) {
-        let mut r = BitReader { bytes: &self.bits.bytes, bit: 0 };
+        let mut r = BitReader {
+            bytes: &self.bits.bytes,
+            bit: 0,
+        };
         let mut decode = || -> Option<()> {
             let mut ts = r.read_bits(64)? as i64;
             let mut value = r.read_bits(64)?;
@@ -282,6 +285,10 @@ mod tests {
         for i in 0..120 {
             chunk.append(Sample::new(1_700_000_000_000 + i * 15_000, (i * 3) as f64));
         }
-        assert!(chunk.bits.bytes.len() < 240, "{} bytes", chunk.bits.bytes.len());
+        assert!(
+            chunk.bits.bytes.len() < 240,
+            "{} bytes",
+            chunk.bits.bytes.len()
+        );
     }
 }

@@ -88,7 +88,10 @@ impl SeriesData {
 
     /// The stored value at `ts`, if any.
     fn value_at(&self, ts: i64) -> Option<f64> {
-        if let Ok(i) = self.out_of_order.binary_search_by_key(&ts, |s| s.timestamp_ms) {
+        if let Ok(i) = self
+            .out_of_order
+            .binary_search_by_key(&ts, |s| s.timestamp_ms)
+        {
             return Some(self.out_of_order[i].value);
         }
         let mut decoded = Vec::new();
@@ -143,11 +146,11 @@ impl SeriesData {
                 }
                 // An out-of-order sample newer than every chunk sample stays valid: the buffer
                 // is merged on read. Keep the chunk strictly increasing.
-                if let Ok(i) = self
+                if self
                     .out_of_order
                     .binary_search_by_key(&sample.timestamp_ms, |s| s.timestamp_ms)
+                    .is_ok()
                 {
-                    let _ = i;
                     return false;
                 }
                 self.open.append(sample);
@@ -390,9 +393,12 @@ impl Head {
         if series.data.lock().insert(sample) {
             self.samples_appended.fetch_add(1, Ordering::Relaxed);
             let ts = sample.timestamp_ms;
-            let _ = self.min_ts.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, |m| {
-                (m == i64::MIN || ts < m).then_some(ts)
-            });
+            let _ = self
+                .min_ts
+                .0
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |m| {
+                    (m == i64::MIN || ts < m).then_some(ts)
+                });
             self.max_ts.0.fetch_max(ts, Ordering::AcqRel);
         }
     }
@@ -412,7 +418,9 @@ impl Head {
     pub fn select(&self, matchers: &[Matcher]) -> Vec<Arc<MemSeries>> {
         let table = self.table.read();
         let ids = table.postings.select(matchers);
-        ids.iter().filter_map(|id| table.by_id.get(&id).cloned()).collect()
+        ids.iter()
+            .filter_map(|id| table.by_id.get(&id).cloned())
+            .collect()
     }
 
     /// Label names (or values of `name`) over the series matching `matchers`.
@@ -497,7 +505,12 @@ impl Head {
         table
             .by_id
             .values()
-            .map(|s| s.labels.heap_bytes() + s.data.lock().bytes() + std::mem::size_of::<MemSeries>() + 64)
+            .map(|s| {
+                s.labels.heap_bytes()
+                    + s.data.lock().bytes()
+                    + std::mem::size_of::<MemSeries>()
+                    + 64
+            })
             .sum()
     }
 
@@ -517,7 +530,9 @@ mod tests {
     }
 
     fn create(head: &Head, l: &Labels) -> Arc<MemSeries> {
-        head.get_or_create::<()>(&[l], 0, |_| Ok(())).unwrap()[0].clone().unwrap()
+        head.get_or_create::<()>(&[l], 0, |_| Ok(())).unwrap()[0]
+            .clone()
+            .unwrap()
     }
 
     #[test]
@@ -527,12 +542,28 @@ mod tests {
         for ts in [1000, 2000, 4000] {
             head.append(&s, Sample::new(ts, ts as f64));
         }
-        assert_eq!(s.check(&Sample::new(3000, 3.0), 60_000), Ok(AppendCheck::New));
+        assert_eq!(
+            s.check(&Sample::new(3000, 3.0), 60_000),
+            Ok(AppendCheck::New)
+        );
         head.append(&s, Sample::new(3000, 3.0));
-        assert_eq!(s.check(&Sample::new(2000, 2000.0), 60_000), Ok(AppendCheck::AlreadyStored));
-        assert_eq!(s.check(&Sample::new(2000, 1.0), 60_000), Err(AppendError::DuplicateTimestamp));
-        assert_eq!(s.check(&Sample::new(4000 - 60_001, 1.0), 60_000), Err(AppendError::OutOfOrder));
-        let ts: Vec<i64> = s.samples(0, i64::MAX).iter().map(|s| s.timestamp_ms).collect();
+        assert_eq!(
+            s.check(&Sample::new(2000, 2000.0), 60_000),
+            Ok(AppendCheck::AlreadyStored)
+        );
+        assert_eq!(
+            s.check(&Sample::new(2000, 1.0), 60_000),
+            Err(AppendError::DuplicateTimestamp)
+        );
+        assert_eq!(
+            s.check(&Sample::new(4000 - 60_001, 1.0), 60_000),
+            Err(AppendError::OutOfOrder)
+        );
+        let ts: Vec<i64> = s
+            .samples(0, i64::MAX)
+            .iter()
+            .map(|s| s.timestamp_ms)
+            .collect();
         assert_eq!(ts, vec![1000, 2000, 3000, 4000]);
     }
 

@@ -47,7 +47,9 @@ impl Postings {
     pub fn remove(&mut self, id: u32, labels: &Labels) {
         self.all.remove(id);
         for label in labels.iter() {
-            let Some(values) = self.by_name.get_mut(label.name.as_str()) else { continue };
+            let Some(values) = self.by_name.get_mut(label.name.as_str()) else {
+                continue;
+            };
             if let Some(bitmap) = values.get_mut(label.value.as_str()) {
                 bitmap.remove(id);
                 if bitmap.is_empty() {
@@ -179,9 +181,14 @@ impl Postings {
             let len = read_u32(body, &mut pos).ok_or_else(|| corrupt("bitmap length"))? as usize;
             let raw = body.get(pos..pos + len).ok_or_else(|| corrupt("bitmap"))?;
             pos += len;
-            let bitmap = RoaringBitmap::deserialize_from(raw).map_err(|e| IndexError::Corrupt(e.to_string()))?;
+            let bitmap = RoaringBitmap::deserialize_from(raw)
+                .map_err(|e| IndexError::Corrupt(e.to_string()))?;
             postings.all |= &bitmap;
-            postings.by_name.entry(name).or_default().insert(value, bitmap);
+            postings
+                .by_name
+                .entry(name)
+                .or_default()
+                .insert(value, bitmap);
         }
         Ok(postings)
     }
@@ -220,7 +227,10 @@ mod tests {
     fn sample_postings() -> Postings {
         let mut p = Postings::new();
         p.add(0, &series(&[("__name__", "up"), ("job", "node")]));
-        p.add(1, &series(&[("__name__", "up"), ("job", "api"), ("zone", "a")]));
+        p.add(
+            1,
+            &series(&[("__name__", "up"), ("job", "api"), ("zone", "a")]),
+        );
         p.add(2, &series(&[("__name__", "go_goroutines"), ("job", "api")]));
         p
     }
@@ -230,10 +240,22 @@ mod tests {
         let p = sample_postings();
         let m = |op, n: &str, v: &str| Matcher::new(op, n, v).unwrap();
         let ids = |b: RoaringBitmap| b.iter().collect::<Vec<_>>();
-        assert_eq!(ids(p.select(&[m(MatchOp::Equal, "__name__", "up")])), vec![0, 1]);
-        assert_eq!(ids(p.select(&[m(MatchOp::NotEqual, "job", "api")])), vec![0]);
-        assert_eq!(ids(p.select(&[m(MatchOp::RegexMatch, "job", "a.*")])), vec![1, 2]);
-        assert_eq!(ids(p.select(&[m(MatchOp::RegexNoMatch, "zone", "a")])), vec![0, 2]);
+        assert_eq!(
+            ids(p.select(&[m(MatchOp::Equal, "__name__", "up")])),
+            vec![0, 1]
+        );
+        assert_eq!(
+            ids(p.select(&[m(MatchOp::NotEqual, "job", "api")])),
+            vec![0]
+        );
+        assert_eq!(
+            ids(p.select(&[m(MatchOp::RegexMatch, "job", "a.*")])),
+            vec![1, 2]
+        );
+        assert_eq!(
+            ids(p.select(&[m(MatchOp::RegexNoMatch, "zone", "a")])),
+            vec![0, 2]
+        );
         assert_eq!(ids(p.select(&[m(MatchOp::Equal, "zone", "")])), vec![0, 2]);
         assert_eq!(p.label_values("job", &p.select(&[])), vec!["api", "node"]);
     }

@@ -132,15 +132,22 @@ impl WriteBatch {
 }
 
 /// Decompresses and decodes a remote-write 1.0 body.
-pub fn decode_remote_write(body: &[u8], limits: &ValidationLimits) -> Result<pb::WriteRequest, DecodeError> {
+pub fn decode_remote_write(
+    body: &[u8],
+    limits: &ValidationLimits,
+) -> Result<pb::WriteRequest, DecodeError> {
     let size = snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
     if size > limits.max_decompressed_bytes {
-        return Err(DecodeError::TooLarge { size, limit: limits.max_decompressed_bytes });
+        return Err(DecodeError::TooLarge {
+            size,
+            limit: limits.max_decompressed_bytes,
+        });
     }
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
         .map_err(|e| DecodeError::Snappy(e.to_string()))?;
-    <pb::WriteRequest as prost::Message>::decode(raw.as_slice()).map_err(|e| DecodeError::Protobuf(e.to_string()))
+    <pb::WriteRequest as prost::Message>::decode(raw.as_slice())
+        .map_err(|e| DecodeError::Protobuf(e.to_string()))
 }
 
 /// Validates a decoded request against the stateless rules.
@@ -152,7 +159,12 @@ pub fn validate(request: pb::WriteRequest, limits: &ValidationLimits, now_ms: i6
         let labels = match validate_labels(ts.labels, limits) {
             Ok(labels) => labels,
             Err((reason, shown)) => {
-                batch.discards.push(Discard { reason, samples: sample_count + ts.histograms.len(), series: shown, timestamp_ms: None });
+                batch.discards.push(Discard {
+                    reason,
+                    samples: sample_count + ts.histograms.len(),
+                    series: shown,
+                    timestamp_ms: None,
+                });
                 continue;
             }
         };
@@ -186,7 +198,10 @@ pub fn validate(request: pb::WriteRequest, limits: &ValidationLimits, now_ms: i6
         if !samples.is_empty() {
             // Senders must send a series' samples in order; sort defensively so the head sees
             // them oldest first.
-            if !samples.windows(2).all(|w| w[0].timestamp_ms <= w[1].timestamp_ms) {
+            if !samples
+                .windows(2)
+                .all(|w| w[0].timestamp_ms <= w[1].timestamp_ms)
+            {
                 samples.sort_by_key(|s| s.timestamp_ms);
             }
             batch.series.push(SeriesWrite { labels, samples });
@@ -196,7 +211,11 @@ pub fn validate(request: pb::WriteRequest, limits: &ValidationLimits, now_ms: i6
         if m.metric_family_name.is_empty() {
             continue;
         }
-        let meta = MetricMetadata { metric_type: m.type_name().to_string(), help: m.help, unit: m.unit };
+        let meta = MetricMetadata {
+            metric_type: m.type_name().to_string(),
+            help: m.help,
+            unit: m.unit,
+        };
         batch.metadata.push((m.metric_family_name, meta));
     }
     batch
@@ -215,11 +234,17 @@ fn is_label_name(name: &str) -> bool {
 }
 
 fn show(labels: &[pb::Label]) -> String {
-    let pairs: Vec<String> = labels.iter().map(|l| format!("{}={:?}", l.name, l.value)).collect();
+    let pairs: Vec<String> = labels
+        .iter()
+        .map(|l| format!("{}={:?}", l.name, l.value))
+        .collect();
     format!("{{{}}}", pairs.join(", "))
 }
 
-fn validate_labels(raw: Vec<pb::Label>, limits: &ValidationLimits) -> Result<Labels, (DiscardReason, String)> {
+fn validate_labels(
+    raw: Vec<pb::Label>,
+    limits: &ValidationLimits,
+) -> Result<Labels, (DiscardReason, String)> {
     let fail = |reason, raw: &[pb::Label]| Err((reason, show(raw)));
     let mut name_seen = false;
     for (i, label) in raw.iter().enumerate() {
@@ -258,7 +283,10 @@ fn validate_labels(raw: Vec<pb::Label>, limits: &ValidationLimits) -> Result<Lab
     let pairs: Vec<Label> = raw
         .into_iter()
         .filter(|l| !l.value.is_empty())
-        .map(|l| Label { name: l.name, value: l.value })
+        .map(|l| Label {
+            name: l.name,
+            value: l.value,
+        })
         .collect();
     if pairs.len() > limits.max_label_names_per_series {
         return Err((DiscardReason::TooManyLabels, show_labels(&pairs)));
@@ -267,20 +295,29 @@ fn validate_labels(raw: Vec<pb::Label>, limits: &ValidationLimits) -> Result<Lab
 }
 
 fn show_labels(pairs: &[Label]) -> String {
-    let pairs: Vec<String> = pairs.iter().map(|l| format!("{}={:?}", l.name, l.value)).collect();
+    let pairs: Vec<String> = pairs
+        .iter()
+        .map(|l| format!("{}={:?}", l.name, l.value))
+        .collect();
     format!("{{{}}}", pairs.join(", "))
 }
 
 /// The client-facing text for a set of discards: counts per reason and one example each.
 pub fn describe_discards(discards: &[Discard]) -> String {
-    let mut by_reason: std::collections::BTreeMap<DiscardReason, (usize, &Discard)> = Default::default();
+    let mut by_reason: std::collections::BTreeMap<DiscardReason, (usize, &Discard)> =
+        Default::default();
     for d in discards {
         by_reason.entry(d.reason).or_insert((0, d)).0 += d.samples;
     }
     let total: usize = by_reason.values().map(|(n, _)| n).sum();
     let mut text = format!("{total} samples rejected; the rest of the request was written.");
     for (reason, (count, example)) in by_reason {
-        text.push_str(&format!("\n{}: {count} samples ({}); e.g. series {}", reason.as_label(), reason.describe(), example.series));
+        text.push_str(&format!(
+            "\n{}: {count} samples ({}); e.g. series {}",
+            reason.as_label(),
+            reason.describe(),
+            example.series
+        ));
         if let Some(ts) = example.timestamp_ms {
             text.push_str(&format!(" at timestamp {ts}"));
         }
@@ -294,8 +331,17 @@ mod tests {
 
     fn series(labels: &[(&str, &str)], ts: i64) -> pb::TimeSeries {
         pb::TimeSeries {
-            labels: labels.iter().map(|(n, v)| pb::Label { name: n.to_string(), value: v.to_string() }).collect(),
-            samples: vec![pb::Sample { value: 1.0, timestamp: ts }],
+            labels: labels
+                .iter()
+                .map(|(n, v)| pb::Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            samples: vec![pb::Sample {
+                value: 1.0,
+                timestamp: ts,
+            }],
             ..Default::default()
         }
     }
@@ -334,14 +380,25 @@ mod tests {
         );
         assert_eq!(batch.series.len(), 2);
         assert_eq!(batch.series[1].labels.get("empty"), None);
-        assert!(describe_discards(&batch.discards).contains("out of order") || !batch.discards.is_empty());
+        assert!(
+            describe_discards(&batch.discards).contains("out of order")
+                || !batch.discards.is_empty()
+        );
     }
 
     #[test]
     fn garbage_bodies_are_decode_errors() {
         let limits = ValidationLimits::default();
-        assert!(matches!(decode_remote_write(b"not snappy at all", &limits), Err(DecodeError::Snappy(_))));
-        let snappy_garbage = snap::raw::Encoder::new().compress_vec(&[0xff, 0xff, 0xff]).unwrap();
-        assert!(matches!(decode_remote_write(&snappy_garbage, &limits), Err(DecodeError::Protobuf(_))));
+        assert!(matches!(
+            decode_remote_write(b"not snappy at all", &limits),
+            Err(DecodeError::Snappy(_))
+        ));
+        let snappy_garbage = snap::raw::Encoder::new()
+            .compress_vec(&[0xff, 0xff, 0xff])
+            .unwrap();
+        assert!(matches!(
+            decode_remote_write(&snappy_garbage, &limits),
+            Err(DecodeError::Protobuf(_))
+        ));
     }
 }

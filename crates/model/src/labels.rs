@@ -69,7 +69,10 @@ impl Labels {
 
     /// Bytes held by the strings, for memory accounting.
     pub fn heap_bytes(&self) -> usize {
-        self.0.iter().map(|l| l.name.len() + l.value.len()).sum::<usize>()
+        self.0
+            .iter()
+            .map(|l| l.name.len() + l.value.len())
+            .sum::<usize>()
             + self.0.len() * std::mem::size_of::<Label>()
     }
 }

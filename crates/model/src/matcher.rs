@@ -32,12 +32,14 @@ impl Matcher {
     ) -> Result<Self, MatcherError> {
         let value = value.into();
         let regex = match op {
-            MatchOp::RegexMatch | MatchOp::RegexNoMatch => Some(
-                Regex::new(&format!("^(?s:{value})$")).map_err(|e| MatcherError::BadRegex {
-                    pattern: value.clone(),
-                    reason: e.to_string(),
-                })?,
-            ),
+            MatchOp::RegexMatch | MatchOp::RegexNoMatch => {
+                Some(Regex::new(&format!("^(?s:{value})$")).map_err(|e| {
+                    MatcherError::BadRegex {
+                        pattern: value.clone(),
+                        reason: e.to_string(),
+                    }
+                })?)
+            }
             _ => None,
         };
         Ok(Self {

@@ -15,7 +15,9 @@ pub enum TenantIdError {
     TooLong,
     #[error("tenant id must not be '.' or '..'")]
     Dots,
-    #[error("tenant id contains the unsupported character {0:?}; allowed: letters, digits and !-_.*'()")]
+    #[error(
+        "tenant id contains the unsupported character {0:?}; allowed: letters, digits and !-_.*'()"
+    )]
     BadChar(char),
 }
 

@@ -20,7 +20,10 @@ pub enum ObjStoreError {
     #[error("object store url {url:?} is not supported: use a local path, file:///path or s3://bucket/prefix")]
     UnsupportedUrl { url: String },
     #[error("cannot create local object store at {path}: {source}")]
-    LocalDir { path: String, source: std::io::Error },
+    LocalDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
 }
@@ -44,11 +47,17 @@ pub struct S3Config {
 /// Opens the store named by `url`: a local path or `file:///path`, or `s3://bucket[/prefix]`.
 /// `request_timeout` bounds each request so an unreachable store fails fast and is retried by
 /// the uploader rather than hanging.
-pub fn open(url: &str, s3: &S3Config, request_timeout: Duration) -> Result<Arc<dyn ObjectStore>, ObjStoreError> {
+pub fn open(
+    url: &str,
+    s3: &S3Config,
+    request_timeout: Duration,
+) -> Result<Arc<dyn ObjectStore>, ObjStoreError> {
     if let Some(rest) = url.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
-            return Err(ObjStoreError::UnsupportedUrl { url: url.to_string() });
+            return Err(ObjStoreError::UnsupportedUrl {
+                url: url.to_string(),
+            });
         }
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
@@ -61,13 +70,19 @@ pub fn open(url: &str, s3: &S3Config, request_timeout: Duration) -> Result<Arc<d
                     .with_allow_http(s3.allow_http),
             )
             // The uploader retries forever with its own backoff; keep the client's short.
-            .with_retry(RetryConfig { max_retries: 2, retry_timeout: request_timeout, ..Default::default() });
+            .with_retry(RetryConfig {
+                max_retries: 2,
+                retry_timeout: request_timeout,
+                ..Default::default()
+            });
         if let Some(endpoint) = &s3.endpoint {
             builder = builder.with_endpoint(endpoint);
         }
         if let Some(region) = &s3.region {
             builder = builder.with_region(region);
-        } else if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+        } else if std::env::var_os("AWS_REGION").is_none()
+            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+        {
             builder = builder.with_region("us-east-1");
         }
         if let Some(key) = &s3.access_key_id {
@@ -78,18 +93,27 @@ pub fn open(url: &str, s3: &S3Config, request_timeout: Duration) -> Result<Arc<d
         }
         let store: Arc<dyn ObjectStore> = Arc::new(builder.build()?);
         let prefix = prefix.trim_matches('/');
-        return Ok(if prefix.is_empty() { store } else { Arc::new(PrefixStore::new(store, prefix)) });
+        return Ok(if prefix.is_empty() {
+            store
+        } else {
+            Arc::new(PrefixStore::new(store, prefix))
+        });
     }
     let local = url.strip_prefix("file://").unwrap_or(url);
     if local.contains("://") {
-        return Err(ObjStoreError::UnsupportedUrl { url: url.to_string() });
+        return Err(ObjStoreError::UnsupportedUrl {
+            url: url.to_string(),
+        });
     }
     open_local(std::path::Path::new(local))
 }
 
 /// A store over a local directory, created if missing.
 pub fn open_local(dir: &std::path::Path) -> Result<Arc<dyn ObjectStore>, ObjStoreError> {
-    std::fs::create_dir_all(dir).map_err(|source| ObjStoreError::LocalDir { path: dir.display().to_string(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| ObjStoreError::LocalDir {
+        path: dir.display().to_string(),
+        source,
+    })?;
     Ok(Arc::new(LocalFileSystem::new_with_prefix(dir)?))
 }
 
@@ -111,14 +135,21 @@ pub struct StoredBlock {
 }
 
 /// Lists the complete blocks of every tenant.
-pub async fn list_blocks(store: &dyn ObjectStore, meta_file: &str) -> Result<Vec<StoredBlock>, ObjStoreError> {
+pub async fn list_blocks(
+    store: &dyn ObjectStore,
+    meta_file: &str,
+) -> Result<Vec<StoredBlock>, ObjStoreError> {
     let objects: Vec<_> = store.list(None).try_collect().await?;
     let mut blocks = Vec::new();
     for object in objects {
         let parts: Vec<&str> = object.location.as_ref().split('/').collect();
         if let [tenant, kind, "blocks", ulid, file] = parts.as_slice() {
             if *file == meta_file {
-                blocks.push(StoredBlock { tenant: tenant.to_string(), kind: kind.to_string(), ulid: ulid.to_string() });
+                blocks.push(StoredBlock {
+                    tenant: tenant.to_string(),
+                    kind: kind.to_string(),
+                    ulid: ulid.to_string(),
+                });
             }
         }
     }
@@ -139,7 +170,10 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { initial: Duration::from_millis(500), max: Duration::from_secs(30) }
+        Self {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+        }
     }
 }
 
@@ -181,7 +215,12 @@ mod tests {
     #[test]
     fn urls_choose_the_backend() {
         let dir = std::env::temp_dir().join(format!("vigil-objstore-test-{}", std::process::id()));
-        assert!(open(dir.to_str().unwrap_or_default(), &S3Config::default(), Duration::from_secs(1)).is_ok());
+        assert!(open(
+            dir.to_str().unwrap_or_default(),
+            &S3Config::default(),
+            Duration::from_secs(1)
+        )
+        .is_ok());
         assert!(matches!(
             open("gs://bucket", &S3Config::default(), Duration::from_secs(1)),
             Err(ObjStoreError::UnsupportedUrl { .. })

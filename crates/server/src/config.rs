@@ -100,7 +100,11 @@ impl Config {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "vigil", version, about = "Vigil: Prometheus remote-write and Loki push into Parquet blocks on object storage, read back with Prometheus' APIs")]
+#[command(
+    name = "vigil",
+    version,
+    about = "Vigil: Prometheus remote-write and Loki push into Parquet blocks on object storage, read back with Prometheus' APIs"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -177,8 +181,10 @@ impl ServeArgs {
     pub fn resolve(self) -> Result<Config, String> {
         let mut config = match &self.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-                toml::from_str::<Config>(&text).map_err(|e| format!("config {}: {e}", path.display()))?
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+                toml::from_str::<Config>(&text)
+                    .map_err(|e| format!("config {}: {e}", path.display()))?
             }
             None => Config::default(),
         };
@@ -233,8 +239,19 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vigil-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("vigil.toml");
-        std::fs::write(&file, "block_duration = \"5m\"\nmax_series_per_tenant = 7\n[s3]\npath_style = true\n").unwrap();
-        let cli = Cli::parse_from(["vigil", "serve", "--config", file.to_str().unwrap(), "--max-series-per-tenant", "9"]);
+        std::fs::write(
+            &file,
+            "block_duration = \"5m\"\nmax_series_per_tenant = 7\n[s3]\npath_style = true\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from([
+            "vigil",
+            "serve",
+            "--config",
+            file.to_str().unwrap(),
+            "--max-series-per-tenant",
+            "9",
+        ]);
         let Command::Serve(args) = cli.command;
         let config = args.resolve().unwrap();
         assert_eq!(config.block_duration, Duration::from_secs(300));

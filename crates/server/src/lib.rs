@@ -23,13 +23,18 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("vigil").build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("vigil")
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("vigil: cannot start runtime: {e}");
@@ -48,7 +53,11 @@ pub fn main() -> ExitCode {
 /// Runs the server until SIGTERM or SIGINT, then cuts and uploads the head.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let store = vigil_objstore::open(&config.object_store_url(), &config.s3, config.object_store_timeout)?;
+    let store = vigil_objstore::open(
+        &config.object_store_url(),
+        &config.s3,
+        config.object_store_timeout,
+    )?;
     let metrics = Arc::new(Metrics::new());
     let db_cell: Arc<OnceLock<Arc<Db>>> = Arc::new(OnceLock::new());
     let state = vigil_api::AppState {
@@ -70,7 +79,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         block_duration: config.block_duration,
         out_of_order_window: config.out_of_order_window,
         max_series_per_tenant: config.max_series_per_tenant,
-        wal: vigil_wal::WalOptions { fsync: config.wal_fsync, segment_bytes: config.wal_segment_bytes },
+        wal: vigil_wal::WalOptions {
+            fsync: config.wal_fsync,
+            segment_bytes: config.wal_segment_bytes,
+        },
         upload_backoff: vigil_objstore::Backoff::default(),
         maintenance_interval: Duration::from_secs(1),
     };

@@ -101,7 +101,9 @@ impl Wal {
     ) -> Result<(Self, ReplayStats), WalError> {
         std::fs::create_dir_all(dir).map_err(|e| WalError::io(dir, e))?;
         let stats = segment::replay_dir(dir, apply)?;
-        let next_segment = stats.last_segment.map_or(stats.checkpoint.unwrap_or(0), |s| s + 1);
+        let next_segment = stats
+            .last_segment
+            .map_or(stats.checkpoint.unwrap_or(0), |s| s + 1);
         let writer = segment::SegmentWriter::create(dir, next_segment)?;
         let (durable, _) = watch::channel(Ok(0));
         let shared = Arc::new(Shared {
@@ -119,7 +121,9 @@ impl Wal {
         let flusher_dir = dir.to_path_buf();
         let handle = std::thread::Builder::new()
             .name("wal-flusher".into())
-            .spawn(move || flusher_loop(flusher_shared, flusher_dir, writer, options, fsync_observer))
+            .spawn(move || {
+                flusher_loop(flusher_shared, flusher_dir, writer, options, fsync_observer)
+            })
             .map_err(|e| WalError::io(dir, e))?;
         Ok((
             Self {
@@ -293,46 +297,75 @@ mod tests {
     async fn records_survive_reopen_in_order() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (wal, _) =
-                Wal::open(dir.path(), WalOptions::default(), no_observer(), &mut |_| {}).unwrap();
+            let (wal, _) = Wal::open(
+                dir.path(),
+                WalOptions::default(),
+                no_observer(),
+                &mut |_| {},
+            )
+            .unwrap();
             wal.write(&[b"one", b"two"]).await.unwrap();
             wal.write(&[b"three"]).await.unwrap();
             wal.close();
         }
-        assert_eq!(replay_all(dir.path()), vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+        assert_eq!(
+            replay_all(dir.path()),
+            vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+        );
     }
 
     #[tokio::test]
     async fn torn_tail_is_truncated_at_last_good_record() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (wal, _) =
-                Wal::open(dir.path(), WalOptions::default(), no_observer(), &mut |_| {}).unwrap();
+            let (wal, _) = Wal::open(
+                dir.path(),
+                WalOptions::default(),
+                no_observer(),
+                &mut |_| {},
+            )
+            .unwrap();
             wal.write(&[b"kept"]).await.unwrap();
             wal.write(&[b"torn-record"]).await.unwrap();
             wal.close();
         }
         let segment = segment::segment_path(dir.path(), 0);
         let len = std::fs::metadata(&segment).unwrap().len();
-        let file = std::fs::OpenOptions::new().write(true).open(&segment).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .unwrap();
         file.set_len(len - 3).unwrap();
         assert_eq!(replay_all(dir.path()), vec![b"kept".to_vec()]);
         // A later write after truncation replays cleanly after the kept record.
         {
-            let (wal, _) =
-                Wal::open(dir.path(), WalOptions::default(), no_observer(), &mut |_| {}).unwrap();
+            let (wal, _) = Wal::open(
+                dir.path(),
+                WalOptions::default(),
+                no_observer(),
+                &mut |_| {},
+            )
+            .unwrap();
             wal.write(&[b"after"]).await.unwrap();
             wal.close();
         }
-        assert_eq!(replay_all(dir.path()), vec![b"kept".to_vec(), b"after".to_vec()]);
+        assert_eq!(
+            replay_all(dir.path()),
+            vec![b"kept".to_vec(), b"after".to_vec()]
+        );
     }
 
     #[tokio::test]
     async fn corrupt_checksum_stops_replay_of_that_segment() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (wal, _) =
-                Wal::open(dir.path(), WalOptions::default(), no_observer(), &mut |_| {}).unwrap();
+            let (wal, _) = Wal::open(
+                dir.path(),
+                WalOptions::default(),
+                no_observer(),
+                &mut |_| {},
+            )
+            .unwrap();
             wal.write(&[b"good"]).await.unwrap();
             wal.write(&[b"flipped"]).await.unwrap();
             wal.close();
@@ -349,15 +382,23 @@ mod tests {
     async fn checkpoint_replaces_older_segments() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (wal, _) =
-                Wal::open(dir.path(), WalOptions::default(), no_observer(), &mut |_| {}).unwrap();
+            let (wal, _) = Wal::open(
+                dir.path(),
+                WalOptions::default(),
+                no_observer(),
+                &mut |_| {},
+            )
+            .unwrap();
             wal.write(&[b"old"]).await.unwrap();
             let segment = wal.rotate().await.unwrap();
             wal.write(&[b"new"]).await.unwrap();
             wal.checkpoint(segment, &[b"snapshot".to_vec()]).unwrap();
             wal.close();
         }
-        assert_eq!(replay_all(dir.path()), vec![b"snapshot".to_vec(), b"new".to_vec()]);
+        assert_eq!(
+            replay_all(dir.path()),
+            vec![b"snapshot".to_vec(), b"new".to_vec()]
+        );
     }
 
     #[tokio::test]
@@ -373,7 +414,9 @@ mod tests {
         let mut tasks = Vec::new();
         for i in 0..64u32 {
             let wal = wal.clone();
-            tasks.push(tokio::spawn(async move { wal.write(&[&i.to_le_bytes()]).await }));
+            tasks.push(tokio::spawn(
+                async move { wal.write(&[&i.to_le_bytes()]).await },
+            ));
         }
         for t in tasks {
             t.await.unwrap().unwrap();

@@ -14,11 +14,20 @@ const METADATA: u8 = 3;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     /// New series: head-local ids of a tenant with their labels.
-    Series { tenant: String, series: Vec<(u32, Labels)> },
+    Series {
+        tenant: String,
+        series: Vec<(u32, Labels)>,
+    },
     /// Samples by series id.
-    Samples { tenant: String, samples: Vec<(u32, Sample)> },
+    Samples {
+        tenant: String,
+        samples: Vec<(u32, Sample)>,
+    },
     /// Metric metadata by family name.
-    Metadata { tenant: String, entries: Vec<(String, MetricMetadata)> },
+    Metadata {
+        tenant: String,
+        entries: Vec<(String, MetricMetadata)>,
+    },
 }
 
 pub fn encode_series(out: &mut Vec<u8>, tenant: &str, series: &[(u32, &Labels)]) {
@@ -62,7 +71,10 @@ pub fn encode_metadata(out: &mut Vec<u8>, tenant: &str, entries: &[(String, Metr
 }
 
 pub fn decode(payload: &[u8]) -> Result<Record, WalError> {
-    let mut r = Reader { buf: payload, pos: 0 };
+    let mut r = Reader {
+        buf: payload,
+        pos: 0,
+    };
     let kind = r.byte()?;
     let tenant = r.string()?;
     let count = r.uvarint()? as usize;
@@ -76,7 +88,10 @@ pub fn decode(payload: &[u8]) -> Result<Record, WalError> {
                 let n = r.uvarint()? as usize;
                 let mut pairs = Vec::with_capacity(n.min(64));
                 for _ in 0..n {
-                    pairs.push(Label { name: r.string()?, value: r.string()? });
+                    pairs.push(Label {
+                        name: r.string()?,
+                        value: r.string()?,
+                    });
                 }
                 series.push((id, Labels::from_unsorted(pairs)));
             }
@@ -97,7 +112,11 @@ pub fn decode(payload: &[u8]) -> Result<Record, WalError> {
             let mut entries = Vec::with_capacity(capacity);
             for _ in 0..count {
                 let family = r.string()?;
-                let meta = MetricMetadata { metric_type: r.string()?, help: r.string()?, unit: r.string()? };
+                let meta = MetricMetadata {
+                    metric_type: r.string()?,
+                    help: r.string()?,
+                    unit: r.string()?,
+                };
                 entries.push((family, meta));
             }
             Ok(Record::Metadata { tenant, entries })
@@ -157,7 +176,10 @@ impl Reader<'_> {
     }
 
     fn u64_le(&mut self) -> Result<u64, WalError> {
-        let bytes = self.buf.get(self.pos..self.pos + 8).ok_or_else(Self::short)?;
+        let bytes = self
+            .buf
+            .get(self.pos..self.pos + 8)
+            .ok_or_else(Self::short)?;
         self.pos += 8;
         let mut a = [0u8; 8];
         a.copy_from_slice(bytes);
@@ -166,9 +188,13 @@ impl Reader<'_> {
 
     fn string(&mut self) -> Result<String, WalError> {
         let len = self.uvarint()? as usize;
-        let bytes = self.buf.get(self.pos..self.pos.saturating_add(len)).ok_or_else(Self::short)?;
+        let bytes = self
+            .buf
+            .get(self.pos..self.pos.saturating_add(len))
+            .ok_or_else(Self::short)?;
         self.pos += len;
-        String::from_utf8(bytes.to_vec()).map_err(|_| WalError::Corrupt("string is not utf-8".into()))
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| WalError::Corrupt("string is not utf-8".into()))
     }
 }
 
@@ -178,10 +204,17 @@ mod tests {
 
     #[test]
     fn records_round_trip() {
-        let labels = Labels::from_unsorted(vec![Label::new("__name__", "up"), Label::new("job", "n")]);
+        let labels =
+            Labels::from_unsorted(vec![Label::new("__name__", "up"), Label::new("job", "n")]);
         let mut buf = Vec::new();
         encode_series(&mut buf, "t1", &[(7, &labels)]);
-        assert_eq!(decode(&buf).unwrap(), Record::Series { tenant: "t1".into(), series: vec![(7, labels)] });
+        assert_eq!(
+            decode(&buf).unwrap(),
+            Record::Series {
+                tenant: "t1".into(),
+                series: vec![(7, labels)]
+            }
+        );
 
         let stale = f64::from_bits(vigil_model::STALE_NAN_BITS);
         let samples = vec![(7, Sample::new(1000, 1.5)), (8, Sample::new(-5, stale))];

@@ -63,7 +63,8 @@ impl SegmentWriter {
             .map_err(|e| WalError::io(&path, e))?;
         let mut len = file.metadata().map_err(|e| WalError::io(&path, e))?.len();
         if len == 0 {
-            file.write_all(&header()).map_err(|e| WalError::io(&path, e))?;
+            file.write_all(&header())
+                .map_err(|e| WalError::io(&path, e))?;
             file.sync_all().map_err(|e| WalError::io(&path, e))?;
             sync_dir(dir)?;
             len = HEADER_LEN as u64;
@@ -72,17 +73,19 @@ impl SegmentWriter {
     }
 
     pub(crate) fn write_all(&mut self, bytes: &[u8]) -> Result<(), WalError> {
-        self.file
-            .write_all(bytes)
-            .map_err(|e| WalError::Io { path: PathBuf::from(format!("segment {}", self.index)), source: e })?;
+        self.file.write_all(bytes).map_err(|e| WalError::Io {
+            path: PathBuf::from(format!("segment {}", self.index)),
+            source: e,
+        })?;
         self.len += bytes.len() as u64;
         Ok(())
     }
 
     pub(crate) fn sync(&mut self) -> Result<(), WalError> {
-        self.file
-            .sync_data()
-            .map_err(|e| WalError::Io { path: PathBuf::from(format!("segment {}", self.index)), source: e })
+        self.file.sync_data().map_err(|e| WalError::Io {
+            path: PathBuf::from(format!("segment {}", self.index)),
+            source: e,
+        })
     }
 
     pub(crate) fn index(&self) -> u64 {
@@ -110,7 +113,10 @@ fn list(dir: &Path) -> Result<(Vec<u64>, Vec<u64>), WalError> {
         let Some(name) = name.to_str() else { continue };
         if let Some(index) = name.strip_suffix(".seg").and_then(|n| n.parse().ok()) {
             segments.push(index);
-        } else if let Some(index) = name.strip_prefix("checkpoint.").and_then(|n| n.parse().ok()) {
+        } else if let Some(index) = name
+            .strip_prefix("checkpoint.")
+            .and_then(|n| n.parse().ok())
+        {
             checkpoints.push(index);
         }
     }
@@ -119,7 +125,10 @@ fn list(dir: &Path) -> Result<(Vec<u64>, Vec<u64>), WalError> {
     Ok((checkpoints, segments))
 }
 
-pub(crate) fn replay_dir(dir: &Path, apply: &mut dyn FnMut(&[u8])) -> Result<ReplayStats, WalError> {
+pub(crate) fn replay_dir(
+    dir: &Path,
+    apply: &mut dyn FnMut(&[u8]),
+) -> Result<ReplayStats, WalError> {
     let (checkpoints, segments) = list(dir)?;
     let mut stats = ReplayStats::default();
     let start = checkpoints.last().copied();
@@ -129,10 +138,16 @@ pub(crate) fn replay_dir(dir: &Path, apply: &mut dyn FnMut(&[u8])) -> Result<Rep
         let clean = replay_file(&path, apply, &mut stats)?;
         if !clean {
             // A checkpoint is written to a temporary name and renamed only when complete.
-            return Err(WalError::Corrupt(format!("checkpoint {} is damaged", path.display())));
+            return Err(WalError::Corrupt(format!(
+                "checkpoint {} is damaged",
+                path.display()
+            )));
         }
     }
-    for index in segments.into_iter().filter(|i| start.is_none_or(|c| *i >= c)) {
+    for index in segments
+        .into_iter()
+        .filter(|i| start.is_none_or(|c| *i >= c))
+    {
         let path = segment_path(dir, index);
         replay_file(&path, apply, &mut stats)?;
         stats.last_segment = Some(index);
@@ -141,7 +156,11 @@ pub(crate) fn replay_dir(dir: &Path, apply: &mut dyn FnMut(&[u8])) -> Result<Rep
 }
 
 /// Replays one file; a torn or corrupt tail is truncated. Returns whether the file was clean.
-fn replay_file(path: &Path, apply: &mut dyn FnMut(&[u8]), stats: &mut ReplayStats) -> Result<bool, WalError> {
+fn replay_file(
+    path: &Path,
+    apply: &mut dyn FnMut(&[u8]),
+    stats: &mut ReplayStats,
+) -> Result<bool, WalError> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
@@ -179,21 +198,35 @@ fn replay_file(path: &Path, apply: &mut dyn FnMut(&[u8]), stats: &mut ReplayStat
 }
 
 fn truncate(path: &Path, len: u64) -> Result<(), WalError> {
-    let file = OpenOptions::new().write(true).open(path).map_err(|e| WalError::io(path, e))?;
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| WalError::io(path, e))?;
     if len == 0 {
         file.set_len(0).map_err(|e| WalError::io(path, e))?;
         let mut file = file;
-        file.write_all(&header()).map_err(|e| WalError::io(path, e))?;
+        file.write_all(&header())
+            .map_err(|e| WalError::io(path, e))?;
         return file.sync_all().map_err(|e| WalError::io(path, e));
     }
     file.set_len(len).map_err(|e| WalError::io(path, e))?;
     file.sync_all().map_err(|e| WalError::io(path, e))
 }
 
-pub(crate) fn write_checkpoint(dir: &Path, index: u64, records: &[Vec<u8>]) -> Result<(), WalError> {
+pub(crate) fn write_checkpoint(
+    dir: &Path,
+    index: u64,
+    records: &[Vec<u8>],
+) -> Result<(), WalError> {
     let final_path = checkpoint_path(dir, index);
     let tmp = dir.join(format!("checkpoint.{index:08}.tmp"));
-    let mut buffer = Vec::with_capacity(records.iter().map(|r| r.len() + RECORD_HEADER_LEN).sum::<usize>() + HEADER_LEN);
+    let mut buffer = Vec::with_capacity(
+        records
+            .iter()
+            .map(|r| r.len() + RECORD_HEADER_LEN)
+            .sum::<usize>()
+            + HEADER_LEN,
+    );
     buffer.extend_from_slice(&header());
     for record in records {
         frame_record(&mut buffer, record);
