@@ -109,6 +109,8 @@ pub struct Db {
     closed: AtomicBool,
     /// Something was cut since the last WAL truncation.
     cut_since_truncation: AtomicBool,
+    /// Cuts and truncations run one at a time (the background tick and shutdown may overlap).
+    maintenance: tokio::sync::Mutex<()>,
 }
 
 impl Db {
@@ -189,6 +191,7 @@ impl Db {
             shutdown,
             closed: AtomicBool::new(false),
             cut_since_truncation: AtomicBool::new(false),
+            maintenance: tokio::sync::Mutex::new(()),
         });
         db.load_blocks().await?;
         db.refresh_gauges();
@@ -325,6 +328,7 @@ impl Db {
     /// Cuts due ranges (all of the head when `everything`), then truncates the WAL when every
     /// cut block is uploaded.
     async fn maintain(&self, everything: bool) -> Result<(), DbError> {
+        let _one_at_a_time = self.maintenance.lock().await;
         let block_ms = self.config.block_ms();
         let now_ms = now_ms();
         for (tenant, head) in self.all_heads() {
@@ -557,6 +561,7 @@ impl Db {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if self.catalog.pending_count() == 0 && self.cut_since_truncation.load(Ordering::Acquire) {
+            let _one_at_a_time = self.maintenance.lock().await;
             if let Err(e) = self.truncate_wal().await {
                 tracing::warn!(error = %e, "final wal truncation failed");
             }

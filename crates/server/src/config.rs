@@ -261,4 +261,11 @@ mod tests {
         assert_eq!(config.listen.port(), 9009);
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    #[test]
+    fn example_config_file_parses_to_the_defaults() {
+        let example: Config = toml::from_str(include_str!("../../../deploy/vigil.toml")).unwrap();
+        let defaults = Config::default();
+        assert_eq!(toml::to_string(&example).unwrap(), toml::to_string(&defaults).unwrap());
+    }
 }
