@@ -71,18 +71,16 @@ pub(crate) async fn remote_write(
     let tenant = tenant(&headers)?;
     let db = state.db()?.clone();
     let body = read_body(body, state.max_request_bytes).await?;
-    let limits = state.limits.clone();
-    let batch = tokio::task::spawn_blocking(move || {
-        let request = vigil_ingest::decode_remote_write(&body, &limits)?;
-        Ok::<_, DecodeError>(vigil_ingest::validate(request, &limits, vigil_db::now_ms()))
-    })
-    .await
-    .map_err(|e| PlainError::new(ErrorKind::Internal, format!("decoder task failed: {e}")))?
-    .map_err(|e| match e {
-        DecodeError::TooLarge { .. } => PlainError::new(ErrorKind::TooLarge, e.to_string()),
-        _ => PlainError::new(ErrorKind::BadData, e.to_string()),
+    let guard = db.begin_write().await.map_err(db_error)?;
+    // Decode, validate and check on this worker thread, with the reactor handed to another
+    // (block_in_place): label strings stay borrowed from the body until the head has them.
+    let prepared = tokio::task::block_in_place(|| {
+        let raw = vigil_ingest::decompress(&body, &state.limits).map_err(decode_error)?;
+        let batch = vigil_ingest::parse_and_validate(&raw, &state.limits, vigil_db::now_ms())
+            .map_err(decode_error)?;
+        db.prepare_write(&guard, &tenant, batch).map_err(db_error)
     })?;
-    let outcome = db.write(&tenant, batch).await.map_err(db_error)?;
+    let outcome = db.commit_write(guard, prepared).await.map_err(db_error)?;
     if outcome.discards.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
@@ -101,6 +99,13 @@ pub(crate) async fn remote_write(
         tracing::debug!(tenant = %tenant, %message, "write partially rejected");
     }
     Err(PlainError::new(kind, message))
+}
+
+fn decode_error(e: DecodeError) -> PlainError {
+    match e {
+        DecodeError::TooLarge { .. } => PlainError::new(ErrorKind::TooLarge, e.to_string()),
+        _ => PlainError::new(ErrorKind::BadData, e.to_string()),
+    }
 }
 
 fn to_matcher(m: &pb::LabelMatcher) -> Result<Matcher, PlainError> {

@@ -28,7 +28,7 @@ use vigil_wal::{Wal, WalError, WalOptions};
 pub use catalog::{BlockEntry, BlockLocation};
 pub use metrics::Metrics;
 pub use read::SeriesData;
-pub use write::WriteOutcome;
+pub use write::{PreparedWrite, WriteGuard, WriteOutcome};
 
 use catalog::Catalog;
 
@@ -133,6 +133,8 @@ impl Db {
         let started = std::time::Instant::now();
         let mut replayed_samples = 0u64;
         let mut unknown_refs = 0u64;
+        let mut series_cache: HashMap<String, Vec<Option<Arc<vigil_head::MemSeries>>>> =
+            HashMap::new();
         let wal_options = config.wal.clone();
         let (wal, stats) = {
             let heads = &heads;
@@ -145,10 +147,19 @@ impl Db {
                 }
                 Ok(Record::Samples { tenant, samples }) => {
                     let head = head_for(heads, &tenant);
+                    // Series by id without the table lock for every sample.
+                    let cache = series_cache.entry(tenant).or_default();
                     for (id, sample) in samples {
-                        match head.get_by_id(id) {
+                        let slot = id as usize;
+                        if cache.len() <= slot {
+                            cache.resize(slot + 1, None);
+                        }
+                        if cache[slot].is_none() {
+                            cache[slot] = head.get_by_id(id);
+                        }
+                        match &cache[slot] {
                             Some(series) => {
-                                head.append(&series, sample);
+                                head.append(series, sample);
                                 replayed_samples += 1;
                             }
                             None => unknown_refs += 1,

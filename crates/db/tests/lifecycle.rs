@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vigil_db::{Db, DbConfig, Metrics};
-use vigil_ingest::{SeriesWrite, WriteBatch};
+use vigil_ingest::WriteBatch;
 use vigil_model::{Label, Labels, MatchOp, Matcher, Sample, TenantId};
 
 fn config(dir: &std::path::Path) -> DbConfig {
@@ -58,14 +58,11 @@ async fn cut_blocks_upload_truncate_and_survive_reopen() {
                 .map(|i| Sample::new(start + i * 15_000, i as f64))
                 .collect();
             expected.push((series(job), samples.clone()));
-            let batch = WriteBatch {
-                series: vec![SeriesWrite {
-                    labels: series(job),
-                    samples,
-                }],
-                ..Default::default()
-            };
-            let outcome = db.write(&tenant, batch).await.unwrap();
+            let owned = vec![(series(job), samples)];
+            let outcome = db
+                .write(&tenant, WriteBatch::from_owned(&owned))
+                .await
+                .unwrap();
             assert!(outcome.discards.is_empty());
         }
         // Wait (bounded) until ranges older than now - 1.5 min are cut and uploaded.

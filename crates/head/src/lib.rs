@@ -6,12 +6,13 @@
 mod chunk;
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use roaring::RoaringBitmap;
+use rustc_hash::FxHashMap;
 use vigil_index::Postings;
 use vigil_model::{Labels, Matcher, MetricMetadata, Sample};
 
@@ -230,8 +231,9 @@ impl MemSeries {
 
 #[derive(Default)]
 struct SeriesTable {
-    by_hash: HashMap<u64, Vec<u32>>,
-    by_id: HashMap<u32, Arc<MemSeries>>,
+    /// Label-set hash → series with that hash (almost always one).
+    by_hash: HashMap<u64, Vec<Arc<MemSeries>>, BuildHasherDefault<PrehashedKey>>,
+    by_id: FxHashMap<u32, Arc<MemSeries>>,
     postings: Postings,
     next_id: u32,
 }
@@ -241,8 +243,14 @@ impl SeriesTable {
         self.by_hash
             .get(&hash)?
             .iter()
-            .filter_map(|id| self.by_id.get(id))
             .find(|s| &s.labels == labels)
+    }
+
+    fn find_pairs(&self, hash: u64, pairs: &[(&str, &str)]) -> Option<&Arc<MemSeries>> {
+        self.by_hash
+            .get(&hash)?
+            .iter()
+            .find(|s| s.labels.equals_pairs(pairs))
     }
 
     fn insert(&mut self, id: u32, hash: u64, labels: Labels) -> Arc<MemSeries> {
@@ -252,7 +260,7 @@ impl SeriesTable {
             data: Mutex::new(SeriesData::default()),
         });
         self.postings.add(id, &series.labels);
-        self.by_hash.entry(hash).or_default().push(id);
+        self.by_hash.entry(hash).or_default().push(series.clone());
         self.by_id.insert(id, series.clone());
         self.next_id = self.next_id.max(id.saturating_add(1));
         series
@@ -260,9 +268,25 @@ impl SeriesTable {
 }
 
 fn labels_hash(labels: &Labels) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    labels.hash(&mut h);
-    h.finish()
+    labels.fx_hash()
+}
+
+/// Hasher for keys that already are hashes.
+#[derive(Default)]
+struct PrehashedKey(u64);
+
+impl Hasher for PrehashedKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// The series limit was reached.
@@ -332,23 +356,22 @@ impl Head {
         self.table.read().by_id.get(&id).cloned()
     }
 
-    /// Finds or creates the series for each label set. `on_created` runs under the table's
-    /// write lock with the series created by this call, before any other writer can see them,
-    /// so the caller can log them ahead of samples that refer to them. Label sets beyond
-    /// `max_series` (0 = unlimited) get `None`.
+    /// Finds or creates the series for each label set, given as its [`vigil_model::labels_hash`]
+    /// and borrowed pairs (sorted, valid). `on_created` runs under the table's write lock with
+    /// the series created by this call, before any other writer can see them, so the caller can
+    /// log them ahead of samples that refer to them. Label sets beyond `max_series`
+    /// (0 = unlimited) get `None`.
     pub fn get_or_create<E>(
         &self,
-        wanted: &[&Labels],
+        wanted: &[(u64, &[(&str, &str)])],
         max_series: usize,
         on_created: impl FnOnce(&[(u32, &Labels)]) -> Result<(), E>,
     ) -> Result<Vec<Option<Arc<MemSeries>>>, E> {
-        let hashes: Vec<u64> = wanted.iter().map(|l| labels_hash(l)).collect();
         {
             let table = self.table.read();
             let found: Vec<_> = wanted
                 .iter()
-                .zip(&hashes)
-                .map(|(l, h)| table.find(*h, l).cloned())
+                .map(|(hash, pairs)| table.find_pairs(*hash, pairs).cloned())
                 .collect();
             if found.iter().all(Option::is_some) {
                 return Ok(found);
@@ -357,8 +380,8 @@ impl Head {
         let mut table = self.table.write();
         let mut result = Vec::with_capacity(wanted.len());
         let mut created = Vec::new();
-        for (labels, hash) in wanted.iter().zip(&hashes) {
-            if let Some(s) = table.find(*hash, labels) {
+        for (hash, pairs) in wanted {
+            if let Some(s) = table.find_pairs(*hash, pairs) {
                 result.push(Some(s.clone()));
                 continue;
             }
@@ -367,7 +390,13 @@ impl Head {
                 continue;
             }
             let id = table.next_id;
-            let series = table.insert(id, *hash, (*labels).clone());
+            let labels = Labels::from_sorted(
+                pairs
+                    .iter()
+                    .map(|(n, v)| vigil_model::Label::new(*n, *v))
+                    .collect(),
+            );
+            let series = table.insert(id, *hash, labels);
             created.push(series.clone());
             result.push(Some(series));
         }
@@ -392,13 +421,23 @@ impl Head {
     pub fn append(&self, series: &MemSeries, sample: Sample) {
         if series.data.lock().insert(sample) {
             self.samples_appended.fetch_add(1, Ordering::Relaxed);
-            let ts = sample.timestamp_ms;
+            self.note_timestamp(sample.timestamp_ms);
+        }
+    }
+
+    /// Widens the head's time range; read-mostly so concurrent writers do not fight over the
+    /// cache line when the range does not change.
+    fn note_timestamp(&self, ts: i64) {
+        let min = self.min_ts.0.load(Ordering::Acquire);
+        if min == i64::MIN || ts < min {
             let _ = self
                 .min_ts
                 .0
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |m| {
                     (m == i64::MIN || ts < m).then_some(ts)
                 });
+        }
+        if ts > self.max_ts.0.load(Ordering::Acquire) {
             self.max_ts.0.fetch_max(ts, Ordering::AcqRel);
         }
     }
@@ -478,7 +517,7 @@ impl Head {
             table.postings.remove(s.id, &s.labels);
             let hash = labels_hash(&s.labels);
             if let Some(ids) = table.by_hash.get_mut(&hash) {
-                ids.retain(|id| *id != s.id);
+                ids.retain(|x| x.id != s.id);
                 if ids.is_empty() {
                     table.by_hash.remove(&hash);
                 }
@@ -529,8 +568,16 @@ mod tests {
         Labels::from_unsorted(vec![Label::new("__name__", name), Label::new("job", job)])
     }
 
+    fn pairs(l: &Labels) -> Vec<(&str, &str)> {
+        l.iter()
+            .map(|x| (x.name.as_str(), x.value.as_str()))
+            .collect()
+    }
+
     fn create(head: &Head, l: &Labels) -> Arc<MemSeries> {
-        head.get_or_create::<()>(&[l], 0, |_| Ok(())).unwrap()[0]
+        let p = pairs(l);
+        head.get_or_create::<()>(&[(l.fx_hash(), &p)], 0, |_| Ok(()))
+            .unwrap()[0]
             .clone()
             .unwrap()
     }
@@ -591,7 +638,10 @@ mod tests {
         let head = Head::new();
         let a = labels("up", "a");
         let b = labels("up", "b");
-        let got = head.get_or_create::<()>(&[&a, &b], 1, |_| Ok(())).unwrap();
+        let (pa, pb) = (pairs(&a), pairs(&b));
+        let got = head
+            .get_or_create::<()>(&[(a.fx_hash(), &pa), (b.fx_hash(), &pb)], 1, |_| Ok(()))
+            .unwrap();
         assert!(got[0].is_some() && got[1].is_none());
         let m = Matcher::new(MatchOp::Equal, "job", "a").unwrap();
         assert_eq!(head.select(&[m]).len(), 1);

@@ -3,7 +3,9 @@
 //! that fail a check are set aside with a typed [`DiscardReason`] so the rest of the request is
 //! still written. No HTTP here: the api crate maps errors to status codes.
 
-use vigil_model::{Label, Labels, MetricMetadata, Sample, METRIC_NAME_LABEL};
+pub mod wire;
+
+use vigil_model::{Labels, MetricMetadata, Sample, METRIC_NAME_LABEL};
 use vigil_proto::prometheus as pb;
 
 /// Limits applied while decoding and validating.
@@ -110,32 +112,61 @@ pub struct Discard {
     pub timestamp_ms: Option<i64>,
 }
 
-/// One series of a validated request.
+/// One valid series of a request: ranges into the batch's flat arrays and its label hash.
 #[derive(Debug, Clone)]
-pub struct SeriesWrite {
-    pub labels: Labels,
-    pub samples: Vec<Sample>,
+pub struct ValidSeries {
+    pub labels: std::ops::Range<usize>,
+    pub samples: std::ops::Range<usize>,
+    /// [`vigil_model::labels_hash`] of the labels.
+    pub hash: u64,
 }
 
-/// A decoded request: what may be written, and what was set aside.
+/// A validated request: what may be written (borrowing label strings from the body), and what
+/// was set aside.
 #[derive(Debug, Default)]
-pub struct WriteBatch {
-    pub series: Vec<SeriesWrite>,
+pub struct WriteBatch<'a> {
+    pub series: Vec<ValidSeries>,
+    pub labels: Vec<(&'a str, &'a str)>,
+    pub samples: Vec<Sample>,
     pub metadata: Vec<(String, MetricMetadata)>,
     pub discards: Vec<Discard>,
 }
 
-impl WriteBatch {
+impl<'a> WriteBatch<'a> {
     pub fn sample_count(&self) -> usize {
-        self.series.iter().map(|s| s.samples.len()).sum()
+        self.samples.len()
+    }
+
+    pub fn labels_of(&self, series: &ValidSeries) -> &[(&'a str, &'a str)] {
+        &self.labels[series.labels.clone()]
+    }
+
+    pub fn samples_of(&self, series: &ValidSeries) -> &[Sample] {
+        &self.samples[series.samples.clone()]
+    }
+
+    /// A batch over already-valid owned series (tests, internal writers).
+    pub fn from_owned(series: &'a [(Labels, Vec<Sample>)]) -> Self {
+        let mut batch = WriteBatch::default();
+        for (labels, samples) in series {
+            let start = batch.labels.len();
+            batch
+                .labels
+                .extend(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+            let s_start = batch.samples.len();
+            batch.samples.extend_from_slice(samples);
+            batch.series.push(ValidSeries {
+                labels: start..batch.labels.len(),
+                samples: s_start..batch.samples.len(),
+                hash: labels.fx_hash(),
+            });
+        }
+        batch
     }
 }
 
-/// Decompresses and decodes a remote-write 1.0 body.
-pub fn decode_remote_write(
-    body: &[u8],
-    limits: &ValidationLimits,
-) -> Result<pb::WriteRequest, DecodeError> {
+/// Decompresses a snappy-block body within the size limit.
+pub fn decompress(body: &[u8], limits: &ValidationLimits) -> Result<Vec<u8>, DecodeError> {
     let size = snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
     if size > limits.max_decompressed_bytes {
         return Err(DecodeError::TooLarge {
@@ -143,82 +174,118 @@ pub fn decode_remote_write(
             limit: limits.max_decompressed_bytes,
         });
     }
-    let raw = snap::raw::Decoder::new()
+    snap::raw::Decoder::new()
         .decompress_vec(body)
-        .map_err(|e| DecodeError::Snappy(e.to_string()))?;
-    <pb::WriteRequest as prost::Message>::decode(raw.as_slice())
-        .map_err(|e| DecodeError::Protobuf(e.to_string()))
+        .map_err(|e| DecodeError::Snappy(e.to_string()))
 }
 
-/// Validates a decoded request against the stateless rules.
-pub fn validate(request: pb::WriteRequest, limits: &ValidationLimits, now_ms: i64) -> WriteBatch {
-    let mut batch = WriteBatch::default();
+/// Parses and validates a decompressed remote-write 1.0 body against the stateless rules.
+pub fn parse_and_validate<'a>(
+    raw: &'a [u8],
+    limits: &ValidationLimits,
+    now_ms: i64,
+) -> Result<WriteBatch<'a>, DecodeError> {
+    let wire = wire::parse_write_request(raw)?;
+    let mut batch = WriteBatch {
+        labels: Vec::with_capacity(wire.labels.len()),
+        samples: Vec::with_capacity(wire.samples.len()),
+        ..Default::default()
+    };
     let newest_allowed = now_ms.saturating_add(limits.max_future_ms);
-    for ts in request.timeseries {
-        let sample_count = ts.samples.len();
-        let labels = match validate_labels(ts.labels, limits) {
-            Ok(labels) => labels,
-            Err((reason, shown)) => {
-                batch.discards.push(Discard {
-                    reason,
-                    samples: sample_count + ts.histograms.len(),
-                    series: shown,
-                    timestamp_ms: None,
-                });
-                continue;
-            }
-        };
-        if !ts.histograms.is_empty() {
+    for ws in &wire.series {
+        let raw_labels = &wire.labels[ws.labels.clone()];
+        let raw_samples = &wire.samples[ws.samples.clone()];
+        let labels_start = batch.labels.len();
+        if let Err(reason) = validate_labels(raw_labels, limits, &mut batch.labels) {
+            batch.labels.truncate(labels_start);
+            batch.discards.push(Discard {
+                reason,
+                samples: raw_samples.len() + ws.histograms,
+                series: show(raw_labels),
+                timestamp_ms: None,
+            });
+            continue;
+        }
+        let labels = labels_start..batch.labels.len();
+        let shown = || show_pairs(&batch.labels[labels.clone()]);
+        if ws.histograms > 0 {
             batch.discards.push(Discard {
                 reason: DiscardReason::NativeHistogramsUnsupported,
-                samples: ts.histograms.len(),
-                series: labels.to_string(),
-                timestamp_ms: ts.histograms.first().map(|h| h.timestamp),
+                samples: ws.histograms,
+                series: shown(),
+                timestamp_ms: None,
             });
         }
-        let mut samples = Vec::with_capacity(sample_count);
-        let mut future = 0;
-        let mut first_future = None;
-        for s in ts.samples {
-            if s.timestamp > newest_allowed {
-                future += 1;
-                first_future.get_or_insert(s.timestamp);
-            } else {
-                samples.push(Sample::new(s.timestamp, s.value));
-            }
-        }
+        let future = raw_samples
+            .iter()
+            .filter(|s| s.timestamp_ms > newest_allowed)
+            .count();
         if future > 0 {
+            let first = raw_samples
+                .iter()
+                .find(|s| s.timestamp_ms > newest_allowed)
+                .map(|s| s.timestamp_ms);
             batch.discards.push(Discard {
                 reason: DiscardReason::TooFarInFuture,
                 samples: future,
-                series: labels.to_string(),
-                timestamp_ms: first_future,
+                series: shown(),
+                timestamp_ms: first,
             });
         }
-        if !samples.is_empty() {
-            // Senders must send a series' samples in order; sort defensively so the head sees
-            // them oldest first.
-            if !samples
-                .windows(2)
-                .all(|w| w[0].timestamp_ms <= w[1].timestamp_ms)
-            {
-                samples.sort_by_key(|s| s.timestamp_ms);
-            }
-            batch.series.push(SeriesWrite { labels, samples });
-        }
-    }
-    for m in request.metadata {
-        if m.metric_family_name.is_empty() {
+        if future == raw_samples.len() {
+            batch.labels.truncate(labels_start);
             continue;
         }
-        let meta = MetricMetadata {
-            metric_type: m.type_name().to_string(),
-            help: m.help,
-            unit: m.unit,
-        };
-        batch.metadata.push((m.metric_family_name, meta));
+        let samples_start = batch.samples.len();
+        batch.samples.extend(
+            raw_samples
+                .iter()
+                .filter(|s| s.timestamp_ms <= newest_allowed),
+        );
+        let samples = samples_start..batch.samples.len();
+        // Senders must send a series' samples in order; sort defensively so the head sees
+        // them oldest first.
+        let slice = &mut batch.samples[samples.clone()];
+        if !slice
+            .windows(2)
+            .all(|w| w[0].timestamp_ms <= w[1].timestamp_ms)
+        {
+            slice.sort_by_key(|s| s.timestamp_ms);
+        }
+        let hash = vigil_model::labels_hash(batch.labels[labels.clone()].iter().copied());
+        batch.series.push(ValidSeries {
+            labels,
+            samples,
+            hash,
+        });
     }
-    batch
+    for (kind, family, help, unit) in wire.metadata {
+        let (Ok(family), Ok(help), Ok(unit)) = (
+            std::str::from_utf8(family),
+            std::str::from_utf8(help),
+            std::str::from_utf8(unit),
+        ) else {
+            continue;
+        };
+        if family.is_empty() {
+            continue;
+        }
+        let metric_type = pb::MetricMetadata {
+            r#type: kind,
+            ..Default::default()
+        }
+        .type_name()
+        .to_string();
+        batch.metadata.push((
+            family.to_string(),
+            MetricMetadata {
+                metric_type,
+                help: help.to_string(),
+                unit: unit.to_string(),
+            },
+        ));
+    }
+    Ok(batch)
 }
 
 fn is_metric_name(name: &str) -> bool {
@@ -233,73 +300,77 @@ fn is_label_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn show(labels: &[pb::Label]) -> String {
-    let pairs: Vec<String> = labels
+fn show(raw: &[(&[u8], &[u8])]) -> String {
+    let pairs: Vec<String> = raw
         .iter()
-        .map(|l| format!("{}={:?}", l.name, l.value))
+        .map(|(n, v)| {
+            format!(
+                "{}={:?}",
+                String::from_utf8_lossy(n),
+                String::from_utf8_lossy(v)
+            )
+        })
         .collect();
     format!("{{{}}}", pairs.join(", "))
 }
 
-fn validate_labels(
-    raw: Vec<pb::Label>,
+fn show_pairs(pairs: &[(&str, &str)]) -> String {
+    let pairs: Vec<String> = pairs.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
+    format!("{{{}}}", pairs.join(", "))
+}
+
+/// Checks one series' labels and appends the valid, non-empty pairs to `out`.
+fn validate_labels<'a>(
+    raw: &[(&'a [u8], &'a [u8])],
     limits: &ValidationLimits,
-) -> Result<Labels, (DiscardReason, String)> {
-    let fail = |reason, raw: &[pb::Label]| Err((reason, show(raw)));
+    out: &mut Vec<(&'a str, &'a str)>,
+) -> Result<(), DiscardReason> {
     let mut name_seen = false;
-    for (i, label) in raw.iter().enumerate() {
-        if label.name.len() > limits.max_label_name_bytes {
-            return fail(DiscardReason::LabelNameTooLong, &raw);
+    let mut kept = 0;
+    for (i, (name, value)) in raw.iter().enumerate() {
+        if name.len() > limits.max_label_name_bytes {
+            return Err(DiscardReason::LabelNameTooLong);
         }
-        if label.value.len() > limits.max_label_value_bytes {
-            return fail(DiscardReason::LabelValueTooLong, &raw);
+        if value.len() > limits.max_label_value_bytes {
+            return Err(DiscardReason::LabelValueTooLong);
         }
-        if label.name == METRIC_NAME_LABEL {
+        // Names are checked to be ASCII below, so this only fails for names we reject anyway.
+        let name_str = std::str::from_utf8(name).unwrap_or("");
+        let value = std::str::from_utf8(value).map_err(|_| DiscardReason::InvalidLabelValue)?;
+        if name_str == METRIC_NAME_LABEL {
             name_seen = true;
-            if !is_metric_name(&label.value) {
-                return fail(DiscardReason::InvalidMetricName, &raw);
+            if !is_metric_name(value) {
+                return Err(DiscardReason::InvalidMetricName);
             }
-        } else if !is_label_name(&label.name) {
-            return fail(DiscardReason::InvalidLabelName, &raw);
+        } else if !is_label_name(name_str) {
+            return Err(DiscardReason::InvalidLabelName);
         }
         if i > 0 {
-            let previous = &raw[i - 1].name;
-            if *previous == label.name {
-                return fail(DiscardReason::DuplicateLabelName, &raw);
+            let previous = raw[i - 1].0;
+            if previous == *name {
+                return Err(DiscardReason::DuplicateLabelName);
             }
-            if *previous > label.name {
+            if previous > *name {
                 // Distinguish a duplicate that is merely out of place.
-                if raw[..i].iter().any(|l| l.name == label.name) {
-                    return fail(DiscardReason::DuplicateLabelName, &raw);
+                if raw[..i].iter().any(|(n, _)| n == name) {
+                    return Err(DiscardReason::DuplicateLabelName);
                 }
-                return fail(DiscardReason::UnsortedLabels, &raw);
+                return Err(DiscardReason::UnsortedLabels);
             }
+        }
+        // An empty value means the label is absent, as in Prometheus.
+        if !value.is_empty() {
+            out.push((name_str, value));
+            kept += 1;
         }
     }
     if !name_seen {
-        return fail(DiscardReason::MissingMetricName, &raw);
+        return Err(DiscardReason::MissingMetricName);
     }
-    // An empty value means the label is absent, as in Prometheus.
-    let pairs: Vec<Label> = raw
-        .into_iter()
-        .filter(|l| !l.value.is_empty())
-        .map(|l| Label {
-            name: l.name,
-            value: l.value,
-        })
-        .collect();
-    if pairs.len() > limits.max_label_names_per_series {
-        return Err((DiscardReason::TooManyLabels, show_labels(&pairs)));
+    if kept > limits.max_label_names_per_series {
+        return Err(DiscardReason::TooManyLabels);
     }
-    Ok(Labels::from_sorted(pairs))
-}
-
-fn show_labels(pairs: &[Label]) -> String {
-    let pairs: Vec<String> = pairs
-        .iter()
-        .map(|l| format!("{}={:?}", l.name, l.value))
-        .collect();
-    format!("{{{}}}", pairs.join(", "))
+    Ok(())
 }
 
 /// The client-facing text for a set of discards: counts per reason and one example each.
@@ -328,6 +399,7 @@ pub fn describe_discards(discards: &[Discard]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost::Message;
 
     fn series(labels: &[(&str, &str)], ts: i64) -> pb::TimeSeries {
         pb::TimeSeries {
@@ -346,10 +418,6 @@ mod tests {
         }
     }
 
-    fn reasons(batch: &WriteBatch) -> Vec<DiscardReason> {
-        batch.discards.iter().map(|d| d.reason).collect()
-    }
-
     #[test]
     fn label_rules_reject_only_the_bad_series() {
         let limits = ValidationLimits::default();
@@ -366,9 +434,11 @@ mod tests {
             ],
             metadata: vec![],
         };
-        let batch = validate(request, &limits, 0);
+        let bytes = request.encode_to_vec();
+        let batch = parse_and_validate(&bytes, &limits, 0).unwrap();
+        let reasons: Vec<DiscardReason> = batch.discards.iter().map(|d| d.reason).collect();
         assert_eq!(
-            reasons(&batch),
+            reasons,
             vec![
                 DiscardReason::MissingMetricName,
                 DiscardReason::InvalidMetricName,
@@ -379,25 +449,27 @@ mod tests {
             ]
         );
         assert_eq!(batch.series.len(), 2);
-        assert_eq!(batch.series[1].labels.get("empty"), None);
-        assert!(
-            describe_discards(&batch.discards).contains("out of order")
-                || !batch.discards.is_empty()
+        assert_eq!(
+            batch.labels_of(&batch.series[1]),
+            &[("__name__", "up"), ("job", "e")]
         );
+        let owned = Labels::from_sorted(vec![
+            vigil_model::Label::new("__name__", "up"),
+            vigil_model::Label::new("job", "e"),
+        ]);
+        assert_eq!(batch.series[1].hash, owned.fx_hash());
+        assert!(describe_discards(&batch.discards).contains("unsorted_labels"));
     }
 
     #[test]
     fn garbage_bodies_are_decode_errors() {
         let limits = ValidationLimits::default();
         assert!(matches!(
-            decode_remote_write(b"not snappy at all", &limits),
+            decompress(b"not snappy at all", &limits),
             Err(DecodeError::Snappy(_))
         ));
-        let snappy_garbage = snap::raw::Encoder::new()
-            .compress_vec(&[0xff, 0xff, 0xff])
-            .unwrap();
         assert!(matches!(
-            decode_remote_write(&snappy_garbage, &limits),
+            parse_and_validate(&[0xff, 0xff, 0xff], &limits, 0),
             Err(DecodeError::Protobuf(_))
         ));
     }

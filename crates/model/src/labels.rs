@@ -119,3 +119,34 @@ mod tests {
         assert_eq!(labels.to_string(), r#"up{instance="a:1", job="node"}"#);
     }
 }
+
+/// The hash that identifies a label set in the head, computed the same way over owned
+/// [`Labels`] and over borrowed pairs (FxHash of names and values with separators).
+pub fn labels_hash<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {
+    use std::hash::Hasher;
+    let mut h = rustc_hash::FxHasher::default();
+    for (name, value) in pairs {
+        h.write(name.as_bytes());
+        h.write_u8(0xff);
+        h.write(value.as_bytes());
+        h.write_u8(0xfe);
+    }
+    h.finish()
+}
+
+impl Labels {
+    /// [`labels_hash`] of this set.
+    pub fn fx_hash(&self) -> u64 {
+        labels_hash(self.0.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+    }
+
+    /// Whether the borrowed pairs are exactly this label set.
+    pub fn equals_pairs(&self, pairs: &[(&str, &str)]) -> bool {
+        self.0.len() == pairs.len()
+            && self
+                .0
+                .iter()
+                .zip(pairs)
+                .all(|(l, (n, v))| l.name == *n && l.value == *v)
+    }
+}

@@ -266,6 +266,9 @@ mod tests {
     fn example_config_file_parses_to_the_defaults() {
         let example: Config = toml::from_str(include_str!("../../../deploy/vigil.toml")).unwrap();
         let defaults = Config::default();
-        assert_eq!(toml::to_string(&example).unwrap(), toml::to_string(&defaults).unwrap());
+        assert_eq!(
+            toml::to_string(&example).unwrap(),
+            toml::to_string(&defaults).unwrap()
+        );
     }
 }
