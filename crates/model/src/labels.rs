@@ -102,24 +102,6 @@ impl fmt::Display for Labels {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn labels_sort_and_lookup_by_name() {
-        let labels = Labels::from_unsorted(vec![
-            Label::new("job", "node"),
-            Label::new("__name__", "up"),
-            Label::new("instance", "a:1"),
-        ]);
-        assert_eq!(labels.metric_name(), Some("up"));
-        assert_eq!(labels.get("job"), Some("node"));
-        assert_eq!(labels.get("zone"), None);
-        assert_eq!(labels.to_string(), r#"up{instance="a:1", job="node"}"#);
-    }
-}
-
 /// The hash that identifies a label set in the head, computed the same way over owned
 /// [`Labels`] and over borrowed pairs (FxHash of names and values with separators).
 pub fn labels_hash<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {
@@ -148,5 +130,23 @@ impl Labels {
                 .iter()
                 .zip(pairs)
                 .all(|(l, (n, v))| l.name == *n && l.value == *v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_sort_and_lookup_by_name() {
+        let labels = Labels::from_unsorted(vec![
+            Label::new("job", "node"),
+            Label::new("__name__", "up"),
+            Label::new("instance", "a:1"),
+        ]);
+        assert_eq!(labels.metric_name(), Some("up"));
+        assert_eq!(labels.get("job"), Some("node"));
+        assert_eq!(labels.get("zone"), None);
+        assert_eq!(labels.to_string(), r#"up{instance="a:1", job="node"}"#);
     }
 }
