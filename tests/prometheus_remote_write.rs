@@ -14,24 +14,29 @@ use common::http::{matcher, Client, Metrics};
 use common::process::VigilOpts;
 use common::{free_port, now_ms, require_prometheus, wait_for, Proc, Vigil};
 
+/// Prometheus' configuration: both scrape jobs with their target while `scrape`, else the same
+/// jobs without targets. (Removing a job outright cancels its scrape loops without staleness
+/// markers; a target that disappears from a job gets them, which is what a real sender does.)
 fn config(prometheus_port: u16, vigil_port: u16, scrape: bool) -> String {
-    let scrape_configs = if scrape {
-        format!(
-            "scrape_configs:\n  \
-             - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{prometheus_port}']\n  \
-             - job_name: vigil\n    static_configs:\n      - targets: ['127.0.0.1:{vigil_port}']\n"
-        )
-    } else {
-        "scrape_configs: []\n".to_string()
+    let targets = |port: u16| {
+        if scrape {
+            format!("['127.0.0.1:{port}']")
+        } else {
+            "[]".to_string()
+        }
     };
     format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-         {scrape_configs}\
+         scrape_configs:\n  \
+         - job_name: prometheus\n    static_configs:\n      - targets: {}\n  \
+         - job_name: vigil\n    static_configs:\n      - targets: {}\n\
          remote_write:\n  \
          - url: http://127.0.0.1:{vigil_port}/api/v1/write\n    \
          queue_config:\n      batch_send_deadline: 1s\n      max_samples_per_send: 500\n      \
          min_backoff: 100ms\n      max_backoff: 1s\n    \
-         metadata_config:\n      send: true\n      send_interval: 2s\n"
+         metadata_config:\n      send: true\n      send_interval: 2s\n",
+        targets(prometheus_port),
+        targets(vigil_port)
     )
 }
 
@@ -81,6 +86,20 @@ impl Prometheus {
             .unwrap_or_else(|err| panic!("GET prometheus /metrics: {err}"));
         assert_eq!(response.status, 200, "prometheus /metrics");
         Metrics::parse(&response.text())
+    }
+
+    fn get_json(&self, path: &str) -> serde_json::Value {
+        let response = self
+            .client
+            .get(&format!("http://127.0.0.1:{}{path}", self.port), None)
+            .unwrap_or_else(|err| panic!("GET prometheus {path}: {err}"));
+        assert_eq!(
+            response.status,
+            200,
+            "prometheus {path}: {}",
+            response.text()
+        );
+        response.json()
     }
 
     fn reload(&self) {
@@ -164,7 +183,42 @@ fn prometheus_remote_write_is_fully_ingested_and_counted() {
         },
     );
 
-    // Stop scraping; staleness markers follow; then the queue drains.
+    // Let a few scrapes of each job go through first.
+    wait_for(
+        "5 samples of up{job=\"vigil\"} in Vigil",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || {
+            let up = vigil.read(
+                None,
+                started_ms,
+                now_ms() + 1_000,
+                vec![matcher(0, "__name__", "up"), matcher(0, "job", "vigil")],
+            );
+            let count: usize = up.iter().map(|series| series.samples.len()).sum();
+            if count >= 5 {
+                Ok(())
+            } else {
+                Err(format!("{count} samples"))
+            }
+        },
+    );
+
+    // Prometheus' own verdict on Vigil's /metrics: the target is up, with no scrape error.
+    let targets = prometheus.get_json("/api/v1/targets");
+    let active = targets["data"]["activeTargets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("prometheus /api/v1/targets: {targets}"));
+    let vigil_target = active
+        .iter()
+        .find(|target| target["labels"]["job"] == "vigil")
+        .unwrap_or_else(|| panic!("no vigil target in {targets}"));
+    assert!(
+        vigil_target["health"] == "up" && vigil_target["lastError"] == "",
+        "Prometheus cannot scrape Vigil's /metrics: {vigil_target}"
+    );
+
+    // Stop scraping (the targets disappear); staleness markers follow; then the queue drains.
     std::fs::write(&config_path, config(prometheus_port, vigil.port, false)).unwrap();
     prometheus.reload();
     let sum = |metrics: &Metrics, name: &str| metrics.sum_or_zero(name, &[]);

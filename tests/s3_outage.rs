@@ -1,6 +1,7 @@
-//! An S3 outage: the S3 server (moto) is frozen with SIGSTOP while writes go on and at least one
-//! block is cut; writes keep answering 204 quickly, the block waits in the pending area, and after
-//! SIGCONT every block arrives in S3 and the samples read back from S3 equal what was written.
+//! An S3 outage: the S3 server (moto) is frozen with SIGSTOP while writes go on and blocks are
+//! cut; writes keep answering 204 quickly, the blocks wait in the pending area, the S3 stays frozen
+//! until an upload attempt has timed out and failed, and after SIGCONT every block arrives in S3
+//! and the samples read back from S3 equal what was written.
 
 mod common;
 
@@ -118,7 +119,7 @@ fn blocks_cut_during_an_s3_outage_arrive_after_it() {
             response.status,
             response.text()
         );
-        if sent.elapsed() > Duration::from_secs(2) {
+        if sent.elapsed() > Duration::from_secs(5) {
             slow_writes.push(sent.elapsed());
         }
         expected.add_request("default", request);
@@ -148,13 +149,31 @@ fn blocks_cut_during_an_s3_outage_arrive_after_it() {
         "/ready during an S3 outage: {}",
         ready.text()
     );
-    // Stay frozen long enough for upload attempts to hang and time out (at least 5 s).
-    while frozen.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // Stay frozen until an upload attempt has timed out and failed (the object-store requests are
+    // bounded), so the retry path runs too, not only a request that hangs until S3 is back.
+    let failures_before = outage_metrics.sum_or_zero("vigil_block_upload_failures_total", &[]);
+    wait_for(
+        "an upload attempt to fail while S3 is frozen (vigil_block_upload_failures_total rising): \
+         uploads to a hung store must time out",
+        Duration::from_secs(90),
+        Duration::from_millis(500),
+        || {
+            let failures = vigil
+                .metrics()
+                .sum_or_zero("vigil_block_upload_failures_total", &[]);
+            if failures > failures_before {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{failures} failures after {:?} frozen",
+                    frozen.elapsed()
+                ))
+            }
+        },
+    );
     assert!(
         slow_writes.is_empty(),
-        "writes took over 2 s during the S3 outage: {slow_writes:?}"
+        "writes took over 5 s during the S3 outage (they must not wait for S3): {slow_writes:?}"
     );
     eprintln!(
         "outage: {} blocks cut, {} pending after {:?}",
@@ -165,6 +184,7 @@ fn blocks_cut_during_an_s3_outage_arrive_after_it() {
 
     // Phase 3: S3 back. Every block arrives.
     s3.proc.signal("CONT");
+    let frozen_for = frozen.elapsed();
     wait_for(
         "every cut block uploaded after the outage (pending 0, uploaded == cut)",
         Duration::from_secs(180),
@@ -182,10 +202,12 @@ fn blocks_cut_during_an_s3_outage_arrive_after_it() {
             }
         },
     );
-    let failures_seen = vigil
-        .metrics()
-        .sum_or_zero("vigil_block_upload_failures_total", &[]);
-    eprintln!("vigil_block_upload_failures_total after the outage: {failures_seen}");
+    eprintln!(
+        "S3 frozen for {frozen_for:?}; vigil_block_upload_failures_total {}",
+        vigil
+            .metrics()
+            .sum_or_zero("vigil_block_upload_failures_total", &[])
+    );
 
     stop.store(true, Ordering::SeqCst);
     let (beats, beat_failures, slowest_beat) = beat.join().expect("heartbeat thread");

@@ -234,10 +234,10 @@ fn self_metrics_are_per_tenant() {
             Some(expected.sample_count() as f64),
             "vigil_samples_ingested_total{{tenant=\"{tenant}\"}}"
         );
-        assert_eq!(
-            metrics.sum("vigil_head_series", &[("tenant", tenant)]),
-            Some(expected.series_count() as f64),
-            "vigil_head_series{{tenant=\"{tenant}\"}}"
+        world.vigil.wait_metric(
+            "vigil_head_series",
+            &[("tenant", tenant)],
+            expected.series_count() as f64,
         );
     }
 }

@@ -318,6 +318,50 @@ impl Vigil {
         Metrics::parse(&response.text())
     }
 
+    /// Waits (up to 10 s: gauges may be refreshed periodically rather than at scrape time) until
+    /// the sum of the samples `name{labels}` on `/metrics` is `want`.
+    pub fn wait_metric(&self, name: &str, labels: &[(&str, &str)], want: f64) {
+        super::wait_for(
+            &format!("{name}{labels:?} to be {want} on /metrics"),
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            || match self.metrics().sum(name, labels) {
+                Some(value) if value == want => Ok(()),
+                other => Err(format!("{other:?}")),
+            },
+        );
+    }
+
+    /// Waits (bounded) until blocks stop moving: nothing pending upload, and the counts of cut and
+    /// uploaded blocks unchanged for 2 s.
+    pub fn wait_blocks_settled(&self, timeout: Duration) {
+        let snapshot = || {
+            let metrics = self.metrics();
+            (
+                metrics.sum_or_zero("vigil_blocks_pending_upload", &[]),
+                metrics.sum_or_zero("vigil_blocks_cut_total", &[]),
+                metrics.sum_or_zero("vigil_blocks_uploaded_total", &[]),
+            )
+        };
+        let mut last = (snapshot(), std::time::Instant::now());
+        super::wait_for(
+            "blocks to settle (nothing pending upload, no cut or upload for 2 s)",
+            timeout,
+            Duration::from_millis(200),
+            || {
+                let now = snapshot();
+                if now != last.0 {
+                    last = (now, std::time::Instant::now());
+                }
+                if now.0 == 0.0 && last.1.elapsed() >= Duration::from_secs(2) {
+                    Ok(())
+                } else {
+                    Err(format!("pending, cut, uploaded: {now:?}"))
+                }
+            },
+        );
+    }
+
     /// `GET /-/healthy` must answer 200.
     pub fn assert_healthy(&self) {
         let response = self.get("/-/healthy", None);

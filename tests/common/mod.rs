@@ -39,8 +39,8 @@ pub fn tools_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/tools")
 }
 
-/// Polls `probe` every `interval` until it returns `Some`, or panics after `timeout` with
-/// `what` and the last value `describe` gave.
+/// Calls `probe` every `interval` until it returns `Ok`, or panics after `timeout` naming `what`
+/// and the last `Err` the probe gave (its description of the state it saw).
 pub fn wait_for<T>(
     what: &str,
     timeout: Duration,

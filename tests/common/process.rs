@@ -133,6 +133,15 @@ impl Drop for Proc {
     }
 }
 
+/// The binary under test: `VIGIL_TEST_BINARY` if set (e.g. a release build), else the workspace's
+/// own `vigil`.
+pub fn vigil_binary() -> PathBuf {
+    match std::env::var_os("VIGIL_TEST_BINARY") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_vigil")),
+    }
+}
+
 /// Options of a `vigil serve` run.
 #[derive(Clone, Debug, Default)]
 pub struct VigilOpts {
@@ -194,7 +203,7 @@ impl Vigil {
         self.runs += 1;
         self.port = free_port();
         let log = self.root.join(format!("vigil-{}.log", self.runs));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        let mut command = Command::new(vigil_binary());
         command
             .arg("serve")
             .arg("--listen")
@@ -204,9 +213,10 @@ impl Vigil {
             .args(&self.opts.args)
             .current_dir(&self.root);
         // Hermetic: no VIGIL_* or AWS_* settings of the caller leak in.
-        for (name, _) in std::env::vars() {
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
             if name.starts_with("VIGIL_") || name.starts_with("AWS_") {
-                command.env_remove(name);
+                command.env_remove(&*name);
             }
         }
         command.env("RUST_BACKTRACE", "1");
@@ -226,14 +236,6 @@ impl Vigil {
 
     pub fn url(&self, path_and_query: &str) -> String {
         format!("{}{}", self.base_url(), path_and_query)
-    }
-
-    pub fn proc(&mut self) -> &mut Proc {
-        self.proc.as_mut().expect("vigil is not running")
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.proc.as_ref().expect("vigil is not running").pid()
     }
 
     /// Waits until `GET /ready` is 200; panics (with the log) if the process exits first or the
@@ -291,23 +293,40 @@ impl Vigil {
             panic!("vigil exited unexpectedly with {status}");
         }
     }
+}
 
-    /// The logs of all runs so far.
-    pub fn all_logs(&self) -> String {
-        let mut text = String::new();
-        for path in &self.old_logs {
-            text.push_str(&std::fs::read_to_string(path).unwrap_or_default());
+/// `path size` for every file under `dir`, sorted (for failure reports).
+fn list_files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.metadata() {
+                Ok(meta) if meta.is_dir() => stack.push(path),
+                Ok(meta) => out.push(format!("{} {}", path.display(), meta.len())),
+                Err(_) => {}
+            }
         }
-        if let Some(proc) = &self.proc {
-            text.push_str(&proc.log_text());
-        }
-        text
     }
+    out.sort();
+    out
 }
 
 impl Drop for Vigil {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            let files = list_files(&self.data_dir);
+            eprintln!(
+                "----- files in the data directory ({} files, bytes) -----",
+                files.len()
+            );
+            for line in files.iter().take(300) {
+                eprintln!("{line}");
+            }
             // The earlier runs first; the running one is printed by its own guard.
             for path in &self.old_logs {
                 let text = std::fs::read_to_string(path).unwrap_or_default();

@@ -98,6 +98,9 @@ async fn healthy() -> impl IntoResponse {
 }
 
 async fn self_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if let Some(db) = state.db.get() {
+        db.refresh_gauges();
+    }
     let mut body = state.metrics.encode();
     if let Some(rss) = resident_memory_bytes() {
         body.insert_str(

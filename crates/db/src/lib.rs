@@ -232,8 +232,18 @@ impl Db {
                 self.remove_pending(&block.tenant, &block.ulid);
                 continue;
             }
-            let index =
-                load_block_index(self.pending_store.as_ref(), &block.tenant, &block.ulid).await?;
+            let loaded =
+                load_block_index(self.pending_store.as_ref(), &block.tenant, &block.ulid).await;
+            let index = match loaded {
+                Ok(index) => index,
+                Err(e) => {
+                    // Pending blocks are not uploaded yet, so the WAL still holds their samples.
+                    tracing::warn!(tenant = %block.tenant, block = %block.ulid, error = %e,
+                        "removing unreadable pending block; the wal still holds its samples");
+                    self.remove_pending(&block.tenant, &block.ulid);
+                    continue;
+                }
+            };
             let entry = Arc::new(BlockEntry {
                 index,
                 location: RwLock::new(BlockLocation::Pending),
@@ -298,7 +308,8 @@ impl Db {
             .collect()
     }
 
-    fn refresh_gauges(&self) {
+    /// Updates the head and pending-block gauges (also done on every maintenance tick).
+    pub fn refresh_gauges(&self) {
         for (tenant, head) in self.all_heads() {
             let label = metrics::TenantLabel { tenant };
             self.metrics
@@ -378,7 +389,7 @@ impl Db {
             .filter(|(_, samples)| !samples.is_empty())
             .collect();
         if snapshot.is_empty() {
-            head.drain_before(end);
+            head.remove_cut(end, |_, _| false);
             return Ok(());
         }
         let tenant_owned = tenant.to_string();
@@ -397,10 +408,14 @@ impl Db {
                 .join(&encoded.meta.ulid);
             std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
             for (name, bytes) in &encoded.files {
+                // meta.json marks the block complete: write under a temporary name and rename,
+                // so a crash never leaves a partial file.
                 let path = dir.join(name);
-                let mut file = std::fs::File::create(&path).map_err(io_err(&path))?;
-                std::io::Write::write_all(&mut file, bytes).map_err(io_err(&path))?;
-                file.sync_all().map_err(io_err(&path))?;
+                let tmp = dir.join(format!("{name}.tmp"));
+                let mut file = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+                std::io::Write::write_all(&mut file, bytes).map_err(io_err(&tmp))?;
+                file.sync_all().map_err(io_err(&tmp))?;
+                std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
             }
             std::fs::File::open(&dir)
                 .and_then(|d| d.sync_all())
@@ -442,29 +457,15 @@ impl Db {
             })
             .inc();
 
-        // Remove from the head; put back what the block does not have.
-        let drained = head.drain_before(end);
+        // Remove from the head exactly what the block holds.
         let in_block: HashMap<&vigil_model::Labels, &Vec<vigil_model::Sample>> =
             snapshot.iter().map(|(l, s)| (l, s)).collect();
-        for cut in drained {
-            let kept = in_block.get(&cut.labels);
-            let extra: Vec<_> = cut
-                .samples
-                .iter()
-                .filter(|s| {
-                    kept.is_none_or(|k| {
-                        k.binary_search_by_key(&s.timestamp_ms, |x| x.timestamp_ms)
-                            .is_err()
-                    })
-                })
-                .copied()
-                .collect();
-            if let (false, Some(series)) = (extra.is_empty(), head.get(&cut.labels)) {
-                for s in extra {
-                    head.append(&series, s);
-                }
-            }
-        }
+        head.remove_cut(end, |series, sample| {
+            in_block.get(&series.labels).is_some_and(|k| {
+                k.binary_search_by_key(&sample.timestamp_ms, |x| x.timestamp_ms)
+                    .is_ok()
+            })
+        });
         self.cut_since_truncation.store(true, Ordering::Release);
         let _ = self.upload_tx.send(entry);
         Ok(())
@@ -475,7 +476,13 @@ impl Db {
             return;
         };
         let stop = self.shutdown.subscribe();
-        while let Some(entry) = rx.recv().await {
+        loop {
+            let mut stopping = stop.clone();
+            let entry = tokio::select! {
+                entry = rx.recv() => entry,
+                _ = stopping.wait_for(|s| *s) => None,
+            };
+            let Some(entry) = entry else { return };
             if *entry.location.read() == BlockLocation::Uploaded {
                 continue;
             }

@@ -129,8 +129,21 @@ impl Db {
         maxt: i64,
     ) -> Result<Vec<SeriesData>, DbError> {
         let mut merged: BTreeMap<Labels, BTreeMap<i64, f64>> = BTreeMap::new();
-        // Blocks first, the head last: a newer write wins nothing over a stored one, the first
-        // value for a timestamp is kept.
+        // The head first, then the blocks: a cut adds its block to the catalog before it
+        // removes the samples from the head, so in this order a concurrent cut never hides
+        // samples. The first value seen for a timestamp is kept.
+        if let Some(head) = self.existing_head(tenant) {
+            for s in head.select(matchers) {
+                let samples = s.samples(mint, maxt);
+                if samples.is_empty() {
+                    continue;
+                }
+                let series = merged.entry(s.labels.clone()).or_default();
+                for x in samples {
+                    series.entry(x.timestamp_ms).or_insert(x.value);
+                }
+            }
+        }
         for block in self.catalog.overlapping(tenant.as_str(), mint, maxt) {
             let ids = block.index.postings.select(matchers);
             if ids.is_empty() {
@@ -143,18 +156,6 @@ impl Db {
                 let series = merged.entry(labels.clone()).or_default();
                 for s in samples {
                     series.entry(s.timestamp_ms).or_insert(s.value);
-                }
-            }
-        }
-        if let Some(head) = self.existing_head(tenant) {
-            for s in head.select(matchers) {
-                let samples = s.samples(mint, maxt);
-                if samples.is_empty() {
-                    continue;
-                }
-                let series = merged.entry(s.labels.clone()).or_default();
-                for x in samples {
-                    series.entry(x.timestamp_ms).or_insert(x.value);
                 }
             }
         }

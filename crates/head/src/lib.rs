@@ -191,19 +191,22 @@ impl SeriesData {
     }
 
     /// Removes and returns every sample older than `end`.
-    fn drain_before(&mut self, end: i64) -> Vec<Sample> {
+    /// Removes the samples older than `end` that `taken` accepts, atomically for this series;
+    /// returns how many were removed.
+    fn remove_before(&mut self, end: i64, taken: impl Fn(&Sample) -> bool) -> usize {
         let mut all = Vec::new();
         self.samples(i64::MIN, i64::MAX, &mut all);
-        let split = all.partition_point(|s| s.timestamp_ms < end);
-        if split == 0 {
-            return Vec::new();
+        let before = all.len();
+        all.retain(|s| s.timestamp_ms >= end || !taken(s));
+        let removed = before - all.len();
+        if removed == 0 {
+            return 0;
         }
-        let keep = all.split_off(split);
         *self = SeriesData::default();
-        for s in keep {
+        for s in all {
             self.insert(s);
         }
-        all
+        removed
     }
 
     fn bytes(&self) -> usize {
@@ -322,12 +325,6 @@ impl AtomicI64Opt {
     fn set(&self, v: Option<i64>) {
         self.0.store(v.unwrap_or(i64::MIN), Ordering::Release);
     }
-}
-
-/// A series as a block receives it.
-pub struct CutSeries {
-    pub labels: Labels,
-    pub samples: Vec<Sample>,
 }
 
 impl Head {
@@ -475,32 +472,24 @@ impl Head {
         table.postings.label_values(name, &ids)
     }
 
-    /// Removes every sample older than `end` and returns them per series, sorted by labels.
-    pub fn drain_before(&self, end: i64) -> Vec<CutSeries> {
+    /// Removes the samples older than `end` that a block now holds: `in_block(series, sample)`
+    /// decides. Each series changes under its own lock, so a reader sees a sample either here or
+    /// (already) in the block, and samples that arrived during the cut stay.
+    pub fn remove_cut(&self, end: i64, in_block: impl Fn(&MemSeries, &Sample) -> bool) {
         let series: Vec<Arc<MemSeries>> = self.table.read().by_id.values().cloned().collect();
-        let mut cut = Vec::new();
         let mut min_left: Option<i64> = None;
         for s in series {
             let mut data = s.data.lock();
-            let samples = data.drain_before(end);
+            data.remove_before(end, |x| in_block(&s, x));
             if let Some(m) = data.min_ts() {
                 min_left = Some(min_left.map_or(m, |x| x.min(m)));
             }
-            drop(data);
-            if !samples.is_empty() {
-                cut.push(CutSeries {
-                    labels: s.labels.clone(),
-                    samples,
-                });
-            }
         }
-        // Writes racing the drain may have set an older minimum; they win through fetch_min.
+        // Writes racing this may have set an older minimum; they win through fetch_min.
         self.min_ts.set(min_left);
         if min_left.is_none() {
             self.max_ts.set(None);
         }
-        cut.sort_by(|a, b| a.labels.cmp(&b.labels));
-        cut
     }
 
     /// Drops series that hold no samples. The caller must keep writers out while this runs.
@@ -615,7 +604,7 @@ mod tests {
     }
 
     #[test]
-    fn drain_before_moves_old_samples_out_and_keeps_the_rest() {
+    fn remove_cut_takes_only_what_the_block_holds() {
         let head = Head::new();
         let a = create(&head, &labels("up", "a"));
         let b = create(&head, &labels("up", "b"));
@@ -623,12 +612,14 @@ mod tests {
             head.append(&a, Sample::new(ts, 1.0));
             head.append(&b, Sample::new(ts + 5, 2.0));
         }
-        let cut = head.drain_before(2500);
-        assert_eq!(cut.len(), 2);
-        assert_eq!(cut[0].samples.len(), 250);
-        assert_eq!(a.samples(0, i64::MAX).len(), 250);
-        assert_eq!(head.min_ts(), Some(2500));
-        head.drain_before(i64::MAX);
+        // Samples at odd multiples of 10 ms "arrived during the cut" and are not in the block.
+        head.remove_cut(2500, |_, s| {
+            s.timestamp_ms % 20 == 0 || s.timestamp_ms % 10 == 5
+        });
+        assert_eq!(a.samples(0, i64::MAX).len(), 250 + 125);
+        assert_eq!(b.samples(0, i64::MAX).len(), 250);
+        assert_eq!(head.min_ts(), Some(10));
+        head.remove_cut(i64::MAX, |_, _| true);
         assert_eq!(head.remove_empty_series(), 2);
         assert_eq!(head.num_series(), 0);
     }
