@@ -97,7 +97,7 @@ impl Db {
                 outcome.discards.push(Discard {
                     reason: DiscardReason::SeriesLimit,
                     samples: input.len(),
-                    series: show(&batch.labels[series_write.labels.clone()]),
+                    series: vigil_ingest::show_pairs(&batch.labels[series_write.labels.clone()]),
                     timestamp_ms: None,
                 });
                 continue;
@@ -204,9 +204,4 @@ impl Db {
         let prepared = self.prepare_write(&guard, tenant, batch)?;
         self.commit_write(guard, prepared).await
     }
-}
-
-fn show(pairs: &[(&str, &str)]) -> String {
-    let pairs: Vec<String> = pairs.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
-    format!("{{{}}}", pairs.join(", "))
 }

@@ -314,7 +314,8 @@ fn show(raw: &[(&[u8], &[u8])]) -> String {
     format!("{{{}}}", pairs.join(", "))
 }
 
-fn show_pairs(pairs: &[(&str, &str)]) -> String {
+/// Prometheus-like text of a borrowed label set, for error messages.
+pub fn show_pairs(pairs: &[(&str, &str)]) -> String {
     let pairs: Vec<String> = pairs.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
     format!("{{{}}}", pairs.join(", "))
 }
