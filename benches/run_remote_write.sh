@@ -70,15 +70,17 @@ for tool in curl jq ss; do command -v "$tool" >/dev/null || die "$tool is requir
 # Every process this script starts, so the exit trap ends exactly those.
 STARTED_PIDS=()
 cleanup() {
-    local pid
+    local pid live
+    # Only PIDs that are still unreaped children of this shell: never a reused PID.
+    live=" $(jobs -p | tr '\n' ' ') "
     for pid in "${STARTED_PIDS[@]}"; do
-        if kill -0 "$pid" 2>/dev/null; then
+        if [[ $live == *" $pid "* ]] && kill -0 "$pid" 2>/dev/null; then
             kill -CONT "$pid" 2>/dev/null || true
             kill -KILL "$pid" 2>/dev/null || true
         fi
     done
     if [[ $KEEP != 1 ]]; then
-        find "$WORK" -mindepth 1 -maxdepth 1 -type d -name 'run-*' -exec rm -rf {} + 2>/dev/null || true
+        find "$WORK" -mindepth 1 -maxdepth 1 -type d \( -name 'run-*' -o -name bin \) -exec rm -rf {} + 2>/dev/null || true
     fi
 }
 trap cleanup EXIT
