@@ -229,6 +229,27 @@ fn apply_limit<T>(mut items: Vec<T>, limit: Option<usize>) -> (Vec<T>, bool) {
     }
 }
 
+/// What the series and label endpoints start from: tenant, storage, common parameters.
+struct Scope {
+    tenant: vigil_model::TenantId,
+    db: std::sync::Arc<vigil_db::Db>,
+    c: Common,
+}
+
+async fn scope(
+    state: &AppState,
+    method: &Method,
+    query: Option<String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Scope, ApiError> {
+    let params = Params::from_request(method, query, headers, body).await?;
+    let tenant = tenant(headers)?;
+    let db = state.db()?.clone();
+    let c = common(&params)?;
+    Ok(Scope { tenant, db, c })
+}
+
 pub(crate) async fn series(
     State(state): State<AppState>,
     method: Method,
@@ -236,10 +257,7 @@ pub(crate) async fn series(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let params = Params::from_request(&method, query, &headers, body).await?;
-    let tenant = tenant(&headers)?;
-    let db = state.db()?;
-    let c = common(&params)?;
+    let Scope { tenant, db, c } = scope(&state, &method, query, &headers, body).await?;
     if c.matcher_sets.is_empty() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
     }
@@ -264,10 +282,7 @@ pub(crate) async fn labels(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let params = Params::from_request(&method, query, &headers, body).await?;
-    let tenant = tenant(&headers)?;
-    let db = state.db()?;
-    let c = common(&params)?;
+    let Scope { tenant, db, c } = scope(&state, &method, query, &headers, body).await?;
     let (names, truncated) = apply_limit(
         db.label_names(&tenant, &c.matcher_sets, c.start, c.end),
         c.limit,
@@ -283,11 +298,8 @@ pub(crate) async fn label_values(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let params = Params::from_request(&method, query, &headers, body).await?;
-    let tenant = tenant(&headers)?;
-    let db = state.db()?;
-    let c = common(&params)?;
-    // Prometheus accepts names in the legacy charset, or U__-escaped UTF-8 names.
+    let Scope { tenant, db, c } = scope(&state, &method, query, &headers, body).await?;
+    // Label names in Prometheus' legacy charset (UTF-8 names are not supported yet).
     if name.is_empty()
         || !name
             .chars()
