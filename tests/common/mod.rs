@@ -114,8 +114,8 @@ pub fn require_prometheus() -> PathBuf {
     path
 }
 
-/// The paths of all files called `name` under `dir` (recursively; empty if `dir` is missing).
-pub fn find_files(dir: &std::path::Path, name: &str) -> Vec<PathBuf> {
+/// Every file under `dir` with its size, sorted by path (empty if `dir` is missing).
+pub fn walk_files(dir: &std::path::Path) -> Vec<(PathBuf, u64)> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -123,14 +123,22 @@ pub fn find_files(dir: &std::path::Path, name: &str) -> Vec<PathBuf> {
             continue;
         };
         for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if entry.file_name() == name {
-                found.push(path);
+            match entry.metadata() {
+                Ok(meta) if meta.is_dir() => stack.push(entry.path()),
+                Ok(meta) => found.push((entry.path(), meta.len())),
+                Err(_) => {}
             }
         }
     }
     found.sort();
     found
+}
+
+/// The paths of all files called `name` under `dir` (recursively; empty if `dir` is missing).
+pub fn find_files(dir: &std::path::Path, name: &str) -> Vec<PathBuf> {
+    walk_files(dir)
+        .into_iter()
+        .map(|(path, _)| path)
+        .filter(|path| path.file_name().is_some_and(|n| n == name))
+        .collect()
 }

@@ -297,23 +297,10 @@ impl Vigil {
 
 /// `path size` for every file under `dir`, sorted (for failure reports).
 fn list_files(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            match entry.metadata() {
-                Ok(meta) if meta.is_dir() => stack.push(path),
-                Ok(meta) => out.push(format!("{} {}", path.display(), meta.len())),
-                Err(_) => {}
-            }
-        }
-    }
-    out.sort();
-    out
+    super::walk_files(dir)
+        .into_iter()
+        .map(|(path, size)| format!("{} {size}", path.display()))
+        .collect()
 }
 
 impl Drop for Vigil {
