@@ -1,0 +1,91 @@
+//! PromQL evaluation with Prometheus 3.x semantics (5m lookback, staleness, left-open range
+//! windows, extrapolated rates, vector matching), over any [`Storage`]: the database's head and
+//! blocks in the server, the real head in the promqltest runner.
+
+pub mod kernels;
+pub mod value;
+
+pub use value::{Point, Series, Value, VectorSample};
+pub use vigil_promql_parser as parser;
+
+mod engine;
+
+pub use engine::{instant_query, range_query, Annotations, QueryResult};
+
+use std::time::Duration;
+
+use vigil_model::{Labels, Matcher};
+
+/// A source of series for the evaluator.
+pub trait Storage {
+    /// Every series matching all `matchers` with its points in `[mint, maxt]` (inclusive),
+    /// points sorted by time without duplicates. Stale markers are returned as stored.
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<StorageSeries>, String>;
+}
+
+/// One series as a [`Storage`] returns it.
+#[derive(Debug, Clone)]
+pub struct StorageSeries {
+    pub labels: Labels,
+    pub points: Vec<Point>,
+}
+
+/// Limits and defaults of one evaluation, with Prometheus' defaults.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// How far back an instant selector looks for the latest sample (5m).
+    pub lookback_delta_ms: i64,
+    /// Most samples held in memory at once by one query (50,000,000).
+    pub max_samples: usize,
+    /// Wall-clock budget of one query (2m).
+    pub timeout: Duration,
+    /// Step of subqueries written without one (`[5m:]`): 1m, Prometheus' evaluation interval.
+    pub default_subquery_step_ms: i64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            lookback_delta_ms: 5 * 60 * 1000,
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+            default_subquery_step_ms: 60 * 1000,
+        }
+    }
+}
+
+/// Why a query failed, with the `errorType` Prometheus reports for it.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The query text does not parse or type-check (`bad_data`).
+    #[error("{0}")]
+    Parse(String),
+    /// Bad parameters (`bad_data`), e.g. a range query with end before start.
+    #[error("{0}")]
+    BadData(String),
+    /// A runtime error (`execution`): vector matching, label errors, storage failures.
+    #[error("{0}")]
+    Execution(String),
+    /// The max-samples limit was hit (`execution`).
+    #[error("query processing would load too many samples into memory in {0}")]
+    TooManySamples(&'static str),
+    /// The timeout was hit (`timeout`).
+    #[error("query timed out in {0}")]
+    Timeout(&'static str),
+}
+
+impl QueryError {
+    /// The `errorType` of Prometheus' API envelope.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            QueryError::Parse(_) | QueryError::BadData(_) => "bad_data",
+            QueryError::Execution(_) | QueryError::TooManySamples(_) => "execution",
+            QueryError::Timeout(_) => "timeout",
+        }
+    }
+}
