@@ -19,6 +19,10 @@ pub enum ErrorKind {
     Unavailable,
     /// A fault on our side; the sender should retry (500).
     Internal,
+    /// A query failed while running (422, `execution`).
+    Execution,
+    /// A query ran out of time (503, `timeout`).
+    Timeout,
 }
 
 impl ErrorKind {
@@ -30,6 +34,8 @@ impl ErrorKind {
             ErrorKind::Limit => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Execution => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::Timeout => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -37,7 +43,8 @@ impl ErrorKind {
     pub fn prometheus_error_type(self) -> &'static str {
         match self {
             ErrorKind::BadData | ErrorKind::TooLarge | ErrorKind::UnsupportedMedia => "bad_data",
-            ErrorKind::Limit => "execution",
+            ErrorKind::Limit | ErrorKind::Execution => "execution",
+            ErrorKind::Timeout => "timeout",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Internal => "internal",
         }
@@ -95,6 +102,19 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"status": "error", "errorType": self.kind.prometheus_error_type(), "error": self.message});
         (self.kind.status(), axum::Json(body)).into_response()
+    }
+}
+
+/// Query errors with Prometheus' errorType and status code.
+pub fn query_error(e: vigil_promql::QueryError) -> ApiError {
+    let kind = match e.error_type() {
+        "bad_data" => ErrorKind::BadData,
+        "timeout" => ErrorKind::Timeout,
+        _ => ErrorKind::Execution,
+    };
+    ApiError {
+        kind,
+        message: e.to_string(),
     }
 }
 

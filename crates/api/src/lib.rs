@@ -1,9 +1,10 @@
 //! Vigil's HTTP surfaces on one port: Prometheus remote-write and remote-read, the Prometheus
-//! series/labels/metadata API, health, readiness and self-metrics. Handlers parse and answer;
+//! query API (PromQL), the series/labels/metadata API, health, readiness and self-metrics. Handlers parse and answer;
 //! storage lives in `vigil-db`; errors become status codes in [`error`] only.
 
 pub mod error;
 mod prom;
+mod query;
 pub mod selector;
 mod write;
 
@@ -32,6 +33,8 @@ pub struct AppState {
     pub limits: ValidationLimits,
     /// Largest accepted compressed request body.
     pub max_request_bytes: usize,
+    /// Query limits and defaults (lookback, max samples, timeout).
+    pub engine: vigil_promql::EngineOptions,
 }
 
 impl AppState {
@@ -65,6 +68,16 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/push", post(write::remote_write))
         .route("/api/v1/write", post(write::remote_write))
         .route("/api/v1/read", post(write::remote_read))
+        .route("/api/v1/query", get(query::instant).post(query::instant))
+        .route("/api/v1/query_range", get(query::range).post(query::range))
+        .route(
+            "/api/v1/format_query",
+            get(query::format_query).post(query::format_query),
+        )
+        .route(
+            "/api/v1/query_exemplars",
+            get(query::exemplars).post(query::exemplars),
+        )
         .route("/api/v1/series", get(prom::series).post(prom::series))
         .route("/api/v1/labels", get(prom::labels).post(prom::labels))
         .route(

@@ -16,7 +16,7 @@ use crate::{tenant, AppState};
 pub(crate) struct Params(Vec<(String, String)>);
 
 impl Params {
-    async fn from_request(
+    pub(crate) async fn from_request(
         method: &Method,
         query: Option<String>,
         headers: &HeaderMap,
@@ -34,14 +34,14 @@ impl Params {
         Ok(Self(pairs))
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
 
-    fn all(&self, name: &str) -> Vec<&str> {
+    pub(crate) fn all(&self, name: &str) -> Vec<&str> {
         self.0
             .iter()
             .filter(|(k, _)| k == name)

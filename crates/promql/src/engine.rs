@@ -1,6 +1,13 @@
-//! Query entry points; evaluation lives in the `eval` module.
+//! Query entry points: parse, check the expression type, evaluate over the steps, and shape
+//! the result as Prometheus returns it.
 
-use crate::{EngineOptions, QueryError, Storage, Value};
+use std::cell::{Cell, RefCell};
+use std::time::Instant;
+
+use vigil_promql_parser::ast::{Expr, ValueType};
+
+use crate::eval::{finish_names, Evaluator, Steps, Val};
+use crate::{EngineOptions, Point, QueryError, Series, Storage, Value, VectorSample};
 
 /// Warnings and infos attached to a result (Prometheus' annotations).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -15,6 +22,28 @@ pub struct QueryResult {
     pub annotations: Annotations,
 }
 
+/// Parses a query, mapping the parser's error to the API's `bad_data`.
+pub fn parse(query: &str) -> Result<Expr, QueryError> {
+    vigil_promql_parser::parse(query).map_err(|e| QueryError::Parse(e.to_string()))
+}
+
+fn evaluator<'a>(
+    storage: &'a dyn Storage,
+    opts: &'a EngineOptions,
+    start: i64,
+    end: i64,
+) -> Evaluator<'a> {
+    Evaluator {
+        storage,
+        opts,
+        query_start: start,
+        query_end: end,
+        deadline: Instant::now() + opts.timeout,
+        samples: Cell::new(0),
+        annotations: RefCell::new(Annotations::default()),
+    }
+}
+
 /// Evaluates `query` at `time_ms`.
 pub fn instant_query(
     storage: &dyn Storage,
@@ -22,12 +51,61 @@ pub fn instant_query(
     time_ms: i64,
     opts: &EngineOptions,
 ) -> Result<QueryResult, QueryError> {
-    let _ = (storage, query, time_ms, opts);
-    Err(QueryError::Execution("evaluator not built yet".into()))
+    let expr = parse(query)?;
+    instant_expr(storage, &expr, time_ms, opts)
 }
 
-/// Evaluates `query` at every step from `start_ms` to `end_ms`; the result is a matrix
-/// (or a scalar/string error as Prometheus gives).
+/// Evaluates a parsed expression at `time_ms`.
+pub fn instant_expr(
+    storage: &dyn Storage,
+    expr: &Expr,
+    time_ms: i64,
+    opts: &EngineOptions,
+) -> Result<QueryResult, QueryError> {
+    let ev = evaluator(storage, opts, time_ms, time_ms);
+    let steps = Steps {
+        start: time_ms,
+        end: time_ms,
+        interval: 1,
+    };
+    let value = match ev.eval(expr, steps)? {
+        Val::Scalar(v) => Value::Scalar(Point {
+            t: time_ms,
+            v: v.first().copied().unwrap_or(f64::NAN),
+        }),
+        Val::String(s) => Value::String { t: time_ms, s },
+        Val::Vector(series) => Value::Vector(
+            finish_names(series)?
+                .into_iter()
+                .filter_map(|s| {
+                    s.points.first().map(|p| VectorSample {
+                        labels: s.labels,
+                        t: time_ms,
+                        v: p.v,
+                    })
+                })
+                .collect(),
+        ),
+        Val::Matrix(series) => {
+            let mut m: Vec<Series> = finish_names(series)?
+                .into_iter()
+                .map(|s| Series {
+                    labels: s.labels,
+                    points: s.points,
+                })
+                .collect();
+            m.sort_by(|a, b| a.labels.cmp(&b.labels));
+            Value::Matrix(m)
+        }
+    };
+    Ok(QueryResult {
+        value,
+        annotations: ev.annotations.into_inner(),
+    })
+}
+
+/// Evaluates `query` at every step from `start_ms` to `end_ms`; the result is a matrix sorted
+/// by labels.
 pub fn range_query(
     storage: &dyn Storage,
     query: &str,
@@ -36,6 +114,73 @@ pub fn range_query(
     step_ms: i64,
     opts: &EngineOptions,
 ) -> Result<QueryResult, QueryError> {
-    let _ = (storage, query, start_ms, end_ms, step_ms, opts);
-    Err(QueryError::Execution("evaluator not built yet".into()))
+    let expr = parse(query)?;
+    range_expr(storage, &expr, start_ms, end_ms, step_ms, opts)
+}
+
+/// Evaluates a parsed expression as a range query.
+pub fn range_expr(
+    storage: &dyn Storage,
+    expr: &Expr,
+    start_ms: i64,
+    end_ms: i64,
+    step_ms: i64,
+    opts: &EngineOptions,
+) -> Result<QueryResult, QueryError> {
+    let vt = expr.value_type();
+    if vt != ValueType::Vector && vt != ValueType::Scalar {
+        return Err(QueryError::BadData(format!(
+            "invalid expression type {:?} for range query, must be Scalar or instant Vector",
+            vt.doc_name()
+        )));
+    }
+    if step_ms <= 0 {
+        return Err(QueryError::BadData(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer"
+                .into(),
+        ));
+    }
+    if end_ms < start_ms {
+        return Err(QueryError::BadData(
+            "end timestamp must not be before start time".into(),
+        ));
+    }
+    let ev = evaluator(storage, opts, start_ms, end_ms);
+    let steps = Steps {
+        start: start_ms,
+        end: end_ms,
+        interval: step_ms,
+    };
+    let mut matrix: Vec<Series> = match ev.eval(expr, steps)? {
+        Val::Scalar(v) => vec![Series {
+            labels: Default::default(),
+            points: v
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| Point {
+                    t: steps.time(i),
+                    v,
+                })
+                .collect(),
+        }],
+        Val::Vector(series) => finish_names(series)?
+            .into_iter()
+            .filter(|s| !s.points.is_empty())
+            .map(|s| Series {
+                labels: s.labels,
+                points: s.points,
+            })
+            .collect(),
+        _ => {
+            return Err(QueryError::BadData(format!(
+                "invalid expression type {:?} for range query, must be Scalar or instant Vector",
+                vt.doc_name()
+            )))
+        }
+    };
+    matrix.sort_by(|a, b| a.labels.cmp(&b.labels));
+    Ok(QueryResult {
+        value: Value::Matrix(matrix),
+        annotations: ev.annotations.into_inner(),
+    })
 }

@@ -2,6 +2,8 @@
 //! windows, extrapolated rates, vector matching), over any [`Storage`]: the database's head and
 //! blocks in the server, the real head in the promqltest runner.
 
+mod eval;
+pub mod format;
 pub mod kernels;
 pub mod value;
 
@@ -10,7 +12,9 @@ pub use vigil_promql_parser as parser;
 
 mod engine;
 
-pub use engine::{instant_query, range_query, Annotations, QueryResult};
+pub use engine::{
+    instant_expr, instant_query, parse, range_expr, range_query, Annotations, QueryResult,
+};
 
 use std::time::Duration;
 

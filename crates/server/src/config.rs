@@ -49,6 +49,14 @@ pub struct Config {
     /// Longest wait for block uploads at shutdown; the rest upload at the next start. Default 60s.
     #[serde(with = "humantime_serde")]
     pub shutdown_upload_timeout: Duration,
+    /// How far back an instant selector looks for a sample. Default 5m (Prometheus').
+    #[serde(with = "humantime_serde")]
+    pub query_lookback_delta: Duration,
+    /// Longest a query may run; a request's `timeout` can only lower it. Default 2m.
+    #[serde(with = "humantime_serde")]
+    pub query_timeout: Duration,
+    /// Most samples one query may hold in memory. Default 50000000 (Prometheus').
+    pub query_max_samples: usize,
     /// Log filter (`error`, `warn`, `info`, `debug`, or a tracing filter). Default `info`.
     pub log_level: String,
 }
@@ -71,6 +79,9 @@ impl Default for Config {
             max_label_names_per_series: 30,
             object_store_timeout: Duration::from_secs(30),
             shutdown_upload_timeout: Duration::from_secs(60),
+            query_lookback_delta: Duration::from_secs(300),
+            query_timeout: Duration::from_secs(120),
+            query_max_samples: 50_000_000,
             log_level: "info".into(),
         }
     }
@@ -91,6 +102,9 @@ impl Config {
         }
         if self.max_request_bytes == 0 || self.max_decompressed_bytes == 0 {
             return Err("request size limits must be positive".into());
+        }
+        if self.query_lookback_delta.is_zero() || self.query_timeout.is_zero() {
+            return Err("query_lookback_delta and query_timeout must be positive".into());
         }
         if self.wal_segment_bytes < (1 << 20) {
             return Err("wal_segment_bytes must be at least 1 MiB".into());
@@ -171,6 +185,15 @@ pub struct ServeArgs {
     /// Series per tenant, 0 = unlimited [default: 0].
     #[arg(long, env = "VIGIL_MAX_SERIES_PER_TENANT")]
     pub max_series_per_tenant: Option<usize>,
+    /// Lookback of instant selectors [default: 5m].
+    #[arg(long, env = "VIGIL_QUERY_LOOKBACK_DELTA", value_parser = parse_duration)]
+    pub query_lookback_delta: Option<Duration>,
+    /// Longest a query may run [default: 2m].
+    #[arg(long, env = "VIGIL_QUERY_TIMEOUT", value_parser = parse_duration)]
+    pub query_timeout: Option<Duration>,
+    /// Most samples one query may hold in memory [default: 50000000].
+    #[arg(long, env = "VIGIL_QUERY_MAX_SAMPLES")]
+    pub query_max_samples: Option<usize>,
     /// Log filter [default: info].
     #[arg(long, env = "VIGIL_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -203,6 +226,9 @@ impl ServeArgs {
         set!(max_future);
         set!(max_request_bytes);
         set!(max_series_per_tenant);
+        set!(query_lookback_delta);
+        set!(query_timeout);
+        set!(query_max_samples);
         set!(log_level);
         if self.object_store.is_some() {
             config.object_store = self.object_store;

@@ -70,6 +70,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             ..ValidationLimits::default()
         },
         max_request_bytes: config.max_request_bytes,
+        engine: vigil_promql::EngineOptions {
+            lookback_delta_ms: config.query_lookback_delta.as_millis() as i64,
+            max_samples: config.query_max_samples,
+            timeout: config.query_timeout,
+            ..vigil_promql::EngineOptions::default()
+        },
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), object_store = %config.object_store_url(), "vigil listening");

@@ -1,0 +1,392 @@
+//! The Prometheus query API: `/api/v1/query`, `/api/v1/query_range`, `/api/v1/format_query`,
+//! `/api/v1/query_exemplars`. Evaluation runs on a blocking thread; the JSON is written by hand
+//! in Prometheus' exact shape (timestamps as seconds with millisecond fraction, values as
+//! strings, `NaN`/`+Inf`/`-Inf`).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use vigil_db::Db;
+use vigil_model::{Labels, Matcher, TenantId};
+use vigil_promql::format::go_float_f;
+use vigil_promql::{EngineOptions, QueryResult, Storage, StorageSeries, Value};
+
+use crate::error::{query_error, ApiError, ErrorKind};
+use crate::prom::{parse_time, Params};
+use crate::{tenant, AppState};
+
+/// Prometheus' cap on points per series of a range query.
+const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
+/// Reads series for the evaluator from the database (head and blocks, merged). Used from a
+/// blocking thread: each select waits on the async block reads.
+struct DbStorage {
+    db: Arc<Db>,
+    tenant: TenantId,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Storage for DbStorage {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<StorageSeries>, String> {
+        let series = self
+            .runtime
+            .block_on(self.db.select_samples(&self.tenant, matchers, mint, maxt))
+            .map_err(|e| format!("storage error: {e}"))?;
+        Ok(series
+            .into_iter()
+            .map(|s| StorageSeries {
+                labels: s.labels,
+                points: s
+                    .samples
+                    .into_iter()
+                    .map(|x| vigil_promql::Point {
+                        t: x.timestamp_ms,
+                        v: x.value,
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+}
+
+/// A duration parameter: float seconds or a Prometheus duration (`15s`, `1m30s`).
+fn parse_duration_param(name: &str, value: &str) -> Result<i64, ApiError> {
+    if let Ok(secs) = value.parse::<f64>() {
+        if secs.is_finite() {
+            let ms = (secs * 1000.0).round();
+            if ms.abs() < i64::MAX as f64 {
+                return Ok(ms as i64);
+            }
+        }
+    }
+    vigil_promql::parser::parse_duration(value).map_err(|_| {
+        ApiError::bad_data(format!(
+            "invalid parameter \"{name}\": cannot parse \"{value}\" to a valid duration"
+        ))
+    })
+}
+
+fn options(state: &AppState, params: &Params) -> Result<EngineOptions, ApiError> {
+    let mut opts = state.engine.clone();
+    if let Some(t) = params.get("timeout").filter(|t| !t.is_empty()) {
+        let ms = parse_duration_param("timeout", t)?;
+        if ms > 0 {
+            opts.timeout = opts.timeout.min(Duration::from_millis(ms as u64));
+        }
+    }
+    Ok(opts)
+}
+
+fn limit_param(params: &Params) -> Result<Option<usize>, ApiError> {
+    match params.get("limit").filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n < 0 => Err(ApiError::bad_data(
+                "invalid parameter \"limit\": limit must be non-negative",
+            )),
+            Ok(0) => Ok(None),
+            Ok(n) => Ok(Some(n as usize)),
+            Err(_) => Err(ApiError::bad_data(format!(
+                "invalid parameter \"limit\": cannot parse \"{v}\" to a valid integer"
+            ))),
+        },
+    }
+}
+
+fn query_param(params: &Params) -> Result<String, ApiError> {
+    match params.get("query") {
+        Some(q) if !q.is_empty() => Ok(q.to_string()),
+        _ => Err(ApiError::bad_data("invalid parameter \"query\": query must not be empty")),
+    }
+}
+
+/// Runs the evaluation on a blocking thread with a storage view of the tenant.
+async fn run(
+    state: &AppState,
+    headers: &HeaderMap,
+    eval: impl FnOnce(&dyn Storage) -> Result<QueryResult, vigil_promql::QueryError> + Send + 'static,
+) -> Result<QueryResult, ApiError> {
+    let tenant = tenant(headers)?;
+    let db = state.db()?.clone();
+    let storage = DbStorage {
+        db,
+        tenant,
+        runtime: tokio::runtime::Handle::current(),
+    };
+    tokio::task::spawn_blocking(move || eval(&storage))
+        .await
+        .map_err(|e| ApiError {
+            kind: ErrorKind::Internal,
+            message: format!("query task failed: {e}"),
+        })?
+        .map_err(query_error)
+}
+
+pub(crate) async fn instant(
+    State(state): State<AppState>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let params = Params::from_request(&method, query, &headers, body).await?;
+    let query = query_param(&params)?;
+    let time = match params.get("time").filter(|t| !t.is_empty()) {
+        Some(t) => parse_time("time", t)?,
+        None => vigil_db::now_ms(),
+    };
+    let opts = options(&state, &params)?;
+    let limit = limit_param(&params)?;
+    let expr = vigil_promql::parse(&query).map_err(query_error)?;
+    let result = run(&state, &headers, move |storage| {
+        vigil_promql::instant_expr(storage, &expr, time, &opts)
+    })
+    .await?;
+    Ok(json_response(render(result, limit)))
+}
+
+pub(crate) async fn range(
+    State(state): State<AppState>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let params = Params::from_request(&method, query, &headers, body).await?;
+    let query = query_param(&params)?;
+    let start = parse_time("start", params.get("start").unwrap_or(""))?;
+    let end = parse_time("end", params.get("end").unwrap_or(""))?;
+    if end < start {
+        return Err(ApiError::bad_data(
+            "invalid parameter \"end\": end timestamp must not be before start time",
+        ));
+    }
+    let step = parse_duration_param("step", params.get("step").unwrap_or(""))?;
+    if step <= 0 {
+        return Err(ApiError::bad_data(
+            "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    if (end - start) / step > MAX_POINTS_PER_SERIES {
+        return Err(ApiError::bad_data(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+        ));
+    }
+    let opts = options(&state, &params)?;
+    let limit = limit_param(&params)?;
+    let expr = vigil_promql::parse(&query).map_err(query_error)?;
+    let result = run(&state, &headers, move |storage| {
+        vigil_promql::range_expr(storage, &expr, start, end, step, &opts)
+    })
+    .await?;
+    Ok(json_response(render(result, limit)))
+}
+
+pub(crate) async fn format_query(
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let params = Params::from_request(&method, query, &headers, body).await?;
+    let query = params.get("query").unwrap_or("");
+    let expr = vigil_promql::parse(query).map_err(query_error)?;
+    let pretty = vigil_promql::parser::prettify(&expr);
+    let mut out = String::from("{\"status\":\"success\",\"data\":");
+    push_json_str(&mut out, &pretty);
+    out.push('}');
+    Ok(json_response(out))
+}
+
+pub(crate) async fn exemplars(
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let params = Params::from_request(&method, query, &headers, body).await?;
+    let query = query_param(&params)?;
+    vigil_promql::parse(&query).map_err(query_error)?;
+    for name in ["start", "end"] {
+        if let Some(t) = params.get(name).filter(|t| !t.is_empty()) {
+            parse_time(name, t)?;
+        }
+    }
+    // Exemplars are not stored (yet): an empty result, as Prometheus gives without any.
+    Ok(json_response(
+        "{\"status\":\"success\",\"data\":[]}".to_string(),
+    ))
+}
+
+fn json_response(body: String) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// Prometheus' JSON for a query result.
+fn render(result: QueryResult, limit: Option<usize>) -> String {
+    let mut out = String::with_capacity(256);
+    out.push_str("{\"status\":\"success\",\"data\":{\"resultType\":\"");
+    let mut truncated = false;
+    match result.value {
+        Value::Scalar(p) => {
+            out.push_str("scalar\",\"result\":");
+            push_point(&mut out, p.t, p.v);
+        }
+        Value::String { t, s } => {
+            out.push_str("string\",\"result\":[");
+            push_timestamp(&mut out, t);
+            out.push(',');
+            push_json_str(&mut out, &s);
+            out.push(']');
+        }
+        Value::Vector(mut samples) => {
+            if let Some(n) = limit.filter(|n| samples.len() > *n) {
+                samples.truncate(n);
+                truncated = true;
+            }
+            out.push_str("vector\",\"result\":[");
+            for (i, s) in samples.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"metric\":");
+                push_labels(&mut out, &s.labels);
+                out.push_str(",\"value\":");
+                push_point(&mut out, s.t, s.v);
+                out.push('}');
+            }
+            out.push(']');
+        }
+        Value::Matrix(mut series) => {
+            if let Some(n) = limit.filter(|n| series.len() > *n) {
+                series.truncate(n);
+                truncated = true;
+            }
+            out.push_str("matrix\",\"result\":[");
+            for (i, s) in series.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"metric\":");
+                push_labels(&mut out, &s.labels);
+                out.push_str(",\"values\":[");
+                for (j, p) in s.points.iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    push_point(&mut out, p.t, p.v);
+                }
+                out.push_str("]}");
+            }
+            out.push(']');
+        }
+    }
+    out.push('}');
+    let mut warnings = result.annotations.warnings;
+    if truncated {
+        warnings.push("results truncated due to limit".to_string());
+    }
+    for (key, list) in [("warnings", &warnings), ("infos", &result.annotations.infos)] {
+        if list.is_empty() {
+            continue;
+        }
+        let _ = write!(out, ",\"{key}\":[");
+        for (i, w) in list.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_json_str(&mut out, w);
+        }
+        out.push(']');
+    }
+    out.push('}');
+    out
+}
+
+/// Seconds with a three-digit millisecond fraction when it is not zero (`1700000000.250`).
+fn push_timestamp(out: &mut String, t: i64) {
+    let (sign, t) = if t < 0 { ("-", -t) } else { ("", t) };
+    let _ = write!(out, "{sign}{}", t / 1000);
+    if t % 1000 != 0 {
+        let _ = write!(out, ".{:03}", t % 1000);
+    }
+}
+
+fn push_point(out: &mut String, t: i64, v: f64) {
+    out.push('[');
+    push_timestamp(out, t);
+    out.push_str(",\"");
+    out.push_str(&go_float_f(v));
+    out.push_str("\"]");
+}
+
+fn push_labels(out: &mut String, labels: &Labels) {
+    out.push('{');
+    for (i, l) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_str(out, &l.name);
+        out.push(':');
+        push_json_str(out, &l.value);
+    }
+    out.push('}');
+}
+
+fn push_json_str(out: &mut String, s: &str) {
+    // serde_json escapes exactly as JSON requires.
+    match serde_json::to_string(s) {
+        Ok(quoted) => out.push_str(&quoted),
+        Err(_) => out.push_str("\"\""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_model::Label;
+    use vigil_promql::{Annotations, Point, VectorSample};
+
+    #[test]
+    fn renders_prometheus_shapes() {
+        let labels = Labels::from_unsorted(vec![Label::new("__name__", "up"), Label::new("job", "a")]);
+        let r = QueryResult {
+            value: Value::Vector(vec![VectorSample {
+                labels,
+                t: 1_700_000_000_250,
+                v: f64::INFINITY,
+            }]),
+            annotations: Annotations::default(),
+        };
+        assert_eq!(
+            render(r, None),
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a"},"value":[1700000000.250,"+Inf"]}]}}"#
+        );
+        let r = QueryResult {
+            value: Value::Scalar(Point { t: 1000, v: 0.5 }),
+            annotations: Annotations {
+                warnings: vec!["w".into()],
+                infos: vec![],
+            },
+        };
+        assert_eq!(
+            render(r, None),
+            r#"{"status":"success","data":{"resultType":"scalar","result":[1,"0.5"]},"warnings":["w"]}"#
+        );
+    }
+}

@@ -1,0 +1,374 @@
+//! Aggregations: one group key per series, then per-step accumulation per group.
+
+use rustc_hash::FxHashMap;
+use vigil_model::{Labels, METRIC_NAME_LABEL};
+use vigil_promql_parser::ast::{AggregateExpr, AggregateOp};
+
+use super::binary::by_step;
+use super::call::valid_label_name;
+use super::labels::{drop_names_and_metric, keep_only, with_label, LabelSetIds};
+use super::{EvalResult, Evaluator, StepSeries, Steps, Val};
+use crate::kernels::stats::{kahan_sum_inc, quantile};
+use crate::{Point, QueryError};
+
+/// Running state of one group at one step.
+#[derive(Clone, Default)]
+struct Acc {
+    seen: bool,
+    count: f64,
+    value: f64,
+    comp: f64,
+    mean: f64,
+    incremental_mean: bool,
+}
+
+impl Evaluator<'_> {
+    pub(crate) fn eval_aggregate(&self, a: &AggregateExpr, steps: Steps) -> EvalResult<Val> {
+        let series = self.eval_vector(&a.expr, steps)?;
+        let group_labels_of = |s: &StepSeries| -> Labels {
+            if a.without {
+                drop_names_and_metric(&s.labels, &a.grouping)
+            } else if s.drop_name && a.grouping.iter().any(|g| g == METRIC_NAME_LABEL) {
+                let mut grouping = a.grouping.clone();
+                grouping.retain(|g| g != METRIC_NAME_LABEL);
+                keep_only(&s.labels, &grouping)
+            } else {
+                keep_only(&s.labels, &a.grouping)
+            }
+        };
+        let mut groups = LabelSetIds::default();
+        let group_of: Vec<usize> = series
+            .iter()
+            .map(|s| groups.intern(group_labels_of(s)).0)
+            .collect();
+        let per_step = by_step(&series, steps);
+        match a.op {
+            AggregateOp::TopK | AggregateOp::BottomK | AggregateOp::LimitK => {
+                let param = self.eval_param_scalar(a, steps)?;
+                self.select_k(a.op, series, &group_of, &per_step, &param, steps)
+            }
+            AggregateOp::LimitRatio => {
+                let param = self.eval_param_scalar(a, steps)?;
+                limit_ratio(series, &param, steps)
+            }
+            AggregateOp::CountValues => {
+                let label = match &a.param {
+                    Some(p) => self.eval_string(p, steps)?,
+                    None => String::new(),
+                };
+                if !valid_label_name(&label) {
+                    return Err(QueryError::Execution(format!(
+                        "invalid label name {label:?}"
+                    )));
+                }
+                count_values(&label, groups, &group_of, &per_step, steps)
+            }
+            AggregateOp::Quantile => {
+                let param = self.eval_param_scalar(a, steps)?;
+                let n = groups.len();
+                let labels = groups.into_labels();
+                let mut out: Vec<StepSeries> = labels
+                    .into_iter()
+                    .map(|labels| StepSeries { labels, drop_name: false, points: Vec::new() })
+                    .collect();
+                let mut values: Vec<Vec<f64>> = vec![Vec::new(); n];
+                for (step, at_step) in per_step.iter().enumerate() {
+                    if at_step.is_empty() {
+                        continue;
+                    }
+                    let q = param[step];
+                    if !(0.0..=1.0).contains(&q) {
+                        self.warn(format!(
+                            "PromQL warning: quantile value should be between 0 and 1, got {}",
+                            crate::format::go_float(q)
+                        ));
+                    }
+                    for &(i, v) in at_step {
+                        values[group_of[i as usize]].push(v);
+                    }
+                    let t = steps.time(step);
+                    for (g, vals) in values.iter_mut().enumerate() {
+                        if !vals.is_empty() {
+                            out[g].points.push(Point { t, v: quantile(q, vals) });
+                            vals.clear();
+                        }
+                    }
+                }
+                out.retain(|s| !s.points.is_empty());
+                Ok(Val::Vector(out))
+            }
+            _ => {
+                let n = groups.len();
+                let labels = groups.into_labels();
+                let mut out: Vec<StepSeries> = labels
+                    .into_iter()
+                    .map(|labels| StepSeries { labels, drop_name: false, points: Vec::new() })
+                    .collect();
+                let mut accs = vec![Acc::default(); n];
+                let mut touched: Vec<usize> = Vec::new();
+                for (step, at_step) in per_step.iter().enumerate() {
+                    for &(i, v) in at_step {
+                        let g = group_of[i as usize];
+                        let acc = &mut accs[g];
+                        if !acc.seen {
+                            touched.push(g);
+                        }
+                        accumulate(a.op, acc, v);
+                    }
+                    let t = steps.time(step);
+                    for &g in &touched {
+                        let acc = &mut accs[g];
+                        out[g].points.push(Point { t, v: finish(a.op, acc) });
+                        *acc = Acc::default();
+                    }
+                    touched.clear();
+                }
+                out.retain(|s| !s.points.is_empty());
+                Ok(Val::Vector(out))
+            }
+        }
+    }
+
+    fn eval_param_scalar(&self, a: &AggregateExpr, steps: Steps) -> EvalResult<Vec<f64>> {
+        match &a.param {
+            Some(p) => self.eval_scalar(p, steps),
+            None => Err(QueryError::Execution(format!(
+                "parameter missing for {}",
+                a.op.as_str()
+            ))),
+        }
+    }
+
+    /// topk, bottomk and limitk: per step and group, the chosen input series keep their point.
+    fn select_k(
+        &self,
+        op: AggregateOp,
+        series: Vec<StepSeries>,
+        group_of: &[usize],
+        per_step: &[Vec<(u32, f64)>],
+        param: &[f64],
+        steps: Steps,
+    ) -> EvalResult<Val> {
+        let mut out: Vec<StepSeries> = series
+            .into_iter()
+            .map(|s| StepSeries { points: Vec::new(), ..s })
+            .collect();
+        let mut by_group: FxHashMap<usize, Vec<(u32, f64)>> = FxHashMap::default();
+        // First-seen order of groups, and within a group the sorted order, for instant results.
+        let mut order: Vec<u32> = Vec::new();
+        for (step, at_step) in per_step.iter().enumerate() {
+            if at_step.is_empty() {
+                continue;
+            }
+            let k = param[step];
+            if k.is_nan() {
+                return Err(QueryError::Execution(format!(
+                    "Parameter value is NaN for {}",
+                    op.as_str()
+                )));
+            }
+            if k > i64::MAX as f64 || k < i64::MIN as f64 {
+                return Err(QueryError::Execution(format!(
+                    "Scalar value {} overflows int64",
+                    crate::format::go_float(k)
+                )));
+            }
+            let k = k as i64;
+            if k < 1 {
+                continue;
+            }
+            by_group.clear();
+            let mut group_order = Vec::new();
+            for &(i, v) in at_step {
+                let g = group_of[i as usize];
+                let members = by_group.entry(g).or_insert_with(|| {
+                    group_order.push(g);
+                    Vec::new()
+                });
+                members.push((i, v));
+            }
+            let t = steps.time(step);
+            order.clear();
+            for g in &group_order {
+                let Some(members) = by_group.get_mut(g) else {
+                    continue;
+                };
+                match op {
+                    AggregateOp::TopK => members.sort_by(|a, b| desc_nan_last(a.1, b.1)),
+                    AggregateOp::BottomK => members.sort_by(|a, b| asc_nan_last(a.1, b.1)),
+                    _ => {}
+                }
+                for &(i, v) in members.iter().take(k.min(members.len() as i64) as usize) {
+                    out[i as usize].points.push(Point { t, v });
+                    order.push(i);
+                }
+            }
+        }
+        if steps.len() == 1 {
+            // Instant query: the order of the selection is the result's order.
+            let mut taken: Vec<Option<StepSeries>> = out.into_iter().map(Some).collect();
+            return Ok(Val::Vector(
+                order
+                    .iter()
+                    .filter_map(|&i| taken[i as usize].take())
+                    .collect(),
+            ));
+        }
+        out.retain(|s| !s.points.is_empty());
+        Ok(Val::Vector(out))
+    }
+}
+
+fn desc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ => b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal),
+    }
+}
+
+fn asc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
+    }
+}
+
+fn accumulate(op: AggregateOp, acc: &mut Acc, v: f64) {
+    if !acc.seen {
+        acc.seen = true;
+        acc.count = 1.0;
+        match op {
+            AggregateOp::Stddev | AggregateOp::Stdvar => {
+                acc.mean = v;
+                acc.value = 0.0;
+            }
+            AggregateOp::Group => acc.value = 1.0,
+            _ => acc.value = v,
+        }
+        return;
+    }
+    acc.count += 1.0;
+    match op {
+        AggregateOp::Sum => {
+            (acc.value, acc.comp) = kahan_sum_inc(v, acc.value, acc.comp);
+        }
+        AggregateOp::Avg => {
+            if !acc.incremental_mean {
+                let (sum, comp) = kahan_sum_inc(v, acc.value, acc.comp);
+                if !sum.is_infinite() || v.is_infinite() {
+                    (acc.value, acc.comp) = (sum, comp);
+                    return;
+                }
+                // The sum would overflow: continue with an incremental mean.
+                acc.incremental_mean = true;
+                acc.mean = acc.value / (acc.count - 1.0);
+                acc.comp /= acc.count - 1.0;
+            }
+            if acc.mean.is_infinite() {
+                if v.is_infinite() && (acc.mean > 0.0) == (v > 0.0) {
+                    return;
+                }
+                if !v.is_infinite() && !v.is_nan() {
+                    return;
+                }
+            }
+            let q = (acc.count - 1.0) / acc.count;
+            (acc.mean, acc.comp) = kahan_sum_inc(v / acc.count, q * acc.mean, q * acc.comp);
+        }
+        AggregateOp::Count => {}
+        AggregateOp::Group => {}
+        AggregateOp::Min => {
+            if acc.value > v || acc.value.is_nan() {
+                acc.value = v;
+            }
+        }
+        AggregateOp::Max => {
+            if acc.value < v || acc.value.is_nan() {
+                acc.value = v;
+            }
+        }
+        AggregateOp::Stddev | AggregateOp::Stdvar => {
+            let delta = v - (acc.mean + acc.comp);
+            (acc.mean, acc.comp) = kahan_sum_inc(delta / acc.count, acc.mean, acc.comp);
+            acc.value += delta * (v - (acc.mean + acc.comp));
+        }
+        _ => {}
+    }
+}
+
+fn finish(op: AggregateOp, acc: &Acc) -> f64 {
+    match op {
+        AggregateOp::Sum => acc.value + acc.comp,
+        AggregateOp::Avg => {
+            if acc.incremental_mean {
+                acc.mean + acc.comp
+            } else {
+                (acc.value + acc.comp) / acc.count
+            }
+        }
+        AggregateOp::Count => acc.count,
+        AggregateOp::Stdvar => acc.value / acc.count,
+        AggregateOp::Stddev => (acc.value / acc.count).sqrt(),
+        _ => acc.value,
+    }
+}
+
+fn count_values(
+    label: &str,
+    groups: LabelSetIds,
+    group_of: &[usize],
+    per_step: &[Vec<(u32, f64)>],
+    steps: Steps,
+) -> EvalResult<Val> {
+    let mut ids = LabelSetIds::default();
+    let mut out: Vec<StepSeries> = Vec::new();
+    let mut counts: FxHashMap<usize, f64> = FxHashMap::default();
+    let mut order: Vec<usize> = Vec::new();
+    for (step, at_step) in per_step.iter().enumerate() {
+        counts.clear();
+        order.clear();
+        for &(i, v) in at_step {
+            let value = crate::format::go_float_f(v);
+            let labels = with_label(groups.labels(group_of[i as usize]), label, &value);
+            let (id, new) = ids.intern(labels.clone());
+            if new {
+                out.push(StepSeries { labels, drop_name: false, points: Vec::new() });
+            }
+            let c = counts.entry(id).or_insert_with(|| {
+                order.push(id);
+                0.0
+            });
+            *c += 1.0;
+        }
+        let t = steps.time(step);
+        for &id in &order {
+            out[id].points.push(Point { t, v: counts[&id] });
+        }
+    }
+    Ok(Val::Vector(out))
+}
+
+/// limit_ratio: a series is kept at every step when its label hash, mapped to [0, 1), is below
+/// the ratio (above 1 + ratio for negative ratios), so the choice is stable over time.
+fn limit_ratio(series: Vec<StepSeries>, param: &[f64], steps: Steps) -> EvalResult<Val> {
+    let mut out = Vec::new();
+    for mut s in series {
+        let position = s.labels.fx_hash() as f64 / u64::MAX as f64;
+        s.points.retain(|p| {
+            let r = param[steps.index(p.t)].clamp(-1.0, 1.0);
+            if r >= 0.0 {
+                position < r
+            } else {
+                position >= 1.0 + r
+            }
+        });
+        if !s.points.is_empty() {
+            out.push(s);
+        }
+    }
+    Ok(Val::Vector(out))
+}

@@ -1,0 +1,583 @@
+//! Function calls: range-vector functions over windows, per-value math, label functions,
+//! classic-histogram functions, and the vector/scalar conversions.
+
+use rustc_hash::FxHashMap;
+use vigil_model::{Label, Labels, MatchOp, METRIC_NAME_LABEL};
+use vigil_promql_parser::ast::{Call, Expr, ValueType};
+
+use super::labels::{with_label, LabelSetIds};
+use super::{merge_points, EvalResult, Evaluator, StepSeries, Steps, Val};
+use crate::kernels::histogram::{bucket_fraction, bucket_quantile, Bucket};
+use crate::kernels::math;
+use crate::kernels::range::{RangeFunction, Window};
+use crate::{Point, QueryError};
+
+fn unwrap_parens(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(inner) => unwrap_parens(inner),
+        other => other,
+    }
+}
+
+impl Evaluator<'_> {
+    pub(crate) fn eval_call(&self, c: &Call, steps: Steps) -> EvalResult<Val> {
+        let name = c.func.name;
+        if let Some(rf) = RangeFunction::from_name(name) {
+            return self.eval_range_function(rf, c, steps);
+        }
+        match name {
+            "absent_over_time" => return self.absent_over_time(c, steps),
+            "time" => {
+                return Ok(Val::Scalar(
+                    (0..steps.len())
+                        .map(|i| steps.time(i) as f64 / 1000.0)
+                        .collect(),
+                ))
+            }
+            "pi" => return Ok(Val::Scalar(vec![std::f64::consts::PI; steps.len()])),
+            "vector" => {
+                let vals = self.eval_scalar(&c.args[0], steps)?;
+                return Ok(Val::Vector(vec![StepSeries {
+                    labels: Labels::default(),
+                    drop_name: false,
+                    points: vals
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, v)| Point { t: steps.time(i), v })
+                        .collect(),
+                }]));
+            }
+            "scalar" => {
+                let series = self.eval_vector(&c.args[0], steps)?;
+                let mut vals = vec![f64::NAN; steps.len()];
+                let mut counts = vec![0u32; steps.len()];
+                for s in &series {
+                    for p in &s.points {
+                        let i = steps.index(p.t);
+                        counts[i] += 1;
+                        vals[i] = p.v;
+                    }
+                }
+                for (v, n) in vals.iter_mut().zip(counts) {
+                    if n != 1 {
+                        *v = f64::NAN;
+                    }
+                }
+                return Ok(Val::Scalar(vals));
+            }
+            "timestamp" => {
+                let mut series = match unwrap_parens(&c.args[0]) {
+                    Expr::VectorSelector(vs) => self.select_instant(vs, steps, true)?,
+                    other => {
+                        let mut series = self.eval_vector(other, steps)?;
+                        for s in &mut series {
+                            for p in &mut s.points {
+                                p.v = p.t as f64 / 1000.0;
+                            }
+                        }
+                        series
+                    }
+                };
+                for s in &mut series {
+                    s.drop_name = true;
+                }
+                return Ok(Val::Vector(series));
+            }
+            "absent" => return self.absent(c, steps),
+            _ => {}
+        }
+        if let Some(f) = math::simple(name) {
+            let mut series = self.eval_vector(&c.args[0], steps)?;
+            map_values(&mut series, steps, |_, v| Some(f(v)));
+            return Ok(Val::Vector(series));
+        }
+        if let Some(f) = math::date_part(name) {
+            let mut series = match c.args.first() {
+                Some(arg) => self.eval_vector(arg, steps)?,
+                None => vec![StepSeries {
+                    labels: Labels::default(),
+                    drop_name: false,
+                    points: (0..steps.len())
+                        .map(|i| Point { t: steps.time(i), v: steps.time(i) as f64 / 1000.0 })
+                        .collect(),
+                }],
+            };
+            map_values(&mut series, steps, |_, v| Some(f(v)));
+            return Ok(Val::Vector(series));
+        }
+        match name {
+            "round" => {
+                let mut series = self.eval_vector(&c.args[0], steps)?;
+                let to = match c.args.get(1) {
+                    Some(a) => self.eval_scalar(a, steps)?,
+                    None => vec![1.0; steps.len()],
+                };
+                map_values(&mut series, steps, |i, v| Some(math::round(v, to[i])));
+                Ok(Val::Vector(series))
+            }
+            "clamp" | "clamp_min" | "clamp_max" => {
+                let mut series = self.eval_vector(&c.args[0], steps)?;
+                let a = self.eval_scalar(&c.args[1], steps)?;
+                let b = match c.args.get(2) {
+                    Some(e) => self.eval_scalar(e, steps)?,
+                    None => Vec::new(),
+                };
+                map_values(&mut series, steps, |i, v| match name {
+                    "clamp" => math::clamp(v, a[i], b[i]),
+                    "clamp_min" => Some(math::clamp_min(v, a[i])),
+                    _ => Some(math::clamp_max(v, a[i])),
+                });
+                Ok(Val::Vector(series))
+            }
+            "label_replace" => self.label_replace(c, steps),
+            "label_join" => self.label_join(c, steps),
+            "sort" | "sort_desc" => {
+                let mut series = self.eval_vector(&c.args[0], steps)?;
+                if steps.len() == 1 {
+                    let desc = name == "sort_desc";
+                    series.sort_by(|a, b| {
+                        let (x, y) = (a.points[0].v, b.points[0].v);
+                        match (x.is_nan(), y.is_nan()) {
+                            (true, true) => std::cmp::Ordering::Equal,
+                            (true, false) => std::cmp::Ordering::Greater,
+                            (false, true) => std::cmp::Ordering::Less,
+                            _ if desc => y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal),
+                            _ => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+                        }
+                    });
+                }
+                Ok(Val::Vector(series))
+            }
+            "sort_by_label" | "sort_by_label_desc" => {
+                let mut series = self.eval_vector(&c.args[0], steps)?;
+                let mut names = Vec::new();
+                for a in &c.args[1..] {
+                    names.push(self.eval_string(a, steps)?);
+                }
+                let desc = name == "sort_by_label_desc";
+                series.sort_by(|a, b| {
+                    for n in &names {
+                        let (x, y) = (a.labels.get(n).unwrap_or(""), b.labels.get(n).unwrap_or(""));
+                        let ord = natural_cmp(x, y);
+                        if ord != std::cmp::Ordering::Equal {
+                            return if desc { ord.reverse() } else { ord };
+                        }
+                    }
+                    let ord = a.labels.cmp(&b.labels);
+                    if desc {
+                        ord.reverse()
+                    } else {
+                        ord
+                    }
+                });
+                Ok(Val::Vector(series))
+            }
+            "histogram_quantile" => self.histogram_quantile(c, steps),
+            "histogram_fraction" => self.histogram_fraction(c, steps),
+            "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+            | "histogram_stdvar" => {
+                // Native histograms only: float series yield nothing.
+                let _ = self.eval_vector(&c.args[0], steps)?;
+                Ok(Val::Vector(Vec::new()))
+            }
+            "info" => self.eval(&c.args[0], steps),
+            _ => Err(QueryError::Execution(format!(
+                "function {name:?} is not supported"
+            ))),
+        }
+    }
+
+    fn eval_range_function(&self, rf: RangeFunction, c: &Call, steps: Steps) -> EvalResult<Val> {
+        let matrix_index = c
+            .func
+            .arg_types
+            .iter()
+            .position(|t| *t == ValueType::Matrix)
+            .unwrap_or(0);
+        let mut params: Vec<Vec<f64>> = Vec::new();
+        for (i, arg) in c.args.iter().enumerate() {
+            if i != matrix_index {
+                params.push(self.eval_scalar(arg, steps)?);
+            }
+        }
+        let (series, range_ms, refs) = match c.args.get(matrix_index).map(unwrap_parens) {
+            Some(Expr::MatrixSelector(ms)) => (
+                self.select_range(ms, steps)?,
+                ms.range_ms,
+                self.ref_times(steps, ms.selector.at, ms.selector.offset_ms),
+            ),
+            Some(Expr::Subquery(sq)) => (
+                self.eval_subquery(sq, steps)?,
+                sq.range_ms,
+                self.ref_times(steps, sq.at, sq.offset_ms),
+            ),
+            _ => {
+                return Err(QueryError::Execution(format!(
+                    "expected range vector in call to function {:?}",
+                    c.func.name
+                )))
+            }
+        };
+        if matches!(rf, RangeFunction::Rate | RangeFunction::Increase | RangeFunction::Irate) {
+            for s in &series {
+                if let Some(metric) = s.labels.metric_name() {
+                    if !is_counter_name(metric) {
+                        self.info(format!(
+                            "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}"
+                        ));
+                    }
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(series.len());
+        let mut step_params = vec![0.0; params.len()];
+        let mut total = 0usize;
+        for s in series {
+            self.check_deadline()?;
+            let mut points = Vec::new();
+            self.for_each_window(&s.points, &refs, range_ms, |i, window, from, to| {
+                if window.is_empty() {
+                    return Ok(());
+                }
+                for (slot, p) in step_params.iter_mut().zip(&params) {
+                    *slot = p[i];
+                }
+                let w = Window {
+                    points: window,
+                    range_start_ms: from,
+                    range_end_ms: to,
+                    params: &step_params,
+                };
+                match rf.eval_at(&w, steps.time(i)) {
+                    Ok(Some(v)) => points.push(Point { t: steps.time(i), v }),
+                    Ok(None) => {}
+                    Err(e) => return Err(QueryError::Execution(e.to_string())),
+                }
+                Ok(())
+            })?;
+            if !points.is_empty() {
+                total += points.len();
+                out.push(StepSeries {
+                    labels: s.labels,
+                    drop_name: s.drop_name || rf.drops_metric_name(),
+                    points,
+                });
+            }
+        }
+        self.add_samples(total)?;
+        Ok(Val::Vector(out))
+    }
+
+    fn absent(&self, c: &Call, steps: Steps) -> EvalResult<Val> {
+        let series = self.eval_vector(&c.args[0], steps)?;
+        let mut present = vec![false; steps.len()];
+        for s in &series {
+            for p in &s.points {
+                present[steps.index(p.t)] = true;
+            }
+        }
+        Ok(Val::Vector(absent_series(&c.args[0], &present, steps)))
+    }
+
+    fn absent_over_time(&self, c: &Call, steps: Steps) -> EvalResult<Val> {
+        let (series, range_ms, refs) = match unwrap_parens(&c.args[0]) {
+            Expr::MatrixSelector(ms) => (
+                self.select_range(ms, steps)?,
+                ms.range_ms,
+                self.ref_times(steps, ms.selector.at, ms.selector.offset_ms),
+            ),
+            Expr::Subquery(sq) => (
+                self.eval_subquery(sq, steps)?,
+                sq.range_ms,
+                self.ref_times(steps, sq.at, sq.offset_ms),
+            ),
+            _ => {
+                return Err(QueryError::Execution(
+                    "expected range vector in call to function \"absent_over_time\"".into(),
+                ))
+            }
+        };
+        let mut present = vec![false; steps.len()];
+        for s in &series {
+            self.for_each_window(&s.points, &refs, range_ms, |i, w, _, _| {
+                if !w.is_empty() {
+                    present[i] = true;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(Val::Vector(absent_series(&c.args[0], &present, steps)))
+    }
+
+    fn label_replace(&self, c: &Call, steps: Steps) -> EvalResult<Val> {
+        let series = self.eval_vector(&c.args[0], steps)?;
+        let dst = self.eval_string(&c.args[1], steps)?;
+        let replacement = self.eval_string(&c.args[2], steps)?;
+        let src = self.eval_string(&c.args[3], steps)?;
+        let pattern = self.eval_string(&c.args[4], steps)?;
+        let regex = regex::Regex::new(&format!("^(?s:{pattern})$")).map_err(|_| {
+            QueryError::Execution(format!(
+                "invalid regular expression in label_replace(): {pattern}"
+            ))
+        })?;
+        if !valid_label_name(&dst) {
+            return Err(QueryError::Execution(format!(
+                "invalid destination label name in label_replace(): {dst}"
+            )));
+        }
+        relabel(series, |s| {
+            let value = s.labels.get(&src).unwrap_or("");
+            if let Some(caps) = regex.captures(value) {
+                let mut res = String::new();
+                caps.expand(&go_template(&replacement), &mut res);
+                s.labels = with_label(&s.labels, &dst, &res);
+                if dst == METRIC_NAME_LABEL {
+                    s.drop_name = false;
+                }
+            }
+        })
+    }
+
+    fn label_join(&self, c: &Call, steps: Steps) -> EvalResult<Val> {
+        let series = self.eval_vector(&c.args[0], steps)?;
+        let dst = self.eval_string(&c.args[1], steps)?;
+        let sep = self.eval_string(&c.args[2], steps)?;
+        let mut srcs = Vec::new();
+        for a in &c.args[3..] {
+            let name = self.eval_string(a, steps)?;
+            if !valid_label_name(&name) {
+                return Err(QueryError::Execution(format!(
+                    "invalid source label name in label_join(): {name}"
+                )));
+            }
+            srcs.push(name);
+        }
+        if !valid_label_name(&dst) {
+            return Err(QueryError::Execution(format!(
+                "invalid destination label name in label_join(): {dst}"
+            )));
+        }
+        relabel(series, |s| {
+            let joined: Vec<&str> = srcs
+                .iter()
+                .map(|n| s.labels.get(n).unwrap_or(""))
+                .collect();
+            s.labels = with_label(&s.labels, &dst, &joined.join(&sep));
+            if dst == METRIC_NAME_LABEL {
+                s.drop_name = false;
+            }
+        })
+    }
+
+    /// Series grouped by their labels without `le`; per step, the buckets of each group.
+    fn bucket_groups(
+        &self,
+        series: &[StepSeries],
+        steps: Steps,
+    ) -> (Vec<StepSeries>, Vec<Vec<Vec<Bucket>>>) {
+        let mut ids = LabelSetIds::default();
+        let mut out: Vec<StepSeries> = Vec::new();
+        let mut buckets: Vec<Vec<Vec<Bucket>>> = Vec::new();
+        for s in series {
+            let upper = s.labels.get("le").and_then(parse_go_float);
+            let Some(upper_bound) = upper else {
+                self.warn(format!(
+                    "PromQL warning: bucket label \"le\" is missing or has a malformed value of {:?} for metric name {:?}",
+                    s.labels.get("le").unwrap_or(""),
+                    s.labels.metric_name().unwrap_or("")
+                ));
+                continue;
+            };
+            let labels = Labels::from_sorted(
+                s.labels.iter().filter(|l| l.name != "le").cloned().collect::<Vec<Label>>(),
+            );
+            let (id, new) = ids.intern(labels.clone());
+            if new {
+                out.push(StepSeries { labels, drop_name: true, points: Vec::new() });
+                buckets.push(vec![Vec::new(); steps.len()]);
+            }
+            for p in &s.points {
+                buckets[id][steps.index(p.t)].push(Bucket { upper_bound, count: p.v });
+            }
+        }
+        (out, buckets)
+    }
+
+    fn histogram_quantile(&self, c: &Call, steps: Steps) -> EvalResult<Val> {
+        let q = self.eval_scalar(&c.args[0], steps)?;
+        let series = self.eval_vector(&c.args[1], steps)?;
+        let (mut out, mut buckets) = self.bucket_groups(&series, steps);
+        for (g, per_step) in buckets.iter_mut().enumerate() {
+            for (i, b) in per_step.iter_mut().enumerate() {
+                if b.is_empty() {
+                    continue;
+                }
+                if !(0.0..=1.0).contains(&q[i]) {
+                    self.warn(format!(
+                        "PromQL warning: quantile value should be between 0 and 1, got {}",
+                        crate::format::go_float(q[i])
+                    ));
+                }
+                let (v, flags) = bucket_quantile(q[i], b);
+                if flags.forced_monotonic {
+                    self.info(format!(
+                        "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {:?}",
+                        out[g].labels.metric_name().unwrap_or("")
+                    ));
+                }
+                out[g].points.push(Point { t: steps.time(i), v });
+            }
+        }
+        out.retain(|s| !s.points.is_empty());
+        Ok(Val::Vector(out))
+    }
+
+    fn histogram_fraction(&self, c: &Call, steps: Steps) -> EvalResult<Val> {
+        let lower = self.eval_scalar(&c.args[0], steps)?;
+        let upper = self.eval_scalar(&c.args[1], steps)?;
+        let series = self.eval_vector(&c.args[2], steps)?;
+        let (mut out, mut buckets) = self.bucket_groups(&series, steps);
+        for (g, per_step) in buckets.iter_mut().enumerate() {
+            for (i, b) in per_step.iter_mut().enumerate() {
+                if b.is_empty() {
+                    continue;
+                }
+                let v = bucket_fraction(lower[i], upper[i], b);
+                out[g].points.push(Point { t: steps.time(i), v });
+            }
+        }
+        out.retain(|s| !s.points.is_empty());
+        Ok(Val::Vector(out))
+    }
+}
+
+/// Applies `f` to every point (its step index and value); `None` drops the point. Drops the
+/// metric name, as every math function does.
+fn map_values(series: &mut Vec<StepSeries>, steps: Steps, f: impl Fn(usize, f64) -> Option<f64>) {
+    for s in series.iter_mut() {
+        s.drop_name = true;
+        s.points.retain_mut(|p| match f(steps.index(p.t), p.v) {
+            Some(v) => {
+                p.v = v;
+                true
+            }
+            None => false,
+        });
+    }
+    series.retain(|s| !s.points.is_empty());
+}
+
+/// Rewrites each series' labels; series that end up with equal labels merge, and an error is
+/// raised if two of them have a point at one step.
+fn relabel(series: Vec<StepSeries>, mut f: impl FnMut(&mut StepSeries)) -> EvalResult<Val> {
+    let mut ids = LabelSetIds::default();
+    let mut out: Vec<StepSeries> = Vec::with_capacity(series.len());
+    for mut s in series {
+        f(&mut s);
+        let (id, new) = ids.intern(s.labels.clone());
+        if new {
+            out.push(s);
+        } else {
+            merge_points(&mut out[id], s.points)?;
+        }
+    }
+    Ok(Val::Vector(out))
+}
+
+/// absent()'s output: 1 at each step with nothing present, labelled with the selector's
+/// equality matchers (a label matched twice is left out).
+fn absent_series(arg: &Expr, present: &[bool], steps: Steps) -> Vec<StepSeries> {
+    let points: Vec<Point> = present
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !**p)
+        .map(|(i, _)| Point { t: steps.time(i), v: 1.0 })
+        .collect();
+    if points.is_empty() {
+        return Vec::new();
+    }
+    let matchers = match unwrap_parens(arg) {
+        Expr::VectorSelector(vs) => Some(&vs.matchers),
+        Expr::MatrixSelector(ms) => Some(&ms.selector.matchers),
+        _ => None,
+    };
+    let mut pairs: Vec<Label> = Vec::new();
+    if let Some(matchers) = matchers {
+        let mut counts: FxHashMap<&str, usize> = FxHashMap::default();
+        for m in matchers.iter() {
+            *counts.entry(m.name.as_str()).or_default() += 1;
+        }
+        for m in matchers.iter() {
+            if m.op == MatchOp::Equal && m.name != METRIC_NAME_LABEL && counts[m.name.as_str()] == 1 {
+                pairs.push(Label::new(m.name.clone(), m.value.clone()));
+            }
+        }
+    }
+    vec![StepSeries {
+        labels: Labels::from_unsorted(pairs),
+        drop_name: false,
+        points,
+    }]
+}
+
+fn is_counter_name(name: &str) -> bool {
+    ["_total", "_sum", "_count", "_bucket"]
+        .iter()
+        .any(|s| name.ends_with(s))
+}
+
+pub(crate) fn valid_label_name(name: &str) -> bool {
+    !name.is_empty() && std::str::from_utf8(name.as_bytes()).is_ok()
+}
+
+/// Go's `$1`/`${name}` template syntax is what the regex crate expands too; `$$` is a dollar.
+fn go_template(s: &str) -> String {
+    s.to_string()
+}
+
+/// Parses a bucket bound as Go's ParseFloat does (`+Inf`, `Inf`, `1e3`, hex).
+pub(crate) fn parse_go_float(s: &str) -> Option<f64> {
+    let t = s.trim();
+    match t.to_ascii_lowercase().as_str() {
+        "+inf" | "inf" | "+infinity" | "infinity" => return Some(f64::INFINITY),
+        "-inf" | "-infinity" => return Some(f64::NEG_INFINITY),
+        "nan" => return Some(f64::NAN),
+        _ => {}
+    }
+    if t != s {
+        return None;
+    }
+    t.parse::<f64>().ok()
+}
+
+/// Natural order: runs of digits compare by number, the rest byte-wise.
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (ab, bb) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < ab.len() && j < bb.len() {
+        if ab[i].is_ascii_digit() && bb[j].is_ascii_digit() {
+            let si = i;
+            while i < ab.len() && ab[i].is_ascii_digit() {
+                i += 1;
+            }
+            let sj = j;
+            while j < bb.len() && bb[j].is_ascii_digit() {
+                j += 1;
+            }
+            let na = a[si..i].trim_start_matches('0');
+            let nb = b[sj..j].trim_start_matches('0');
+            let ord = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
+            if ord != Ordering::Equal {
+                return ord;
+            }
+        } else {
+            if ab[i] != bb[j] {
+                return ab[i].cmp(&bb[j]);
+            }
+            i += 1;
+            j += 1;
+        }
+    }
+    (ab.len() - i).cmp(&(bb.len() - j))
+}

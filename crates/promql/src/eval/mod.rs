@@ -1,0 +1,415 @@
+//! The evaluator. Every node is evaluated once over all steps of the query (as Prometheus'
+//! range evaluation does): instant-vector nodes yield series whose points sit at step times,
+//! so label work (matching signatures, grouping keys, name dropping) happens once per series,
+//! not once per step.
+
+mod aggregate;
+mod binary;
+mod call;
+pub(crate) mod labels;
+
+use std::cell::{Cell, RefCell};
+use std::time::Instant;
+
+use vigil_model::{is_stale_marker, Labels};
+use vigil_promql_parser::ast::{AtModifier, Expr, MatrixSelector, SubqueryExpr, UnaryOp, VectorSelector};
+
+use crate::engine::Annotations;
+use crate::{EngineOptions, Point, QueryError, Storage, StorageSeries};
+
+/// The evaluation steps of one (sub)query: `start`, `start + interval`, ..., `end`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Steps {
+    pub start: i64,
+    pub end: i64,
+    pub interval: i64,
+}
+
+impl Steps {
+    pub fn len(&self) -> usize {
+        if self.end < self.start {
+            0
+        } else {
+            ((self.end - self.start) / self.interval) as usize + 1
+        }
+    }
+
+    pub fn time(&self, i: usize) -> i64 {
+        self.start + i as i64 * self.interval
+    }
+
+    pub fn index(&self, t: i64) -> usize {
+        ((t - self.start) / self.interval) as usize
+    }
+}
+
+/// An instant-vector series over the steps, or a range-vector series (raw points).
+#[derive(Debug, Clone)]
+pub(crate) struct StepSeries {
+    pub labels: Labels,
+    /// `__name__` is removed when the result is returned (Prometheus 3's delayed name removal),
+    /// so functions such as label_replace still see it.
+    pub drop_name: bool,
+    pub points: Vec<Point>,
+}
+
+/// A node's value over all steps.
+pub(crate) enum Val {
+    /// One value per step.
+    Scalar(Vec<f64>),
+    String(String),
+    Vector(Vec<StepSeries>),
+    /// Raw samples of a range selector or subquery (instant queries only).
+    Matrix(Vec<StepSeries>),
+}
+
+pub(crate) struct Evaluator<'a> {
+    pub storage: &'a dyn Storage,
+    pub opts: &'a EngineOptions,
+    /// The outer query's start and end, for `@ start()` and `@ end()`.
+    pub query_start: i64,
+    pub query_end: i64,
+    pub deadline: Instant,
+    pub samples: Cell<usize>,
+    pub annotations: RefCell<Annotations>,
+}
+
+pub(crate) type EvalResult<T> = Result<T, QueryError>;
+
+impl<'a> Evaluator<'a> {
+    pub fn check_deadline(&self) -> EvalResult<()> {
+        if Instant::now() > self.deadline {
+            return Err(QueryError::Timeout("query execution"));
+        }
+        Ok(())
+    }
+
+    /// Accounts `n` more samples held in memory.
+    pub fn add_samples(&self, n: usize) -> EvalResult<()> {
+        let total = self.samples.get() + n;
+        if total > self.opts.max_samples {
+            return Err(QueryError::TooManySamples("query execution"));
+        }
+        self.samples.set(total);
+        Ok(())
+    }
+
+    pub fn release_samples(&self, n: usize) {
+        self.samples.set(self.samples.get().saturating_sub(n));
+    }
+
+    pub fn warn(&self, msg: String) {
+        let mut a = self.annotations.borrow_mut();
+        if !a.warnings.contains(&msg) {
+            a.warnings.push(msg);
+        }
+    }
+
+    pub fn info(&self, msg: String) {
+        let mut a = self.annotations.borrow_mut();
+        if !a.infos.contains(&msg) {
+            a.infos.push(msg);
+        }
+    }
+
+    fn at_time(&self, at: AtModifier) -> i64 {
+        match at {
+            AtModifier::Timestamp(t) => t,
+            AtModifier::Start => self.query_start,
+            AtModifier::End => self.query_end,
+        }
+    }
+
+    /// The reference time (step time, or the `@` time, minus the offset) of each step.
+    fn ref_times(&self, steps: Steps, at: Option<AtModifier>, offset_ms: i64) -> Vec<i64> {
+        match at {
+            Some(at) => vec![self.at_time(at) - offset_ms; steps.len()],
+            None => (0..steps.len()).map(|i| steps.time(i) - offset_ms).collect(),
+        }
+    }
+
+    pub fn eval(&self, expr: &Expr, steps: Steps) -> EvalResult<Val> {
+        self.check_deadline()?;
+        match expr {
+            Expr::NumberLiteral(v) => Ok(Val::Scalar(vec![*v; steps.len()])),
+            Expr::StringLiteral(s) => Ok(Val::String(s.clone())),
+            Expr::Paren(e) => self.eval(e, steps),
+            Expr::Unary(u) => {
+                let v = self.eval(&u.expr, steps)?;
+                if u.op == UnaryOp::Pos {
+                    return Ok(v);
+                }
+                Ok(match v {
+                    Val::Scalar(vals) => Val::Scalar(vals.into_iter().map(|v| -v).collect()),
+                    Val::Vector(mut series) => {
+                        for s in &mut series {
+                            s.drop_name = true;
+                            for p in &mut s.points {
+                                p.v = -p.v;
+                            }
+                        }
+                        Val::Vector(series)
+                    }
+                    other => other,
+                })
+            }
+            Expr::VectorSelector(vs) => Ok(Val::Vector(self.select_instant(vs, steps, false)?)),
+            Expr::MatrixSelector(ms) => {
+                let series = self.select_range(ms, steps)?;
+                Ok(Val::Matrix(self.windows_at_single_step(series, ms.range_ms, &ms.selector.at, ms.selector.offset_ms, steps)))
+            }
+            Expr::Subquery(sq) => {
+                let series = self.eval_subquery(sq, steps)?;
+                Ok(Val::Matrix(self.windows_at_single_step(series, sq.range_ms, &sq.at, sq.offset_ms, steps)))
+            }
+            Expr::Binary(b) => self.eval_binary(b, steps),
+            Expr::Aggregate(a) => self.eval_aggregate(a, steps),
+            Expr::Call(c) => self.eval_call(c, steps),
+        }
+    }
+
+    /// Evaluates an expression that must yield a scalar (parameters, scalar operands).
+    pub fn eval_scalar(&self, expr: &Expr, steps: Steps) -> EvalResult<Vec<f64>> {
+        match self.eval(expr, steps)? {
+            Val::Scalar(v) => Ok(v),
+            _ => Err(QueryError::Execution(format!(
+                "expected scalar, got {}",
+                expr.value_type().doc_name()
+            ))),
+        }
+    }
+
+    pub fn eval_vector(&self, expr: &Expr, steps: Steps) -> EvalResult<Vec<StepSeries>> {
+        match self.eval(expr, steps)? {
+            Val::Vector(v) => Ok(v),
+            _ => Err(QueryError::Execution(format!(
+                "expected instant vector, got {}",
+                expr.value_type().doc_name()
+            ))),
+        }
+    }
+
+    pub fn eval_string(&self, expr: &Expr, steps: Steps) -> EvalResult<String> {
+        match self.eval(expr, steps)? {
+            Val::String(s) => Ok(s),
+            _ => Err(QueryError::Execution(format!(
+                "expected string, got {}",
+                expr.value_type().doc_name()
+            ))),
+        }
+    }
+
+    fn fetch(&self, vs: &VectorSelector, mint: i64, maxt: i64) -> EvalResult<Vec<StorageSeries>> {
+        let series = self
+            .storage
+            .select(&vs.matchers, mint, maxt)
+            .map_err(QueryError::Execution)?;
+        self.add_samples(series.iter().map(|s| s.points.len()).sum())?;
+        Ok(series)
+    }
+
+    /// An instant selector at every step: the latest sample in `(ref - lookback, ref]`, unless
+    /// it is a stale marker. With `timestamps`, the value is the sample's own time in seconds
+    /// (what `timestamp()` reports).
+    pub fn select_instant(&self, vs: &VectorSelector, steps: Steps, timestamps: bool) -> EvalResult<Vec<StepSeries>> {
+        let refs = self.ref_times(steps, vs.at, vs.offset_ms);
+        let (Some(&min_ref), Some(&max_ref)) = (refs.iter().min(), refs.iter().max()) else {
+            return Ok(Vec::new());
+        };
+        let lookback = self.opts.lookback_delta_ms;
+        let fetched = self.fetch(vs, min_ref - lookback + 1, max_ref)?;
+        let fetched_len: usize = fetched.iter().map(|s| s.points.len()).sum();
+        let mut out = Vec::with_capacity(fetched.len());
+        let mut total = 0;
+        for s in fetched {
+            let mut points = Vec::new();
+            let mut cursor = 0usize;
+            for (i, &r) in refs.iter().enumerate() {
+                // Refs only decrease with `@` (constant) — restart the cursor if needed.
+                if cursor > 0 && s.points[cursor - 1].t > r {
+                    cursor = 0;
+                }
+                while cursor < s.points.len() && s.points[cursor].t <= r {
+                    cursor += 1;
+                }
+                if cursor == 0 {
+                    continue;
+                }
+                let p = s.points[cursor - 1];
+                if p.t <= r - lookback || is_stale_marker(p.v) {
+                    continue;
+                }
+                let v = if timestamps { p.t as f64 / 1000.0 } else { p.v };
+                points.push(Point { t: steps.time(i), v });
+            }
+            if !points.is_empty() {
+                total += points.len();
+                out.push(StepSeries { labels: s.labels, drop_name: false, points });
+            }
+        }
+        self.release_samples(fetched_len);
+        self.add_samples(total)?;
+        Ok(out)
+    }
+
+    /// Raw samples of a range selector over the span all steps' windows cover (stale markers
+    /// dropped).
+    pub fn select_range(&self, ms: &MatrixSelector, steps: Steps) -> EvalResult<Vec<StepSeries>> {
+        let vs = &ms.selector;
+        let refs = self.ref_times(steps, vs.at, vs.offset_ms);
+        let (Some(&min_ref), Some(&max_ref)) = (refs.iter().min(), refs.iter().max()) else {
+            return Ok(Vec::new());
+        };
+        let fetched = self.fetch(vs, min_ref - ms.range_ms + 1, max_ref)?;
+        Ok(fetched
+            .into_iter()
+            .map(|s| StepSeries {
+                labels: s.labels,
+                drop_name: false,
+                points: s.points.into_iter().filter(|p| !is_stale_marker(p.v)).collect(),
+            })
+            .collect())
+    }
+
+    /// Evaluates a subquery's inner expression at its own steps, aligned to multiples of its
+    /// step, over the span the outer steps' windows cover.
+    pub fn eval_subquery(&self, sq: &SubqueryExpr, steps: Steps) -> EvalResult<Vec<StepSeries>> {
+        let interval = sq.step_ms.unwrap_or(self.opts.default_subquery_step_ms).max(1);
+        let refs = self.ref_times(steps, sq.at, sq.offset_ms);
+        let (Some(&min_ref), Some(&max_ref)) = (refs.iter().min(), refs.iter().max()) else {
+            return Ok(Vec::new());
+        };
+        let from = min_ref - sq.range_ms;
+        let mut start = interval * (from / interval);
+        if start <= from {
+            start += interval;
+        }
+        let inner = Steps { start, end: max_ref, interval };
+        if inner.len() == 0 {
+            return Ok(Vec::new());
+        }
+        match self.eval(&sq.expr, inner)? {
+            Val::Vector(v) => Ok(v),
+            Val::Scalar(vals) => Ok(vec![StepSeries {
+                labels: Labels::default(),
+                drop_name: false,
+                points: vals
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| Point { t: inner.time(i), v })
+                    .collect(),
+            }]),
+            _ => Err(QueryError::Execution("subquery is only allowed on instant vector".into())),
+        }
+    }
+
+    /// The raw points of each series inside the window of the (single) step, for instant
+    /// queries whose result is a range vector.
+    fn windows_at_single_step(
+        &self,
+        series: Vec<StepSeries>,
+        range_ms: i64,
+        at: &Option<AtModifier>,
+        offset_ms: i64,
+        steps: Steps,
+    ) -> Vec<StepSeries> {
+        let r = self.ref_times(steps, *at, offset_ms).first().copied().unwrap_or(steps.start);
+        series
+            .into_iter()
+            .filter_map(|mut s| {
+                s.points.retain(|p| p.t > r - range_ms && p.t <= r);
+                (!s.points.is_empty()).then_some(s)
+            })
+            .collect()
+    }
+
+    /// For each step, the slice of `points` inside `(ref - range, ref]`; calls `f(step, slice,
+    /// window start, window end)`.
+    pub fn for_each_window(
+        &self,
+        points: &[Point],
+        refs: &[i64],
+        range_ms: i64,
+        mut f: impl FnMut(usize, &[Point], i64, i64) -> EvalResult<()>,
+    ) -> EvalResult<()> {
+        let (mut lo, mut hi) = (0usize, 0usize);
+        let mut last_ref = i64::MIN;
+        for (i, &r) in refs.iter().enumerate() {
+            if r < last_ref {
+                lo = 0;
+                hi = 0;
+            }
+            last_ref = r;
+            let from = r - range_ms;
+            while lo < points.len() && points[lo].t <= from {
+                lo += 1;
+            }
+            if hi < lo {
+                hi = lo;
+            }
+            while hi < points.len() && points[hi].t <= r {
+                hi += 1;
+            }
+            f(i, &points[lo..hi], from, r)?;
+        }
+        Ok(())
+    }
+}
+
+/// Removes `__name__` where delayed removal asked for it, then rejects label sets that now
+/// collide at one step.
+pub(crate) fn finish_names(series: Vec<StepSeries>) -> EvalResult<Vec<StepSeries>> {
+    if !series.iter().any(|s| s.drop_name) {
+        return Ok(series);
+    }
+    let mut ids = labels::LabelSetIds::default();
+    let mut out: Vec<StepSeries> = Vec::with_capacity(series.len());
+    for mut s in series {
+        if s.drop_name {
+            s.labels = labels::without_name(&s.labels);
+            s.drop_name = false;
+        }
+        let (id, new) = ids.intern(s.labels.clone());
+        if new {
+            out.push(s);
+        } else {
+            merge_points(&mut out[id], s.points)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Merges the points of a second series with the same labels; both at one step is an error.
+pub(crate) fn merge_points(into: &mut StepSeries, points: Vec<Point>) -> EvalResult<()> {
+    let mut merged = Vec::with_capacity(into.points.len() + points.len());
+    let (mut a, mut b) = (into.points.iter().peekable(), points.iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x.t == y.t => {
+                return Err(QueryError::Execution(
+                    "vector cannot contain metrics with the same labelset".into(),
+                ))
+            }
+            (Some(x), Some(y)) => {
+                if x.t < y.t {
+                    merged.push(**x);
+                    a.next();
+                } else {
+                    merged.push(**y);
+                    b.next();
+                }
+            }
+            (Some(x), None) => {
+                merged.push(**x);
+                a.next();
+            }
+            (None, Some(y)) => {
+                merged.push(**y);
+                b.next();
+            }
+            (None, None) => break,
+        }
+    }
+    into.points = merged;
+    Ok(())
+}
