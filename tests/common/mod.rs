@@ -12,6 +12,7 @@ pub mod blocks;
 pub mod data;
 pub mod http;
 pub mod process;
+pub mod prometheus;
 
 pub use data::{Dataset, LabelSet};
 pub use process::{Proc, Vigil};

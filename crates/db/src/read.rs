@@ -128,19 +128,15 @@ impl Db {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<SeriesData>, DbError> {
-        let mut merged: BTreeMap<Labels, BTreeMap<i64, f64>> = BTreeMap::new();
+        let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
         // The head first, then the blocks: a cut adds its block to the catalog before it
         // removes the samples from the head, so in this order a concurrent cut never hides
         // samples. The first value seen for a timestamp is kept.
         if let Some(head) = self.existing_head(tenant) {
             for s in head.select(matchers) {
                 let samples = s.samples(mint, maxt);
-                if samples.is_empty() {
-                    continue;
-                }
-                let series = merged.entry(s.labels.clone()).or_default();
-                for x in samples {
-                    series.entry(x.timestamp_ms).or_insert(x.value);
+                if !samples.is_empty() {
+                    merged.insert(s.labels.clone(), samples);
                 }
             }
         }
@@ -149,26 +145,28 @@ impl Db {
             if ids.is_empty() {
                 continue;
             }
-            for (id, samples) in self.read_block_samples(&block, ids, mint, maxt).await? {
+            for (id, mut samples) in self.read_block_samples(&block, ids, mint, maxt).await? {
                 let Some(labels) = block.index.labels.get(id as usize) else {
                     continue;
                 };
-                let series = merged.entry(labels.clone()).or_default();
-                for s in samples {
-                    series.entry(s.timestamp_ms).or_insert(s.value);
+                if samples.is_empty() {
+                    continue;
+                }
+                if !samples.windows(2).all(|w| w[0].timestamp_ms < w[1].timestamp_ms) {
+                    samples.sort_by_key(|s| s.timestamp_ms);
+                    samples.dedup_by_key(|s| s.timestamp_ms);
+                }
+                match merged.get_mut(labels) {
+                    Some(existing) => merge_keep_first(existing, samples),
+                    None => {
+                        merged.insert(labels.clone(), samples);
+                    }
                 }
             }
         }
         Ok(merged
             .into_iter()
-            .filter(|(_, s)| !s.is_empty())
-            .map(|(labels, samples)| SeriesData {
-                labels,
-                samples: samples
-                    .into_iter()
-                    .map(|(t, v)| Sample::new(t, v))
-                    .collect(),
-            })
+            .map(|(labels, samples)| SeriesData { labels, samples })
             .collect())
     }
 
@@ -204,4 +202,27 @@ impl Db {
             .map(|h| h.metadata().into_iter().collect())
             .unwrap_or_default()
     }
+}
+
+/// Merges two time-sorted sample lists; where both have a timestamp, `into`'s sample stays.
+fn merge_keep_first(into: &mut Vec<Sample>, other: Vec<Sample>) {
+    let mut out = Vec::with_capacity(into.len() + other.len());
+    let (mut i, mut j) = (0, 0);
+    while i < into.len() && j < other.len() {
+        let (a, b) = (into[i], other[j]);
+        if a.timestamp_ms < b.timestamp_ms {
+            out.push(a);
+            i += 1;
+        } else if b.timestamp_ms < a.timestamp_ms {
+            out.push(b);
+            j += 1;
+        } else {
+            out.push(a);
+            i += 1;
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&into[i..]);
+    out.extend_from_slice(&other[j..]);
+    *into = out;
 }

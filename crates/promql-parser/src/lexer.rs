@@ -319,7 +319,9 @@ impl<'a> Lexer<'a> {
             '!' => match self.next() {
                 Some('=') => self.emit(Tok::Op(BinaryOp::Ne)),
                 other => {
-                    let q = other.map(go_quote_rune).unwrap_or_else(|| "%!q(int32=-1)".into());
+                    let q = other
+                        .map(go_quote_rune)
+                        .unwrap_or_else(|| "%!q(int32=-1)".into());
                     return self.error(format!("unexpected character after '!': {q}"));
                 }
             },
@@ -337,7 +339,9 @@ impl<'a> Lexer<'a> {
                     self.emit(Tok::Op(BinaryOp::Gt));
                 }
             }
-            c if c.is_ascii_digit() || (c == '.' && self.peek().is_some_and(|d| d.is_ascii_digit())) => {
+            c if c.is_ascii_digit()
+                || (c == '.' && self.peek().is_some_and(|d| d.is_ascii_digit())) =>
+            {
                 self.pos = self.start;
                 return self.number_or_duration();
             }
@@ -362,6 +366,8 @@ impl<'a> Lexer<'a> {
                 self.emit(Tok::RParen);
                 self.paren_depth -= 1;
                 if self.paren_depth < 0 {
+                    // Prometheus' lexer replaces the `)` by the error.
+                    self.out.pop();
                     return self.error("unexpected right parenthesis ')'".into());
                 }
             }
@@ -413,8 +419,11 @@ impl<'a> Lexer<'a> {
                 Some('~') => self.emit(Tok::NeqRegex),
                 Some('=') => self.emit(Tok::Op(BinaryOp::Ne)),
                 other => {
-                    let q = other.map(go_quote_rune).unwrap_or_else(|| "%!q(int32=-1)".into());
-                    return self.error(format!("unexpected character after '!' inside braces: {q}"));
+                    let q = other
+                        .map(go_quote_rune)
+                        .unwrap_or_else(|| "%!q(int32=-1)".into());
+                    return self
+                        .error(format!("unexpected character after '!' inside braces: {q}"));
                 }
             },
             '{' => return self.error("unexpected left brace '{'".into()),
@@ -462,6 +471,8 @@ impl<'a> Lexer<'a> {
                 self.emit(Tok::RParen);
                 self.paren_depth -= 1;
                 if self.paren_depth < 0 {
+                    // Prometheus' lexer replaces the `)` by the error.
+                    self.out.pop();
                     return self.error("unexpected right parenthesis ')'".into());
                 }
             }
@@ -490,7 +501,9 @@ impl<'a> Lexer<'a> {
                     }
                 }
             }
-            c if c.is_ascii_digit() || (c == '.' && self.peek().is_some_and(|d| d.is_ascii_digit())) => {
+            c if c.is_ascii_digit()
+                || (c == '.' && self.peek().is_some_and(|d| d.is_ascii_digit())) =>
+            {
                 self.pos = self.start;
                 self.got_duration = true;
                 return self.number_or_duration();
@@ -552,8 +565,7 @@ impl<'a> Lexer<'a> {
         self.accept(digits);
         let mut dot = false;
         let mut exp = false;
-        loop {
-            let Some(c) = self.peek() else { break };
+        while let Some(c) = self.peek() {
             let in_set = digits.contains(c) || c == '.' || c == '_' || c == 'e' || c == 'E';
             if !in_set {
                 break;
@@ -643,7 +655,10 @@ impl<'a> Lexer<'a> {
             };
             let d = c.to_digit(16).unwrap_or(16);
             if d >= base {
-                return Err(format!("illegal character {} in escape sequence", go_unicode(c)));
+                return Err(format!(
+                    "illegal character {} in escape sequence",
+                    go_unicode(c)
+                ));
             }
             x = x.saturating_mul(base).saturating_add(d);
         }
@@ -721,7 +736,10 @@ pub(crate) fn unquote(s: &str) -> Result<String, String> {
         };
         let mut v: u32 = if base == 8 { e as u32 - '0' as u32 } else { 0 };
         for _ in 0..n {
-            let d = it.next().and_then(|c| c.to_digit(base)).ok_or("invalid syntax")?;
+            let d = it
+                .next()
+                .and_then(|c| c.to_digit(base))
+                .ok_or("invalid syntax")?;
             v = v.saturating_mul(base).saturating_add(d);
         }
         if byte {
@@ -780,9 +798,18 @@ mod tests {
         assert_eq!(unquote(r#""a\nb\x41\u00e9\101""#).unwrap(), "a\nbAéA");
         assert_eq!(unquote(r"'it\'s'").unwrap(), "it's");
         assert_eq!(unquote("`raw\\n`").unwrap(), "raw\\n");
-        assert_eq!(kinds(r#""\q""#), vec![Tok::Error("unknown escape sequence U+0071 'q'".into())]);
-        assert_eq!(kinds("\"abc"), vec![Tok::Error("unterminated quoted string".into())]);
-        assert_eq!(kinds("`abc"), vec![Tok::Error("unterminated raw string".into())]);
+        assert_eq!(
+            kinds(r#""\q""#),
+            vec![Tok::Error("unknown escape sequence U+0071 'q'".into())]
+        );
+        assert_eq!(
+            kinds("\"abc"),
+            vec![Tok::Error("unterminated quoted string".into())]
+        );
+        assert_eq!(
+            kinds("`abc"),
+            vec![Tok::Error("unterminated raw string".into())]
+        );
     }
 
     #[test]
@@ -808,7 +835,15 @@ mod tests {
             ]
         );
         assert_eq!(kinds("foo:bar"), vec![Tok::MetricIdent, Tok::Eof]);
-        assert_eq!(kinds("{a$}").last(), Some(&Tok::Error("unexpected character inside braces: '$'".into())));
-        assert_eq!(kinds("((1)").last(), Some(&Tok::Error("unclosed left parenthesis".into())));
+        assert_eq!(
+            kinds("{a$}").last(),
+            Some(&Tok::Error(
+                "unexpected character inside braces: '$'".into()
+            ))
+        );
+        assert_eq!(
+            kinds("((1)").last(),
+            Some(&Tok::Error("unclosed left parenthesis".into()))
+        );
     }
 }

@@ -7,6 +7,12 @@
 //! - [`parse_duration`] / [`format_duration`] handle Prometheus durations (`1h30m`), and
 //!   [`parse_api_duration`] the HTTP API's float-seconds-or-duration parameters.
 //! - [`functions::lookup`] gives a function's signature.
+//!
+//! Not supported (rejected with Prometheus' "not enabled" errors, as Prometheus does without
+//! feature flags): duration arithmetic, `anchored`/`smoothed`, binop `fill` modifiers, and the
+//! experimental functions `step()`, `range()`, `start()`, `end()`, `min_of`, `max_of`,
+//! `start_timestamp`, `histogram_quantiles`, `integral`. Native-histogram literals are not
+//! part of the query language. Nesting deeper than [`MAX_NESTING_DEPTH`] is an error.
 
 pub mod ast;
 pub mod functions;
@@ -14,5 +20,7 @@ mod lexer;
 mod parser;
 mod printer;
 
-pub use parser::{parse, parse_api_duration, parse_duration, DurationError, ParseError};
+pub use parser::{
+    parse, parse_api_duration, parse_duration, DurationError, ParseError, MAX_NESTING_DEPTH,
+};
 pub use printer::{format_duration, prettify};

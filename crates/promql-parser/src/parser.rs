@@ -183,7 +183,9 @@ fn strip_underscores(s: &str) -> Option<String> {
     let b = s.as_bytes();
     for (i, &c) in b.iter().enumerate() {
         if c == b'_' {
-            let prev_ok = i > 0 && (b[i - 1].is_ascii_hexdigit() || matches!(b[i - 1], b'x' | b'X' | b'o' | b'O' | b'b' | b'B'));
+            let prev_ok = i > 0
+                && (b[i - 1].is_ascii_hexdigit()
+                    || matches!(b[i - 1], b'x' | b'X' | b'o' | b'O' | b'b' | b'B'));
             let next_ok = i + 1 < b.len() && b[i + 1].is_ascii_hexdigit();
             if !prev_ok || !next_ok {
                 return None;
@@ -232,6 +234,7 @@ pub fn parse(input: &str) -> Result<Expr, ParseError> {
         input,
         toks: lex(input),
         i: 0,
+        depth: 0,
     };
     if p.peek().tok == Tok::Eof {
         return Err(ParseError::new(input, 0, "no expression found in input"));
@@ -248,6 +251,8 @@ pub fn parse(input: &str) -> Result<Expr, ParseError> {
 #[derive(Debug, Clone)]
 struct Sp {
     start: usize,
+    /// Height of the subtree.
+    height: usize,
     /// Operator position of a binary expression.
     op: usize,
     kids: Vec<Sp>,
@@ -259,6 +264,7 @@ impl Sp {
     fn leaf(start: usize) -> Self {
         Sp {
             start,
+            height: 1,
             op: start,
             kids: Vec::new(),
             vm: None,
@@ -267,6 +273,7 @@ impl Sp {
     fn with(start: usize, kids: Vec<Sp>) -> Self {
         Sp {
             start,
+            height: 1 + kids.iter().map(|k| k.height).max().unwrap_or(0),
             op: start,
             kids,
             vm: None,
@@ -297,7 +304,9 @@ fn precedence(op: BinaryOp) -> u8 {
     match op {
         BinaryOp::Or => 1,
         BinaryOp::And | BinaryOp::Unless => 2,
-        BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Le | BinaryOp::Lt | BinaryOp::Ge | BinaryOp::Gt => 3,
+        BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Le | BinaryOp::Lt | BinaryOp::Ge | BinaryOp::Gt => {
+            3
+        }
         BinaryOp::Add | BinaryOp::Sub => 4,
         BinaryOp::Mul | BinaryOp::Div | BinaryOp::Mod | BinaryOp::Atan2 => 5,
         BinaryOp::Pow => PREC_POW,
@@ -308,7 +317,15 @@ struct Parser<'a> {
     input: &'a str,
     toks: Vec<Token<'a>>,
     i: usize,
+    /// Current recursion depth of `expr`.
+    depth: usize,
 }
+
+/// The deepest nesting accepted, so that parsing, checking, printing and evaluating stay
+/// within a thread's stack.
+pub const MAX_NESTING_DEPTH: usize = 200;
+
+const TOO_DEEP: &str = "expression nesting too deep";
 
 fn eof_token() -> Token<'static> {
     Token {
@@ -377,6 +394,17 @@ impl<'a> Parser<'a> {
     }
 
     fn expr(&mut self, min_prec: u8) -> PResult<Node> {
+        self.depth += 1;
+        let r = if self.depth > MAX_NESTING_DEPTH {
+            Err(self.err(self.peek().pos, TOO_DEEP))
+        } else {
+            self.expr_inner(min_prec)
+        };
+        self.depth -= 1;
+        r
+    }
+
+    fn expr_inner(&mut self, min_prec: u8) -> PResult<Node> {
         let (mut lhs, mut lsp) = self.unary()?;
         loop {
             let t = self.peek();
@@ -408,8 +436,13 @@ impl<'a> Parser<'a> {
                 return_bool,
                 matching,
             });
+            let height = 1 + lsp.height.max(rsp.height);
+            if height > MAX_NESTING_DEPTH {
+                return Err(self.err(t.pos, TOO_DEEP));
+            }
             lsp = Sp {
                 start,
+                height,
                 op: t.pos,
                 kids: vec![lsp, rsp],
                 vm: Some(vm),
@@ -479,7 +512,10 @@ impl<'a> Parser<'a> {
                 Tok::Str => {
                     self.bump();
                     let v = unquote(t.text).map_err(|e| {
-                        self.err(t.pos, format!("error unquoting string {}: {e}", go_quote(t.text)))
+                        self.err(
+                            t.pos,
+                            format!("error unquoting string {}: {e}", go_quote(t.text)),
+                        )
                     })?;
                     if v.is_empty() {
                         return Err(self.err(
@@ -560,7 +596,10 @@ impl<'a> Parser<'a> {
             Tok::Str => {
                 self.bump();
                 let v = unquote(t.text).map_err(|e| {
-                    self.err(t.pos, format!("error unquoting string {}: {e}", go_quote(t.text)))
+                    self.err(
+                        t.pos,
+                        format!("error unquoting string {}: {e}", go_quote(t.text)),
+                    )
                 })?;
                 Ok((Expr::StringLiteral(v), Sp::leaf(t.pos)))
             }
@@ -573,7 +612,10 @@ impl<'a> Parser<'a> {
             Tok::LBrace => self.selector(None, t.pos),
             Tok::Start | Tok::End if self.peek_at(1) == Tok::LParen => Err(self.err(
                 t.pos,
-                format!("function {} is not enabled", go_quote(&t.text.to_ascii_lowercase())),
+                format!(
+                    "function {} is not enabled",
+                    go_quote(&t.text.to_ascii_lowercase())
+                ),
             )),
             Tok::Ident if self.peek_at(1) == Tok::LParen => self.call(),
             Tok::Agg(op) if matches!(self.peek_at(1), Tok::LParen | Tok::By | Tok::Without) => {
@@ -638,10 +680,7 @@ impl<'a> Parser<'a> {
                                 let value = unquote(v.text).map_err(|e| {
                                     self.err(
                                         v.pos,
-                                        format!(
-                                            "error unquoting string {}: {e}",
-                                            go_quote(v.text)
-                                        ),
+                                        format!("error unquoting string {}: {e}", go_quote(v.text)),
                                     )
                                 })?;
                                 let m = Matcher::new(op, label, value)
@@ -817,7 +856,8 @@ impl<'a> Parser<'a> {
                         "offset",
                         "number, duration, step(), or range()",
                     )?;
-                    let ms = secs_to_ms(secs).ok_or_else(|| self.err(t.pos, "duration out of range"))?;
+                    let ms =
+                        secs_to_ms(secs).ok_or_else(|| self.err(t.pos, "duration out of range"))?;
                     node = self.set_offset(node, ms)?;
                 }
                 Tok::At => {
@@ -845,7 +885,12 @@ impl<'a> Parser<'a> {
 
     /// A number or duration (optionally signed) in a range, step, offset or `@`; returns
     /// seconds and the position. Duration arithmetic is rejected as Prometheus does by default.
-    fn duration_value(&mut self, signed: bool, context: &str, expected: &str) -> PResult<(f64, usize)> {
+    fn duration_value(
+        &mut self,
+        signed: bool,
+        context: &str,
+        expected: &str,
+    ) -> PResult<(f64, usize)> {
         let t = self.peek();
         let mut sign = 1.0;
         let mut start = t.pos;
@@ -951,6 +996,9 @@ impl<'a> Parser<'a> {
                 self.expect(Tok::RBracket, "subquery selector", "\"]\"")?;
                 let (expr, sp) = node;
                 let start = sp.start;
+                if sp.height >= MAX_NESTING_DEPTH {
+                    return Err(self.err(lb.pos, TOO_DEEP));
+                }
                 Ok((
                     Expr::Subquery(SubqueryExpr {
                         expr: Box::new(expr),
@@ -1065,7 +1113,12 @@ fn secs_to_ms(secs: f64) -> Option<i64> {
 
 fn check(input: &str, expr: &Expr, sp: &Sp, bypass_empty: bool) -> PResult<()> {
     let err = |pos: usize, msg: String| Err(ParseError::new(input, pos, msg));
-    let kid = |i: usize| sp.kids.get(i).cloned().unwrap_or_else(|| Sp::leaf(sp.start));
+    let kid = |i: usize| {
+        sp.kids
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| Sp::leaf(sp.start))
+    };
     match expr {
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Ok(()),
         Expr::Paren(e) => check(input, e, &kid(0), false),
@@ -1197,7 +1250,10 @@ fn check(input: &str, expr: &Expr, sp: &Sp, bypass_empty: bool) -> PResult<()> {
                 {
                     return err(
                         sp.start,
-                        format!("no grouping allowed for {} operation", go_quote(b.op.as_str())),
+                        format!(
+                            "no grouping allowed for {} operation",
+                            go_quote(b.op.as_str())
+                        ),
                     );
                 }
             }
@@ -1294,7 +1350,12 @@ fn check(input: &str, expr: &Expr, sp: &Sp, bypass_empty: bool) -> PResult<()> {
     }
 }
 
-fn check_selector(input: &str, vs: &VectorSelector, start: usize, bypass_empty: bool) -> PResult<()> {
+fn check_selector(
+    input: &str,
+    vs: &VectorSelector,
+    start: usize,
+    bypass_empty: bool,
+) -> PResult<()> {
     if let Some(name) = &vs.name {
         let others = &vs.matchers[..vs.matchers.len().saturating_sub(1)];
         if let Some(m) = others.iter().find(|m| m.name == METRIC_NAME_LABEL) {
@@ -1318,4 +1379,371 @@ fn check_selector(input: &str, vs: &VectorSelector, start: usize, bypass_empty: 
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(q: &str) -> String {
+        match parse(q) {
+            Ok(e) => panic!("{q} parsed as {e:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5m"), Ok(300_000));
+        assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
+        assert_eq!(
+            parse_duration("1y2w3d4h5m6s7ms"),
+            Ok(((((365 + 14 + 3) * 24 + 4) * 60 + 5) * 60 + 6) * 1000 + 7)
+        );
+        assert_eq!(parse_duration("0"), Ok(0));
+        assert_eq!(
+            parse_duration("").unwrap_err().to_string(),
+            "empty duration string"
+        );
+        assert_eq!(
+            parse_duration("1.5s").unwrap_err().to_string(),
+            "unknown unit \".\" in duration \"1.5s\""
+        );
+        assert_eq!(
+            parse_duration("s").unwrap_err().to_string(),
+            "not a valid duration string: \"s\""
+        );
+        assert_eq!(
+            parse_duration("5m1h").unwrap_err().to_string(),
+            "not a valid duration string: \"5m1h\""
+        );
+        assert_eq!(
+            parse_duration("5x").unwrap_err().to_string(),
+            "unknown unit \"x\" in duration \"5x\""
+        );
+        assert_eq!(
+            parse_duration("999999999y").unwrap_err().to_string(),
+            "duration out of range"
+        );
+        assert_eq!(parse_api_duration("1.5"), Ok(1500));
+        assert_eq!(parse_api_duration("2m"), Ok(120_000));
+        assert_eq!(
+            parse_api_duration("x").unwrap_err().to_string(),
+            "cannot parse \"x\" to a valid duration"
+        );
+    }
+
+    #[test]
+    fn numbers() {
+        for (q, v) in [
+            ("1", 1.0),
+            ("+Inf", f64::INFINITY),
+            ("-inf", f64::NEG_INFINITY),
+            (".5", 0.5),
+            ("5.", 5.0),
+            ("5e-3", 0.005),
+            ("0xc", 12.0),
+            ("0755", 493.0),
+            ("-0755", -493.0),
+            ("08", 8.0),
+            ("1_000", 1000.0),
+            ("5m", 300.0),
+            ("1h30m", 5400.0),
+            ("-2^2", -4.0),
+        ] {
+            match parse(q).unwrap() {
+                Expr::NumberLiteral(x) => assert_eq!(x, v, "{q}"),
+                Expr::Unary(u) => {
+                    assert_eq!(q, "-2^2");
+                    assert!(matches!(*u.expr, Expr::Binary(_)));
+                }
+                other => panic!("{q}: {other:?}"),
+            }
+        }
+        assert!(matches!(parse("NaN").unwrap(), Expr::NumberLiteral(x) if x.is_nan()));
+    }
+
+    #[test]
+    fn precedence() {
+        let show = |q: &str| parse(q).unwrap();
+        // a + b * c ^ d ^ e
+        let Expr::Binary(b) = show("a + b * c ^ d ^ e") else {
+            panic!()
+        };
+        assert_eq!(b.op, BinaryOp::Add);
+        let Expr::Binary(m) = *b.rhs else { panic!() };
+        assert_eq!(m.op, BinaryOp::Mul);
+        let Expr::Binary(p) = *m.rhs else { panic!() };
+        assert_eq!(p.op, BinaryOp::Pow);
+        assert!(matches!(
+            *p.rhs,
+            Expr::Binary(BinaryExpr {
+                op: BinaryOp::Pow,
+                ..
+            })
+        ));
+        // or < and/unless < comparisons
+        let Expr::Binary(b) = show("a or b and c unless d > e") else {
+            panic!()
+        };
+        assert_eq!(b.op, BinaryOp::Or);
+        let Expr::Binary(b) = show("-a * b") else {
+            panic!()
+        };
+        assert_eq!(b.op, BinaryOp::Mul);
+        assert!(matches!(*b.lhs, Expr::Unary(_)));
+        let Expr::Unary(u) = show("-a ^ b") else {
+            panic!()
+        };
+        assert!(matches!(*u.expr, Expr::Binary(_)));
+        let Expr::Binary(b) = show("a - b - c") else {
+            panic!()
+        };
+        assert!(matches!(*b.lhs, Expr::Binary(_)));
+        let Expr::Binary(b) = show("a atan2 b + c") else {
+            panic!()
+        };
+        assert_eq!(b.op, BinaryOp::Add);
+    }
+
+    #[test]
+    fn selectors_and_modifiers() {
+        let Expr::VectorSelector(vs) = parse(r#"foo{a="b", c=~"d.*",}"#).unwrap() else {
+            panic!()
+        };
+        assert_eq!(vs.name.as_deref(), Some("foo"));
+        assert_eq!(vs.matchers.len(), 3);
+        let Expr::VectorSelector(vs) = parse(r#"{"foo.bar", "x y"!="z"}"#).unwrap() else {
+            panic!()
+        };
+        assert_eq!(vs.name, None);
+        assert_eq!(vs.matchers[0].name, "__name__");
+        assert_eq!(vs.matchers[0].value, "foo.bar");
+        assert_eq!(vs.matchers[1].name, "x y");
+        let Expr::VectorSelector(vs) = parse("foo @ 100 offset -5m").unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (vs.at, vs.offset_ms),
+            (Some(AtModifier::Timestamp(100_000)), -300_000)
+        );
+        let Expr::VectorSelector(vs) = parse("foo offset 1m30s @ end()").unwrap() else {
+            panic!()
+        };
+        assert_eq!((vs.at, vs.offset_ms), (Some(AtModifier::End), 90_000));
+        let Expr::MatrixSelector(m) = parse("foo[300] offset 1m").unwrap() else {
+            panic!()
+        };
+        assert_eq!((m.range_ms, m.selector.offset_ms), (300_000, 60_000));
+        let Expr::Subquery(s) = parse("rate(foo[5m])[30m:] @ start() offset 1m").unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (s.range_ms, s.step_ms, s.offset_ms, s.at),
+            (1_800_000, None, 60_000, Some(AtModifier::Start))
+        );
+        let Expr::Subquery(s) = parse("foo[30m:1m]").unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.step_ms, Some(60_000));
+        // Keywords as metric names and label names.
+        assert!(parse("sum + by").is_ok());
+        assert!(parse(r#"{on="x", by="y"}"#).is_ok());
+        assert!(parse("sum by (on, by, group_left, \"a.b\") (x)").is_ok());
+    }
+
+    #[test]
+    fn binary_matching() {
+        let Expr::Binary(b) = parse("a * on(x) group_left(y) b").unwrap() else {
+            panic!()
+        };
+        let m = b.matching.unwrap();
+        assert_eq!(
+            (m.card, m.on, m.matching_labels, m.include),
+            (
+                Cardinality::ManyToOne,
+                true,
+                vec!["x".to_string()],
+                vec!["y".to_string()]
+            )
+        );
+        let Expr::Binary(b) = parse("a and b").unwrap() else {
+            panic!()
+        };
+        assert_eq!(b.matching.unwrap().card, Cardinality::ManyToMany);
+        let Expr::Binary(b) = parse("a > bool 1").unwrap() else {
+            panic!()
+        };
+        assert!(b.return_bool && b.matching.is_none());
+        let Expr::Binary(b) = parse("a - ignoring(x) group_right b").unwrap() else {
+            panic!()
+        };
+        assert_eq!(b.matching.unwrap().card, Cardinality::OneToMany);
+    }
+
+    #[test]
+    fn aggregations() {
+        for q in ["sum by (x) (m)", "sum(m) by (x)", "SUM(m) BY (x)"] {
+            let Expr::Aggregate(a) = parse(q).unwrap() else {
+                panic!()
+            };
+            assert_eq!(
+                (a.op, a.grouping, a.without),
+                (AggregateOp::Sum, vec!["x".to_string()], false)
+            );
+        }
+        let Expr::Aggregate(a) = parse("topk without (a) (3, m)").unwrap() else {
+            panic!()
+        };
+        assert!(a.without && a.param.is_some());
+        let Expr::Aggregate(a) = parse(r#"count_values("v", m)"#).unwrap() else {
+            panic!()
+        };
+        assert!(matches!(a.param.as_deref(), Some(Expr::StringLiteral(s)) if s == "v"));
+        assert!(parse("limitk(2, m)").is_ok());
+        assert!(parse("limit_ratio(0.5, m)").is_ok());
+    }
+
+    #[test]
+    fn functions_with_optional_args() {
+        assert!(parse("round(m)").is_ok());
+        assert!(parse("round(m, 0.5)").is_ok());
+        assert!(parse("hour()").is_ok());
+        assert!(parse("hour(m)").is_ok());
+        assert!(parse(r#"label_join(m, "d", ",", "a", "b", "c")"#).is_ok());
+        assert!(parse(r#"sort_by_label(m, "a", "b")"#).is_ok());
+        assert!(parse("holt_winters(m[5m], 0.5, 0.5)").is_ok());
+        assert!(parse(r#"info(m, {data=~".*"})"#).is_ok());
+    }
+
+    #[test]
+    fn prometheus_error_messages() {
+        for (q, want) in [
+            ("", "unknown position: parse error: no expression found in input"),
+            ("# just a comment\n\n", "1:1: parse error: no expression found in input"),
+            ("1+", "1:3: parse error: unexpected end of input"),
+            (".", "1:1: parse error: unexpected character: '.'"),
+            ("2.5.", "1:1: parse error: bad number or duration syntax: \"2.5.\""),
+            ("*1", "1:1: parse error: unexpected <op:*>"),
+            ("(1))", "1:5: parse error: unexpected right parenthesis ')'"),
+            ("((1)", "1:5: parse error: unclosed left parenthesis"),
+            ("1 and 1", "1:1: parse error: set operator \"and\" not allowed in binary scalar expression"),
+            ("1 == 1", "1:3: parse error: comparisons between scalars must use BOOL modifier"),
+            ("1 + bool 1", "1:3: parse error: bool modifier can only be used on comparison operators"),
+            ("{}", "1:1: parse error: vector selector must contain at least one non-empty matcher"),
+            (r#"{x=""}"#, "1:1: parse error: vector selector must contain at least one non-empty matcher"),
+            (r#"foo{__name__="bar"}"#, "1:1: parse error: metric name must not be set twice: \"foo\" or \"bar\""),
+            ("rate(foo)", "1:6: parse error: expected type range vector in call to function \"rate\", got instant vector"),
+            ("rate(foo[5m], 1)", "1:1: parse error: expected 1 argument(s) in call to \"rate\", got 2"),
+            ("round()", "1:1: parse error: expected at least 1 argument(s) in call to \"round\", got 0"),
+            ("round(a, 1, 2)", "1:1: parse error: expected at most 2 argument(s) in call to \"round\", got 3"),
+            ("foo(bar)", "1:1: parse error: unknown function with name \"foo\""),
+            ("sum(foo[5m])", "1:5: parse error: expected type instant vector in aggregation expression, got range vector"),
+            ("topk(foo, bar)", "1:6: parse error: expected type scalar in aggregation parameter, got instant vector"),
+            ("sum()", "1:1: parse error: no arguments for aggregate expression provided"),
+            ("topk(a)", "1:1: parse error: wrong number of arguments for aggregate expression provided, expected 2, got 1"),
+            ("(foo)[5m]", "1:6: parse error: ranges only allowed for vector selectors"),
+            ("foo offset 5m [5m]", "1:15: parse error: no offset modifiers allowed before range"),
+            ("foo @ 1 [5m]", "1:9: parse error: no @ modifiers allowed before range"),
+            ("sum(foo) offset 5m", "1:1: parse error: offset modifier must be preceded by an instant vector selector or range vector selector or a subquery"),
+            ("1 @ 5", "1:1: parse error: @ modifier must be preceded by an instant vector selector or range vector selector or a subquery"),
+            ("foo offset 1m offset 2m", "1:1: parse error: offset may not be set multiple times"),
+            ("foo @ 1 @ 2", "1:1: parse error: @ <timestamp> may not be set multiple times"),
+            ("foo @ Inf", "1:1: parse error: timestamp out of bounds for @ modifier: +Inf"),
+            ("foo[0s]", "1:5: parse error: duration must be greater than 0"),
+            ("foo[5m:1m][1m]", "1:11: parse error: ranges only allowed for vector selectors"),
+            ("1[5m:1m]", "1:1: parse error: subquery is only allowed on instant vector, got scalar instead"),
+            ("-foo[5m]", "1:1: parse error: unary expression only allowed on expressions of type scalar or instant vector, got \"range vector\""),
+            ("foo[5m] + 1", "1:1: parse error: binary expression must contain only scalar and instant vector types"),
+            ("a and on(x) group_left b", "1:1: parse error: no grouping allowed for \"and\" operation"),
+            ("a * on(x) group_left(x) b", "1:3: parse error: label \"x\" must not occur in ON and GROUP clause at once"),
+            ("1 + on(x) a", "1:1: parse error: vector matching only allowed between instant vectors"),
+            ("foo{a$}", "1:6: parse error: unexpected character inside braces: '$'"),
+            ("foo{a}", "1:6: parse error: unexpected \"}\" in label matching, expected label matching operator"),
+            ("foo{a=1}", "1:7: parse error: unexpected character inside braces: '1'"),
+            ("foo{", "1:5: parse error: unexpected end of input inside braces"),
+            ("sum by (1) (x)", "1:9: parse error: unexpected number \"1\" in grouping opts, expected label"),
+            ("rate(foo[5m],)", "1:13: parse error: trailing commas not allowed in function call args"),
+            ("foo[5m+1m]", "1:5: parse error: experimental duration expression is not enabled"),
+            (r#"foo{a=~"("}"#, "1:5: parse error: invalid regular expression \"(\": regex parse error:\n    ^(?s:()$\n          ^\nerror: unclosed group"),
+            ("1 2", "1:3: parse error: unexpected number \"2\""),
+            ("\"abc", "1:1: parse error: unterminated quoted string"),
+            ("foo\n+ bar[5m]", "2:3: parse error: binary expression must contain only scalar and instant vector types"),
+            ("label_replace(a, 1, \"b\", \"c\", \"d\")", "1:18: parse error: expected type string in call to function \"label_replace\", got scalar"),
+            ("-\"a\"", "1:1: parse error: unary expression only allowed on expressions of type scalar or instant vector, got \"string\""),
+        ] {
+            if q.contains("=~\"(\"") {
+                assert!(err(q).starts_with("1:5: parse error: invalid regular expression"), "{q}");
+                continue;
+            }
+            assert_eq!(err(q), want, "query {q:?}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let run = || {
+            for q in [
+                "(".repeat(100_000) + "1" + &")".repeat(100_000),
+                "-".repeat(100_000) + "1",
+                "a".to_string() + &" + a".repeat(100_000),
+                "2".to_string() + &" ^ 2".repeat(100_000),
+                "abs(".repeat(50_000) + "a" + &")".repeat(50_000),
+                "sum(".repeat(50_000) + "a" + &")".repeat(50_000),
+                "a[1m:]".to_string() + &"[1m:]".repeat(100_000),
+            ] {
+                let e = parse(&q).unwrap_err();
+                assert!(
+                    e.message.contains("too deep") || e.message.contains("subquery"),
+                    "{e}"
+                );
+            }
+            let ok = "(".repeat(150) + "1" + &")".repeat(150);
+            let e = parse(&ok).unwrap();
+            let _ = crate::prettify(&e);
+        };
+        // Debug builds use ~16 KiB of stack per nesting level; release builds far less
+        // (the limit fits in 2 MiB, Tokio's worker stack).
+        std::thread::Builder::new()
+            .stack_size(8 << 20)
+            .spawn(run)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    /// Truncations and mutations of valid queries must never panic.
+    #[test]
+    fn garbled_queries_do_not_panic() {
+        let seeds = [
+            r#"sum by (job) (rate(http_requests_total{job=~"api|web", code!="500"}[5m] offset 1m)) / on(job) group_left(x) count(up @ end())"#,
+            r#"histogram_quantile(0.9, sum without(le) (rate(b_bucket[5m:30s] @ 1609746000))) > bool -Inf or label_replace(x, "a", "$1", 'b', `(.*)`)"#,
+            "topk(3, -foo ^ 2 atan2 bar unless baz) # comment\n and {\"utf8.name\", x=\"\\u00e9\\x41\\101\"}[1h30m]",
+        ];
+        let junk = [
+            "(", ")", "[", "]", "{", "}", ",", ":", "@", "\"", "'", "`", "#", "\\", "-", "5m", "é",
+            "\n", "=~", "!",
+        ];
+        let mut n = 0usize;
+        for seed in seeds {
+            let chars: Vec<char> = seed.chars().collect();
+            for cut in 0..=chars.len() {
+                let head: String = chars[..cut].iter().collect();
+                let _ = parse(&head);
+                let tail: String = chars[cut..].iter().collect();
+                let _ = parse(&tail);
+                for j in junk {
+                    let mut s: String = chars[..cut].iter().collect();
+                    s.push_str(j);
+                    s.extend(&chars[cut..]);
+                    if let Ok(e) = parse(&s) {
+                        let printed = e.to_string();
+                        assert!(parse(&printed).is_ok(), "{s} printed as {printed}");
+                    }
+                    n += 1;
+                }
+            }
+        }
+        assert!(n > 1000);
+    }
 }

@@ -28,7 +28,7 @@ pub fn format_duration(ms: i64) -> String {
         ("ms", 1, false),
     ];
     for (unit, mult, exact) in UNITS {
-        if exact && rest % mult != 0 {
+        if exact && rest.checked_rem(mult).is_some_and(|r| r != 0) {
             continue;
         }
         let v = rest / mult;
@@ -330,4 +330,111 @@ fn pretty(expr: &Expr, level: usize, max: usize) -> String {
 #[cfg(test)]
 pub(crate) fn prettify_with_limit(expr: &Expr, max: usize) -> String {
     pretty(expr, 0, max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse;
+
+    fn canon(q: &str) -> String {
+        parse(q).unwrap().to_string()
+    }
+
+    #[test]
+    fn canonical_strings() {
+        for (q, want) in [
+            (
+                "sum by() (task:errors:rate10s{job=\"s\"})",
+                "sum(task:errors:rate10s{job=\"s\"})",
+            ),
+            (
+                "sum(rate(foo{bar=\"baz\"}[5m] offset 1m)) by (job)",
+                "sum by (job) (rate(foo{bar=\"baz\"}[5m] offset 1m))",
+            ),
+            ("sum without() (x)", "sum without () (x)"),
+            ("topk(5, x)", "topk(5, x)"),
+            ("count_values('value', x)", "count_values(\"value\", x)"),
+            ("a - on() c", "a - on () c"),
+            ("a - on(b) group_left c", "a - on (b) group_left () c"),
+            ("a - ignoring() c", "a - c"),
+            (
+                "a - ignoring(b) group_right(x, y) c",
+                "a - ignoring (b) group_right (x, y) c",
+            ),
+            ("up > bool 0", "up > bool 0"),
+            ("a offset -7m", "a offset -7m"),
+            ("a[1h:5m] offset 1m", "a[1h:5m] offset 1m"),
+            ("a[90m:]", "a[1h30m:]"),
+            ("a @ 10", "a @ 10.000"),
+            ("a[1m] @ start() offset 10s", "a[1m] @ start() offset 10s"),
+            ("{__name__=\"a\"}", "{__name__=\"a\"}"),
+            ("{\"a.b\", c=\"d\"}", "{__name__=\"a.b\",c=\"d\"}"),
+            (
+                "x{\"a b\"=\"1\", b=\"2\", a=\"3\"}",
+                "x{\"a b\"=\"1\",a=\"3\",b=\"2\"}",
+            ),
+            ("sum by (\"a.b\") (x)", "sum by (\"a.b\") (x)"),
+            ("1e3 + 1.5e-7 + 0x10", "1000 + 0.00000015 + 16"),
+            ("-Inf + NaN - +Inf", "-Inf + NaN - +Inf"),
+            ("foo[300]", "foo[5m]"),
+            ("foo[86400s]", "foo[1d]"),
+            ("foo[14d]", "foo[2w]"),
+            ("foo[1500ms]", "foo[1s500ms]"),
+            ("-(a + b)", "-(a + b)"),
+            ("-2^2", "-2 ^ 2"),
+            ("'a\\n\"b\"'", "\"a\\n\\\"b\\\"\""),
+            ("time()", "time()"),
+            (
+                "label_join(a, \"x\", \",\", \"y\")",
+                "label_join(a, \"x\", \",\", \"y\")",
+            ),
+        ] {
+            assert_eq!(canon(q), want, "query {q}");
+        }
+        assert_eq!(format_duration(0), "0s");
+        assert_eq!(format_duration(-90_000), "-1m30s");
+        assert_eq!(format_duration(365 * 86_400_000), "1y");
+        assert_eq!(format_duration(90 * 86_400_000), "90d");
+    }
+
+    fn pretty10(q: &str) -> String {
+        prettify_with_limit(&parse(q).unwrap(), 10)
+    }
+
+    #[test]
+    fn prettier_like_prometheus() {
+        // Cases from Prometheus' prettier tests (line limit 10).
+        for (q, want) in [
+            ("sum(foo)", "sum(foo)"),
+            ("sum by() (task:errors:rate10s{job=\"s\"})", "sum(\n  task:errors:rate10s{job=\"s\"}\n)"),
+            ("sum (task:errors:rate10s{job=\"s\"}) by(job,foo)", "sum by (job, foo) (\n  task:errors:rate10s{job=\"s\"}\n)"),
+            ("topk(10, ask:errors:rate10s{job=\"s\"})", "topk(\n  10,\n  ask:errors:rate10s{job=\"s\"}\n)"),
+            ("a+b", "a + b"),
+            ("a == bool 1", "  a\n== bool\n  1"),
+            ("a + ignoring(job) b", "  a\n+ ignoring (job)\n  b"),
+            ("foo_1 + foo_2 + foo_3", "    foo_1\n  +\n    foo_2\n+\n  foo_3"),
+            ("foo + baar + foo_3", "  foo + baar\n+\n  foo_3"),
+            ("rate(foo[1m])", "rate(\n  foo[1m]\n)"),
+            ("rate(long_vector_selector[10m:1m] @ start() offset 1m)", "rate(\n  long_vector_selector[10m:1m] @ start() offset 1m\n)"),
+            ("histogram_quantile(0.9, rate(foo[1m]))", "histogram_quantile(\n  0.9,\n  rate(\n    foo[1m]\n  )\n)"),
+            ("max_over_time(rate(demo_api_request_duration_seconds_count[1m])[1m:] @ start() offset 1m)", "max_over_time(\n  rate(\n    demo_api_request_duration_seconds_count[1m]\n  )[1m:] @ start() offset 1m\n)"),
+            ("(foo)", "(foo)"),
+            ("((foo_long))", "(\n  (foo_long)\n)"),
+            ("(1 + 2)", "(1 + 2)"),
+            ("a @ 1", "a @ 1.000"),
+            ("-histogram_quantile(0.9,rate(foo[1m]))", "-histogram_quantile(\n  0.9,\n  rate(\n    foo[1m]\n  )\n)"),
+            ("(-vector_selector)", "(\n  -vector_selector\n)"),
+        ] {
+            assert_eq!(pretty10(q), want, "query {q}");
+        }
+        let long = "(node_timex_offset_seconds > 0.05 and deriv(node_timex_offset_seconds[5m]) >= 0) or (node_timex_offset_seconds < -0.05 and deriv(node_timex_offset_seconds[5m]) <= 0)";
+        assert_eq!(
+            pretty10(long),
+            "  (\n        node_timex_offset_seconds\n      >\n        0.05\n    and\n        deriv(\n          node_timex_offset_seconds[5m]\n        )\n      >=\n        0\n  )\nor\n  (\n        node_timex_offset_seconds\n      <\n        -0.05\n    and\n        deriv(\n          node_timex_offset_seconds[5m]\n        )\n      <=\n        0\n  )"
+        );
+        // The real limit is 100: short queries stay on one line.
+        let e = parse("sum by (job) (rate(foo[5m]))").unwrap();
+        assert_eq!(prettify(&e), "sum by (job) (rate(foo[5m]))");
+    }
 }

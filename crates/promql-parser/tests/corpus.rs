@@ -40,7 +40,9 @@ fn normalize(e: &Expr) -> Expr {
 }
 
 fn shared(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/promql").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/promql")
+        .join(rel)
 }
 
 /// Files whose features Vigil does not parse (native-histogram literals, experimental syntax).
@@ -64,11 +66,19 @@ fn round_trip(q: &str) {
     let e = parse(q).unwrap();
     let printed = e.to_string();
     let again = parse(&printed).unwrap_or_else(|err| panic!("{q} printed as {printed}: {err}"));
-    assert_eq!(normalize(&e), normalize(&again), "round trip of {q} via {printed}");
+    assert_eq!(
+        normalize(&e),
+        normalize(&again),
+        "round trip of {q} via {printed}"
+    );
     assert_eq!(again.to_string(), printed, "printing is stable for {q}");
     let pretty = prettify(&e);
     let again = parse(&pretty).unwrap_or_else(|err| panic!("{q} prettified as {pretty}: {err}"));
-    assert_eq!(normalize(&e), normalize(&again), "pretty round trip of {q} via {pretty}");
+    assert_eq!(
+        normalize(&e),
+        normalize(&again),
+        "pretty round trip of {q} via {pretty}"
+    );
 }
 
 /// The queries of `eval` lines whose block does not expect failure.
@@ -81,7 +91,13 @@ fn eval_queries(text: &str) -> Vec<(usize, String)> {
         } else if let Some(rest) = line.strip_prefix("eval range from ") {
             // <start> to <end> step <step> <query>
             let mut parts = rest.splitn(6, ' ');
-            let _ = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next());
+            let _ = (
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+            );
             parts.next()
         } else {
             None
@@ -112,7 +128,11 @@ fn promqltest_scripts_parse() {
     files.sort();
     let (mut parsed, mut skipped, mut failures) = (0, Vec::new(), Vec::new());
     for path in files {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string();
         if SKIPPED_FILES.contains(&name.as_str()) {
             println!("skipped file {name} (native-histogram syntax)");
             continue;
@@ -134,7 +154,10 @@ fn promqltest_scripts_parse() {
             }
         }
     }
-    println!("parsed {parsed} queries; skipped {} using experimental syntax:", skipped.len());
+    println!(
+        "parsed {parsed} queries; skipped {} using experimental syntax:",
+        skipped.len()
+    );
     for s in &skipped {
         println!("  {s}");
     }

@@ -32,12 +32,14 @@ fn evaluator<'a>(
     opts: &'a EngineOptions,
     start: i64,
     end: i64,
+    step: i64,
 ) -> Evaluator<'a> {
     Evaluator {
         storage,
         opts,
         query_start: start,
         query_end: end,
+        query_step: step,
         deadline: Instant::now() + opts.timeout,
         samples: Cell::new(0),
         annotations: RefCell::new(Annotations::default()),
@@ -62,7 +64,7 @@ pub fn instant_expr(
     time_ms: i64,
     opts: &EngineOptions,
 ) -> Result<QueryResult, QueryError> {
-    let ev = evaluator(storage, opts, time_ms, time_ms);
+    let ev = evaluator(storage, opts, time_ms, time_ms, 0);
     let steps = Steps {
         start: time_ms,
         end: time_ms,
@@ -145,7 +147,7 @@ pub fn range_expr(
             "end timestamp must not be before start time".into(),
         ));
     }
-    let ev = evaluator(storage, opts, start_ms, end_ms);
+    let ev = evaluator(storage, opts, start_ms, end_ms, step_ms);
     let steps = Steps {
         start: start_ms,
         end: end_ms,

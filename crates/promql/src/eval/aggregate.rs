@@ -28,18 +28,25 @@ impl Evaluator<'_> {
         let group_labels_of = |s: &StepSeries| -> Labels {
             if a.without {
                 drop_names_and_metric(&s.labels, &a.grouping)
-            } else if s.drop_name && a.grouping.iter().any(|g| g == METRIC_NAME_LABEL) {
-                let mut grouping = a.grouping.clone();
-                grouping.retain(|g| g != METRIC_NAME_LABEL);
-                keep_only(&s.labels, &grouping)
             } else {
                 keep_only(&s.labels, &a.grouping)
             }
         };
         let mut groups = LabelSetIds::default();
+        // With `by (__name__)` a group keeps the name, to be dropped at the end if any member
+        // was to lose it (Prometheus 3's delayed name removal).
+        let keeps_name = !a.without && a.grouping.iter().any(|g| g == METRIC_NAME_LABEL);
+        let mut group_drops_name: Vec<bool> = Vec::new();
         let group_of: Vec<usize> = series
             .iter()
-            .map(|s| groups.intern(group_labels_of(s)).0)
+            .map(|s| {
+                let (g, new) = groups.intern(group_labels_of(s));
+                if new {
+                    group_drops_name.push(false);
+                }
+                group_drops_name[g] |= keeps_name && s.drop_name;
+                g
+            })
             .collect();
         let per_step = by_step(&series, steps);
         match a.op {
@@ -49,6 +56,9 @@ impl Evaluator<'_> {
             }
             AggregateOp::LimitRatio => {
                 let param = self.eval_param_scalar(a, steps)?;
+                if param.iter().any(|r| r.is_nan()) {
+                    return Err(QueryError::Execution("Ratio value is NaN".into()));
+                }
                 limit_ratio(series, &param, steps)
             }
             AggregateOp::CountValues => {
@@ -65,11 +75,13 @@ impl Evaluator<'_> {
             }
             AggregateOp::Quantile => {
                 let param = self.eval_param_scalar(a, steps)?;
+                self.warn_quantile_range(&param);
                 let n = groups.len();
                 let labels = groups.into_labels();
                 let mut out: Vec<StepSeries> = labels
                     .into_iter()
-                    .map(|labels| StepSeries { labels, drop_name: false, points: Vec::new() })
+                    .zip(&group_drops_name)
+                    .map(|(labels, &drop_name)| StepSeries { labels, drop_name, points: Vec::new() })
                     .collect();
                 let mut values: Vec<Vec<f64>> = vec![Vec::new(); n];
                 for (step, at_step) in per_step.iter().enumerate() {
@@ -77,12 +89,6 @@ impl Evaluator<'_> {
                         continue;
                     }
                     let q = param[step];
-                    if !(0.0..=1.0).contains(&q) {
-                        self.warn(format!(
-                            "PromQL warning: quantile value should be between 0 and 1, got {}",
-                            crate::format::go_float(q)
-                        ));
-                    }
                     for &(i, v) in at_step {
                         values[group_of[i as usize]].push(v);
                     }
@@ -102,7 +108,8 @@ impl Evaluator<'_> {
                 let labels = groups.into_labels();
                 let mut out: Vec<StepSeries> = labels
                     .into_iter()
-                    .map(|labels| StepSeries { labels, drop_name: false, points: Vec::new() })
+                    .zip(&group_drops_name)
+                    .map(|(labels, &drop_name)| StepSeries { labels, drop_name, points: Vec::new() })
                     .collect();
                 let mut accs = vec![Acc::default(); n];
                 let mut touched: Vec<usize> = Vec::new();
@@ -156,17 +163,14 @@ impl Evaluator<'_> {
         let mut by_group: FxHashMap<usize, Vec<(u32, f64)>> = FxHashMap::default();
         // First-seen order of groups, and within a group the sorted order, for instant results.
         let mut order: Vec<u32> = Vec::new();
+        if param.iter().any(|k| k.is_nan()) {
+            return Err(QueryError::Execution("Parameter value is NaN".into()));
+        }
         for (step, at_step) in per_step.iter().enumerate() {
             if at_step.is_empty() {
                 continue;
             }
             let k = param[step];
-            if k.is_nan() {
-                return Err(QueryError::Execution(format!(
-                    "Parameter value is NaN for {}",
-                    op.as_str()
-                )));
-            }
             if k > i64::MAX as f64 || k < i64::MIN as f64 {
                 return Err(QueryError::Execution(format!(
                     "Scalar value {} overflows int64",
@@ -244,7 +248,11 @@ fn accumulate(op: AggregateOp, acc: &mut Acc, v: f64) {
         match op {
             AggregateOp::Stddev | AggregateOp::Stdvar => {
                 acc.mean = v;
-                acc.value = 0.0;
+                acc.value = if v.is_nan() || v.is_infinite() {
+                    f64::NAN
+                } else {
+                    0.0
+                };
             }
             AggregateOp::Group => acc.value = 1.0,
             _ => acc.value = v,

@@ -222,8 +222,8 @@ impl Evaluator<'_> {
                     return Err(QueryError::Execution(format!(
                         "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
                         labels_string(&group),
-                        labels_string(&one[i as usize].labels),
                         labels_string(&one[dup as usize].labels),
+                        labels_string(&one[i as usize].labels),
                     )));
                 }
                 one_at.insert(sig, (i, v));
@@ -234,6 +234,16 @@ impl Evaluator<'_> {
                 let Some(&(j, w)) = one_at.get(&sig) else {
                     continue;
                 };
+                if m.card == Cardinality::OneToOne {
+                    // Checked before comparisons filter: a duplicate is an error either way.
+                    let seen = matched.entry(sig).or_default();
+                    if !seen.is_empty() {
+                        return Err(QueryError::Execution(
+                            "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
+                        ));
+                    }
+                    seen.insert(usize::MAX);
+                }
                 let (l, r) = if swapped { (w, v) } else { (v, w) };
                 let (mut value, keep) = apply(b.op, l, r);
                 if b.return_bool {
@@ -262,20 +272,15 @@ impl Evaluator<'_> {
                         id
                     }
                 };
-                let seen = matched.entry(sig).or_default();
-                if m.card == Cardinality::OneToOne {
-                    if !seen.is_empty() {
+                if m.card != Cardinality::OneToOne {
+                    let seen = matched.entry(sig).or_default();
+                    if !seen.insert(out_id) {
                         return Err(QueryError::Execution(
-                            "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
+                            "multiple matches for labels: grouping labels must ensure unique matches"
+                                .into(),
                         ));
                     }
-                } else if seen.contains(&out_id) {
-                    return Err(QueryError::Execution(
-                        "multiple matches for labels: grouping labels must ensure unique matches"
-                            .into(),
-                    ));
                 }
-                seen.insert(out_id);
                 if last_step_of[out_id] == step {
                     return Err(QueryError::Execution(
                         "vector cannot contain metrics with the same labelset".into(),

@@ -35,6 +35,29 @@ impl Evaluator<'_> {
                 ))
             }
             "pi" => return Ok(Val::Scalar(vec![std::f64::consts::PI; steps.len()])),
+            // Experimental in Prometheus 3: the query's step, range, start and end in seconds.
+            "step" => {
+                let step = if self.query_end > self.query_start {
+                    self.query_step as f64 / 1000.0
+                } else {
+                    0.0
+                };
+                return Ok(Val::Scalar(vec![step; steps.len()]));
+            }
+            "range" => {
+                let range = (self.query_end - self.query_start) as f64 / 1000.0;
+                return Ok(Val::Scalar(vec![range; steps.len()]));
+            }
+            "start" => {
+                return Ok(Val::Scalar(vec![self.query_start as f64 / 1000.0; steps.len()]))
+            }
+            "end" => return Ok(Val::Scalar(vec![self.query_end as f64 / 1000.0; steps.len()])),
+            "min_of" | "max_of" => {
+                let a = self.eval_scalar(&c.args[0], steps)?;
+                let b = self.eval_scalar(&c.args[1], steps)?;
+                let f = if name == "min_of" { math::go_min } else { math::go_max };
+                return Ok(Val::Scalar(a.iter().zip(&b).map(|(&x, &y)| f(x, y)).collect()));
+            }
             "vector" => {
                 let vals = self.eval_scalar(&c.args[0], steps)?;
                 return Ok(Val::Vector(vec![StepSeries {
@@ -131,6 +154,14 @@ impl Evaluator<'_> {
             }
             "label_replace" => self.label_replace(c, steps),
             "label_join" => self.label_join(c, steps),
+            "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc"
+                if self.query_step != 0 =>
+            {
+                self.warn(format!(
+                    "PromQL warning: {name} is ineffective for range queries, the result is sorted by labels"
+                ));
+                self.eval(&c.args[0], steps)
+            }
             "sort" | "sort_desc" => {
                 let mut series = self.eval_vector(&c.args[0], steps)?;
                 if steps.len() == 1 {
@@ -218,6 +249,11 @@ impl Evaluator<'_> {
                 )))
             }
         };
+        if rf == RangeFunction::QuantileOverTime {
+            if let Some(q) = params.first() {
+                self.warn_quantile_range(q);
+            }
+        }
         if matches!(rf, RangeFunction::Rate | RangeFunction::Increase | RangeFunction::Irate) {
             for s in &series {
                 if let Some(metric) = s.labels.metric_name() {
@@ -405,18 +441,13 @@ impl Evaluator<'_> {
 
     fn histogram_quantile(&self, c: &Call, steps: Steps) -> EvalResult<Val> {
         let q = self.eval_scalar(&c.args[0], steps)?;
+        self.warn_quantile_range(&q);
         let series = self.eval_vector(&c.args[1], steps)?;
         let (mut out, mut buckets) = self.bucket_groups(&series, steps);
         for (g, per_step) in buckets.iter_mut().enumerate() {
             for (i, b) in per_step.iter_mut().enumerate() {
                 if b.is_empty() {
                     continue;
-                }
-                if !(0.0..=1.0).contains(&q[i]) {
-                    self.warn(format!(
-                        "PromQL warning: quantile value should be between 0 and 1, got {}",
-                        crate::format::go_float(q[i])
-                    ));
                 }
                 let (v, flags) = bucket_quantile(q[i], b);
                 if flags.forced_monotonic {
@@ -526,8 +557,10 @@ fn is_counter_name(name: &str) -> bool {
         .any(|s| name.ends_with(s))
 }
 
+/// Label names are any non-empty UTF-8 (Prometheus 3); invalid bytes in a string literal
+/// arrive as U+FFFD.
 pub(crate) fn valid_label_name(name: &str) -> bool {
-    !name.is_empty() && std::str::from_utf8(name.as_bytes()).is_ok()
+    !name.is_empty() && !name.contains('\u{fffd}')
 }
 
 /// Go's `$1`/`${name}` template syntax is what the regex crate expands too; `$$` is a dollar.

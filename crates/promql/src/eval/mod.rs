@@ -69,6 +69,8 @@ pub(crate) struct Evaluator<'a> {
     /// The outer query's start and end, for `@ start()` and `@ end()`.
     pub query_start: i64,
     pub query_end: i64,
+    /// The outer query's step (0 for instant queries), for `step()`.
+    pub query_step: i64,
     pub deadline: Instant,
     pub samples: Cell<usize>,
     pub annotations: RefCell<Annotations>,
@@ -109,6 +111,16 @@ impl<'a> Evaluator<'a> {
         let mut a = self.annotations.borrow_mut();
         if !a.infos.contains(&msg) {
             a.infos.push(msg);
+        }
+    }
+
+    /// Prometheus' warning for a quantile outside [0, 1] (NaN included), once per query.
+    pub fn warn_quantile_range(&self, q: &[f64]) {
+        if let Some(q) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+            self.warn(format!(
+                "PromQL warning: quantile value should be between 0 and 1, got {}",
+                crate::format::go_float(*q)
+            ));
         }
     }
 

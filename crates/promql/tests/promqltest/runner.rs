@@ -12,12 +12,12 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use regex::Regex;
 use vigil_head::Head;
-use vigil_model::{Labels, Matcher, Sample};
+use vigil_model::{Label, Labels, MatchOp, Matcher, Sample, METRIC_NAME_LABEL};
 use vigil_promql::{
     instant_query, range_query, Annotations, EngineOptions, Point, Storage, StorageSeries, Value,
     VectorSample,
@@ -26,14 +26,22 @@ use vigil_promql::{
 use crate::compare::{assert_matrix_sorted, compare, fmt_expected, fmt_value, Grid};
 use crate::script::{self, Command, EvalCase, EvalKind, ExpectKind, Load, SeqValue};
 
-/// The in-memory head as the engine's storage.
+/// The in-memory head as the engine's storage. Native histogram samples cannot be stored:
+/// their series are remembered, and a query whose selectors match one is noted, so that its
+/// case counts as native-histogram (skipped) when it fails.
 pub struct HeadStorage {
     head: Head,
+    native: Vec<Labels>,
+    touched_native: Mutex<Option<Labels>>,
 }
 
 impl HeadStorage {
     pub fn new() -> Self {
-        Self { head: Head::new() }
+        Self {
+            head: Head::new(),
+            native: Vec::new(),
+            touched_native: Mutex::new(None),
+        }
     }
 
     fn append(&self, labels: &Labels, samples: &[Sample]) {
@@ -53,6 +61,34 @@ impl HeadStorage {
         for s in samples {
             self.head.append(&series, *s);
         }
+    }
+
+    fn note_native(&mut self, labels: Labels) {
+        if !self.native.contains(&labels) {
+            self.native.push(labels);
+        }
+    }
+
+    /// The first identifier of `expr` naming a metric whose series all hold only native
+    /// histograms (cases on it are skipped without running).
+    fn pure_native_name_in(&self, expr: &str) -> Option<String> {
+        static IDENT: OnceLock<Regex> = OnceLock::new();
+        let ident = IDENT.get_or_init(|| Regex::new(r"[a-zA-Z_:][a-zA-Z0-9_:]*").unwrap());
+        ident
+            .find_iter(expr)
+            .map(|m| m.as_str())
+            .find(|name| {
+                self.native.iter().any(|l| l.metric_name() == Some(name)) && {
+                    let m = Matcher::new(MatchOp::Equal, METRIC_NAME_LABEL, *name).unwrap();
+                    self.head.select(&[m]).is_empty()
+                }
+            })
+            .map(str::to_string)
+    }
+
+    /// Takes the native histogram series a select matched since the last call.
+    fn take_touched_native(&self) -> Option<Labels> {
+        self.touched_native.lock().unwrap().take()
     }
 }
 
@@ -83,6 +119,16 @@ impl Storage for HeadStorage {
             })
             .collect();
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        if let Some(hit) = self.native.iter().find(|l| {
+            matchers
+                .iter()
+                .all(|m| m.matches(l.get(m.name.as_str()).unwrap_or("")))
+        }) {
+            self.touched_native
+                .lock()
+                .unwrap()
+                .get_or_insert_with(|| hit.clone());
+        }
         Ok(out)
     }
 }
@@ -141,64 +187,9 @@ enum Outcome {
     Skip(String),
 }
 
-/// Metric names whose data the runner cannot load fully: native histogram samples (`{{...}}`)
-/// and the custom-bucket histograms `load_with_nhcb` derives from classic ones. The flag says
-/// whether the name also has float samples (then cases run, and a failure counts as skipped).
-#[derive(Default)]
-struct NativeNames(HashMap<String, bool>);
-
-impl NativeNames {
-    fn note(&mut self, load: &Load) {
-        let mut floats: HashSet<&str> = HashSet::new();
-        for s in &load.series {
-            let Some(name) = s.labels.metric_name() else {
-                continue;
-            };
-            if s.values.iter().any(|v| matches!(v, SeqValue::Float(_))) {
-                floats.insert(name);
-            }
-            if s.has_histogram() {
-                self.0.entry(name.to_string()).or_insert(false);
-            }
-            if load.with_nhcb {
-                for suffix in ["_bucket", "_count", "_sum"] {
-                    if let Some(base) = name.strip_suffix(suffix) {
-                        self.0.entry(base.to_string()).or_insert(false);
-                    }
-                }
-            }
-        }
-        self.add_floats(floats);
-    }
-
-    fn add_floats(&mut self, floats: HashSet<&str>) {
-        for name in floats {
-            if let Some(has_floats) = self.0.get_mut(name) {
-                *has_floats = true;
-            }
-        }
-    }
-
-    /// The first identifier of `expr` naming a metric with native histograms, and whether
-    /// that metric also has float samples.
-    fn referenced_by(&self, expr: &str) -> Option<(&str, bool)> {
-        static IDENT: OnceLock<Regex> = OnceLock::new();
-        let ident = IDENT.get_or_init(|| Regex::new(r"[a-zA-Z_:][a-zA-Z0-9_:]*").unwrap());
-        let mut found: Option<(&str, bool)> = None;
-        for m in ident.find_iter(expr) {
-            if let Some((name, has_floats)) = self.0.get_key_value(m.as_str()) {
-                // A purely native metric decides: the case is skipped without running.
-                if !has_floats {
-                    return Some((name, false));
-                }
-                found.get_or_insert((name, true));
-            }
-        }
-        found
-    }
-}
-
-fn load_into(storage: &HeadStorage, load: &Load) {
+/// Appends a load's float samples; series with native histogram samples, and the custom-bucket
+/// histograms `load_with_nhcb` derives from classic ones, are only remembered.
+fn load_into(storage: &mut HeadStorage, load: &Load) {
     for s in &load.series {
         let samples: Vec<Sample> = s
             .values
@@ -210,6 +201,33 @@ fn load_into(storage: &HeadStorage, load: &Load) {
             })
             .collect();
         storage.append(&s.labels, &samples);
+        if s.has_histogram() {
+            storage.note_native(s.labels.clone());
+        }
+        if load.with_nhcb {
+            let Some(name) = s.labels.metric_name() else {
+                continue;
+            };
+            let Some(base) = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+            else {
+                continue;
+            };
+            let derived = s
+                .labels
+                .iter()
+                .filter(|l| l.name != "le")
+                .map(|l| {
+                    if l.name == METRIC_NAME_LABEL {
+                        Label::new(METRIC_NAME_LABEL, base)
+                    } else {
+                        l.clone()
+                    }
+                })
+                .collect();
+            storage.note_native(Labels::from_sorted(derived));
+        }
     }
 }
 
@@ -408,22 +426,17 @@ fn eval_case(storage: &HeadStorage, case: &EvalCase, verbose: bool) -> Result<()
     })
 }
 
-fn run_case(
-    storage: &HeadStorage,
-    case: &EvalCase,
-    native: &NativeNames,
-    verbose: bool,
-) -> Outcome {
+fn run_case(storage: &HeadStorage, case: &EvalCase, verbose: bool) -> Outcome {
     if case.expects_histogram {
         return Outcome::Skip("expected result holds native histograms".into());
     }
-    let native_ref = native.referenced_by(&case.expr);
-    if let Some((name, false)) = native_ref {
-        return Outcome::Skip(format!("queries native histogram series {name}"));
+    if let Some(name) = storage.pure_native_name_in(&case.expr) {
+        return Outcome::Skip(format!("queries {name}, which has only native histograms"));
     }
     if let Some(e) = &case.error {
         return Outcome::Fail(format!("malformed eval block: {e}"));
     }
+    storage.take_touched_native();
     let outcome = match catch_unwind(AssertUnwindSafe(|| eval_case(storage, case, verbose))) {
         Ok(Ok(())) => Outcome::Pass,
         Ok(Err(e)) => Outcome::Fail(e),
@@ -436,9 +449,9 @@ fn run_case(
             Outcome::Fail(format!("engine panicked: {msg}"))
         }
     };
-    match (outcome, native_ref) {
-        (Outcome::Fail(e), Some((name, true))) => Outcome::Skip(format!(
-            "fails, and queries {name} which has native histogram series: {}",
+    match (outcome, storage.take_touched_native()) {
+        (Outcome::Fail(e), Some(series)) => Outcome::Skip(format!(
+            "fails, and selects native histogram series {series}: {}",
             e.lines().next().unwrap_or_default()
         )),
         (outcome, _) => outcome,
@@ -495,7 +508,6 @@ pub fn run_file(file: &str, required: bool) {
 
     let started = Instant::now();
     let mut storage = HeadStorage::new();
-    let mut native = NativeNames::default();
     let (mut total, mut passed, mut skipped, mut expected_fail) = (0, 0, 0, 0);
     let mut failures: Vec<String> = Vec::new();
     let mut now_passing: Vec<String> = Vec::new();
@@ -506,11 +518,9 @@ pub fn run_file(file: &str, required: bool) {
         match cmd {
             Command::Clear => {
                 storage = HeadStorage::new();
-                native = NativeNames::default();
             }
             Command::Load(load) => {
-                native.note(load);
-                load_into(&storage, load);
+                load_into(&mut storage, load);
                 st_lines += load.st_lines;
             }
             Command::Eval(case) => {
@@ -527,7 +537,7 @@ pub fn run_file(file: &str, required: bool) {
                 total += 1;
                 let key = (file.to_string(), case.line);
                 let reason = listed.get(&key);
-                let outcome = run_case(&storage, case, &native, verbose);
+                let outcome = run_case(&storage, case, verbose);
                 match (&outcome, reason) {
                     (Outcome::Pass, None) => passed += 1,
                     (Outcome::Pass, Some(_)) => {
@@ -627,7 +637,11 @@ pub fn run_file(file: &str, required: bool) {
         println!("{report}");
     }
     if write_failures {
-        let mut block = format!("# {file}\n");
+        let mut block = if required {
+            format!("# {file}\n")
+        } else {
+            format!("# {file} (informational: never fails, listing is optional)\n")
+        };
         for l in &failing_entries {
             let _ = writeln!(block, "{l}");
         }
@@ -648,17 +662,16 @@ pub fn run_file(file: &str, required: bool) {
 mod tests {
     use super::*;
     use crate::script::STALE_NAN_BITS;
-    use vigil_model::{Label, MatchOp};
 
     #[test]
     fn head_storage_returns_points_in_range_with_stale_markers() {
-        let storage = HeadStorage::new();
+        let mut storage = HeadStorage::new();
         let (cmds, errors) = script::parse("load 1m\n  foo{a=\"x\"} 1 _ stale 4\n  bar 1\n");
         assert!(errors.is_empty());
         let Command::Load(load) = &cmds[0] else {
             panic!("not a load")
         };
-        load_into(&storage, load);
+        load_into(&mut storage, load);
         let m = Matcher::new(MatchOp::Equal, "__name__", "foo").unwrap();
         let got = storage.select(&[m], 60_000, 180_000).unwrap();
         assert_eq!(got.len(), 1);
@@ -674,19 +687,27 @@ mod tests {
     }
 
     #[test]
-    fn native_names_decide_skips() {
+    fn native_series_are_noted_when_selected() {
+        let mut storage = HeadStorage::new();
         let (cmds, _) = script::parse(
-            "load_with_nhcb 1m\n  h_bucket{le=\"1\"} 1\n  mixed 1 {{count:1}}\n  \
-             pure {{count:1}}\n",
+            "load_with_nhcb 1m\n  h_bucket{le=\"1\", a=\"b\"} 1\n  mixed 1 {{count:1}}\n",
         );
         let Command::Load(load) = &cmds[0] else {
             panic!("not a load")
         };
-        let mut native = NativeNames::default();
-        native.note(load);
-        assert_eq!(native.referenced_by("rate(h[5m])"), Some(("h", false)));
-        assert_eq!(native.referenced_by("rate(h_bucket[5m])"), None);
-        assert_eq!(native.referenced_by("mixed + pure"), Some(("pure", false)));
-        assert_eq!(native.referenced_by("sum(mixed)"), Some(("mixed", true)));
+        load_into(&mut storage, load);
+        let name = |n: &str| Matcher::new(MatchOp::Equal, "__name__", n).unwrap();
+        storage.select(&[name("h_bucket")], 0, 0).unwrap();
+        assert_eq!(storage.take_touched_native(), None);
+        storage.select(&[name("h")], 0, 0).unwrap();
+        assert_eq!(
+            storage.take_touched_native().map(|l| l.to_string()),
+            Some("h{a=\"b\"}".to_string())
+        );
+        let re = Matcher::new(MatchOp::RegexMatch, "__name__", "mix.*").unwrap();
+        assert_eq!(storage.select(&[re], 0, 0).unwrap().len(), 1);
+        assert!(storage.take_touched_native().is_some());
+        assert_eq!(storage.pure_native_name_in("rate(h[1m])"), Some("h".into()));
+        assert_eq!(storage.pure_native_name_in("rate(mixed[1m])"), None);
     }
 }
