@@ -69,7 +69,7 @@ fn parse_duration_param(name: &str, value: &str) -> Result<i64, ApiError> {
             }
         }
     }
-    vigil_promql::parser::parse_duration(value).map_err(|_| {
+    vigil_promql::parser::parse_api_duration(value).map_err(|_| {
         ApiError::bad_data(format!(
             "invalid parameter \"{name}\": cannot parse \"{value}\" to a valid duration"
         ))
@@ -147,7 +147,7 @@ pub(crate) async fn instant(
     };
     let opts = options(&state, &params)?;
     let limit = limit_param(&params)?;
-    let expr = vigil_promql::parse(&query).map_err(query_error)?;
+    let expr = vigil_promql::parse(&query, &opts).map_err(query_error)?;
     let result = run(&state, &headers, move |storage| {
         vigil_promql::instant_expr(storage, &expr, time, &opts)
     })
@@ -184,7 +184,7 @@ pub(crate) async fn range(
     }
     let opts = options(&state, &params)?;
     let limit = limit_param(&params)?;
-    let expr = vigil_promql::parse(&query).map_err(query_error)?;
+    let expr = vigil_promql::parse(&query, &opts).map_err(query_error)?;
     let result = run(&state, &headers, move |storage| {
         vigil_promql::range_expr(storage, &expr, start, end, step, &opts)
     })
@@ -193,6 +193,7 @@ pub(crate) async fn range(
 }
 
 pub(crate) async fn format_query(
+    State(state): State<AppState>,
     method: Method,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -200,7 +201,7 @@ pub(crate) async fn format_query(
 ) -> Result<Response, ApiError> {
     let params = Params::from_request(&method, query, &headers, body).await?;
     let query = params.get("query").unwrap_or("");
-    let expr = vigil_promql::parse(query).map_err(query_error)?;
+    let expr = vigil_promql::parse(query, &state.engine).map_err(query_error)?;
     let pretty = vigil_promql::parser::prettify(&expr);
     let mut out = String::from("{\"status\":\"success\",\"data\":");
     push_json_str(&mut out, &pretty);
@@ -209,6 +210,7 @@ pub(crate) async fn format_query(
 }
 
 pub(crate) async fn exemplars(
+    State(state): State<AppState>,
     method: Method,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -216,7 +218,7 @@ pub(crate) async fn exemplars(
 ) -> Result<Response, ApiError> {
     let params = Params::from_request(&method, query, &headers, body).await?;
     let query = query_param(&params)?;
-    vigil_promql::parse(&query).map_err(query_error)?;
+    vigil_promql::parse(&query, &state.engine).map_err(query_error)?;
     for name in ["start", "end"] {
         if let Some(t) = params.get(name).filter(|t| !t.is_empty()) {
             parse_time(name, t)?;

@@ -246,7 +246,7 @@ impl AggregateOp {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct AggregateExpr {
     pub op: AggregateOp,
     pub expr: Box<Expr>,
@@ -254,12 +254,51 @@ pub struct AggregateExpr {
     /// Labels of `by(...)` or `without(...)`.
     pub grouping: Vec<String>,
     pub without: bool,
+    /// Start of the parameter, for annotations about it.
+    pub param_pos: Option<Pos>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+impl PartialEq for AggregateExpr {
+    /// Positions are not part of an expression's meaning.
+    fn eq(&self, other: &Self) -> bool {
+        self.op == other.op
+            && self.expr == other.expr
+            && self.param == other.param
+            && self.grouping == other.grouping
+            && self.without == other.without
+    }
+}
+
+/// Where a node starts in the query text, as Prometheus' annotations cite it (`1:25`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pos {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+impl std::fmt::Display for Pos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct Call {
     pub func: &'static crate::functions::Function,
     pub args: Vec<Expr>,
+    /// Start of the call (the function name).
+    pub pos: Pos,
+    /// Start of each argument.
+    pub arg_pos: Vec<Pos>,
+}
+
+impl PartialEq for Call {
+    /// Positions are not part of an expression's meaning.
+    fn eq(&self, other: &Self) -> bool {
+        self.func == other.func && self.args == other.args
+    }
 }
 
 impl Expr {

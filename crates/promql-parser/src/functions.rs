@@ -142,6 +142,22 @@ pub static FUNCTIONS: &[Function] = &[
     f!("year", [V], 1, V),
 ];
 
+/// Functions Prometheus 3 enables with `promql-experimental-functions` (evaluated by Vigil).
+pub static EXPERIMENTAL_FUNCTIONS: &[Function] = &[
+    f!("end", [], 0, S),
+    f!("histogram_quantiles", [V, Str, S], -1, V),
+    f!("max_of", [S, S], 0, S),
+    f!("min_of", [S, S], 0, S),
+    f!("range", [], 0, S),
+    f!("start", [], 0, S),
+    f!("step", [], 0, S),
+];
+
+/// The experimental function called `name`.
+pub fn lookup_experimental(name: &str) -> Option<&'static Function> {
+    EXPERIMENTAL_FUNCTIONS.iter().find(|f| f.name == name)
+}
+
 /// The function called `name` (case-sensitive, as in Prometheus).
 pub fn lookup(name: &str) -> Option<&'static Function> {
     FUNCTIONS

@@ -228,13 +228,27 @@ fn parse_number(text: &str) -> Result<f64, String> {
     })
 }
 
-/// Parses a PromQL expression and type-checks it as Prometheus does.
+/// Language features that Prometheus 3 keeps behind feature flags.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ParseOptions {
+    /// `--enable-feature=promql-experimental-functions`: step(), range(), start(), end(),
+    /// min_of(), max_of().
+    pub experimental_functions: bool,
+}
+
+/// Parses a PromQL expression and type-checks it as Prometheus does (default features).
 pub fn parse(input: &str) -> Result<Expr, ParseError> {
+    parse_with(input, ParseOptions::default())
+}
+
+/// [`parse`] with feature flags.
+pub fn parse_with(input: &str, options: ParseOptions) -> Result<Expr, ParseError> {
     let mut p = Parser {
         input,
         toks: lex(input),
         i: 0,
         depth: 0,
+        options,
     };
     if p.peek().tok == Tok::Eof {
         return Err(ParseError::new(input, 0, "no expression found in input"));
@@ -319,6 +333,7 @@ struct Parser<'a> {
     i: usize,
     /// Current recursion depth of `expr`.
     depth: usize,
+    options: ParseOptions,
 }
 
 /// The deepest nesting accepted, so that parsing, checking, printing and evaluating stay
@@ -336,6 +351,15 @@ fn eof_token() -> Token<'static> {
 }
 
 impl<'a> Parser<'a> {
+    /// Line and column of a byte offset.
+    fn pos_of(&self, offset: usize) -> Pos {
+        let e = ParseError::new(self.input, offset, "");
+        Pos {
+            line: e.line,
+            column: e.column,
+        }
+    }
+
     fn peek(&self) -> Token<'a> {
         match self.toks.get(self.i) {
             Some(t) => t.clone(),
@@ -610,6 +634,11 @@ impl<'a> Parser<'a> {
                 Ok((Expr::Paren(Box::new(inner)), Sp::with(t.pos, vec![isp])))
             }
             Tok::LBrace => self.selector(None, t.pos),
+            Tok::Start | Tok::End
+                if self.peek_at(1) == Tok::LParen && self.options.experimental_functions =>
+            {
+                self.call()
+            }
             Tok::Start | Tok::End if self.peek_at(1) == Tok::LParen => Err(self.err(
                 t.pos,
                 format!(
@@ -758,7 +787,12 @@ impl<'a> Parser<'a> {
     fn call(&mut self) -> PResult<Node> {
         let name = self.bump();
         let args = self.call_args()?;
-        let func: &'static Function = match functions::lookup(name.text) {
+        let experimental = if self.options.experimental_functions {
+            functions::lookup_experimental(name.text)
+        } else {
+            None
+        };
+        let func: &'static Function = match functions::lookup(name.text).or(experimental) {
             Some(f) => f,
             None if UNSUPPORTED_EXPERIMENTAL_FUNCTIONS.contains(&name.text) => {
                 return Err(self.err(
@@ -775,7 +809,12 @@ impl<'a> Parser<'a> {
         };
         let (exprs, sps): (Vec<Expr>, Vec<Sp>) = args.into_iter().unzip();
         Ok((
-            Expr::Call(Call { func, args: exprs }),
+            Expr::Call(Call {
+                func,
+                args: exprs,
+                pos: self.pos_of(name.pos),
+                arg_pos: sps.iter().map(|sp| self.pos_of(sp.start)).collect(),
+            }),
             Sp::with(name.pos, sps),
         ))
     }
@@ -829,6 +868,7 @@ impl<'a> Parser<'a> {
         let Some((expr, esp)) = it.next() else {
             return Err(self.err(op_tok.pos, "no arguments for aggregate expression provided"));
         };
+        let param_pos = psp.as_ref().map(|sp| self.pos_of(sp.start));
         let mut kids = vec![esp];
         kids.extend(psp);
         Ok((
@@ -838,6 +878,7 @@ impl<'a> Parser<'a> {
                 param,
                 grouping,
                 without,
+                param_pos,
             }),
             Sp::with(op_tok.pos, kids),
         ))

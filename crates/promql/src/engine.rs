@@ -22,9 +22,13 @@ pub struct QueryResult {
     pub annotations: Annotations,
 }
 
-/// Parses a query, mapping the parser's error to the API's `bad_data`.
-pub fn parse(query: &str) -> Result<Expr, QueryError> {
-    vigil_promql_parser::parse(query).map_err(|e| QueryError::Parse(e.to_string()))
+/// Parses a query with the options' language features, mapping the parser's error to the
+/// API's `bad_data`.
+pub fn parse(query: &str, opts: &EngineOptions) -> Result<Expr, QueryError> {
+    let features = vigil_promql_parser::ParseOptions {
+        experimental_functions: opts.experimental_functions,
+    };
+    vigil_promql_parser::parse_with(query, features).map_err(|e| QueryError::Parse(e.to_string()))
 }
 
 fn evaluator<'a>(
@@ -53,7 +57,7 @@ pub fn instant_query(
     time_ms: i64,
     opts: &EngineOptions,
 ) -> Result<QueryResult, QueryError> {
-    let expr = parse(query)?;
+    let expr = parse(query, opts)?;
     instant_expr(storage, &expr, time_ms, opts)
 }
 
@@ -116,7 +120,7 @@ pub fn range_query(
     step_ms: i64,
     opts: &EngineOptions,
 ) -> Result<QueryResult, QueryError> {
-    let expr = parse(query)?;
+    let expr = parse(query, opts)?;
     range_expr(storage, &expr, start_ms, end_ms, step_ms, opts)
 }
 

@@ -50,6 +50,8 @@ pub struct EngineOptions {
     pub timeout: Duration,
     /// Step of subqueries written without one (`[5m:]`): 1m, Prometheus' evaluation interval.
     pub default_subquery_step_ms: i64,
+    /// Prometheus' `promql-experimental-functions` feature (off by default, as there).
+    pub experimental_functions: bool,
 }
 
 impl Default for EngineOptions {
@@ -59,6 +61,7 @@ impl Default for EngineOptions {
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
             default_subquery_step_ms: 60 * 1000,
+            experimental_functions: false,
         }
     }
 }

@@ -75,7 +75,7 @@ impl Evaluator<'_> {
             }
             AggregateOp::Quantile => {
                 let param = self.eval_param_scalar(a, steps)?;
-                self.warn_quantile_range(&param);
+                self.warn_quantile_range(&param, a.param_pos);
                 let n = groups.len();
                 let labels = groups.into_labels();
                 let mut out: Vec<StepSeries> = labels

@@ -3,7 +3,7 @@
 
 use rustc_hash::FxHashMap;
 use vigil_model::{Label, Labels, MatchOp, METRIC_NAME_LABEL};
-use vigil_promql_parser::ast::{Call, Expr, ValueType};
+use vigil_promql_parser::ast::{Call, Expr, Pos, ValueType};
 
 use super::labels::{with_label, LabelSetIds};
 use super::{merge_points, EvalResult, Evaluator, StepSeries, Steps, Val};
@@ -157,9 +157,10 @@ impl Evaluator<'_> {
             "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc"
                 if self.query_step != 0 =>
             {
-                self.warn(format!(
-                    "PromQL warning: {name} is ineffective for range queries, the result is sorted by labels"
-                ));
+                self.warn(
+                    "PromQL warning: sort is ineffective for range queries since results are always ordered by labels".into(),
+                    Some(c.pos),
+                );
                 self.eval(&c.args[0], steps)
             }
             "sort" | "sort_desc" => {
@@ -205,6 +206,7 @@ impl Evaluator<'_> {
             }
             "histogram_quantile" => self.histogram_quantile(c, steps),
             "histogram_fraction" => self.histogram_fraction(c, steps),
+            "histogram_quantiles" => self.histogram_quantiles(c, steps),
             "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
             | "histogram_stdvar" => {
                 // Native histograms only: float series yield nothing.
@@ -251,16 +253,19 @@ impl Evaluator<'_> {
         };
         if rf == RangeFunction::QuantileOverTime {
             if let Some(q) = params.first() {
-                self.warn_quantile_range(q);
+                self.warn_quantile_range(q, c.arg_pos.first().copied());
             }
         }
         if matches!(rf, RangeFunction::Rate | RangeFunction::Increase | RangeFunction::Irate) {
             for s in &series {
                 if let Some(metric) = s.labels.metric_name() {
                     if !is_counter_name(metric) {
-                        self.info(format!(
-                            "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}"
-                        ));
+                        self.info(
+                            format!(
+                                "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}"
+                            ),
+                            c.arg_pos.get(matrix_index).copied(),
+                        );
                     }
                 }
             }
@@ -410,6 +415,7 @@ impl Evaluator<'_> {
         &self,
         series: &[StepSeries],
         steps: Steps,
+        pos: Option<Pos>,
     ) -> (Vec<StepSeries>, Vec<Vec<Vec<Bucket>>>) {
         let mut ids = LabelSetIds::default();
         let mut out: Vec<StepSeries> = Vec::new();
@@ -417,11 +423,14 @@ impl Evaluator<'_> {
         for s in series {
             let upper = s.labels.get("le").and_then(parse_go_float);
             let Some(upper_bound) = upper else {
-                self.warn(format!(
-                    "PromQL warning: bucket label \"le\" is missing or has a malformed value of {:?} for metric name {:?}",
-                    s.labels.get("le").unwrap_or(""),
-                    s.labels.metric_name().unwrap_or("")
-                ));
+                self.warn(
+                    format!(
+                        "PromQL warning: bucket label \"le\" is missing or has a malformed value of {:?} for metric name {:?}",
+                        s.labels.get("le").unwrap_or(""),
+                        s.labels.metric_name().unwrap_or("")
+                    ),
+                    pos,
+                );
                 continue;
             };
             let labels = Labels::from_sorted(
@@ -441,9 +450,9 @@ impl Evaluator<'_> {
 
     fn histogram_quantile(&self, c: &Call, steps: Steps) -> EvalResult<Val> {
         let q = self.eval_scalar(&c.args[0], steps)?;
-        self.warn_quantile_range(&q);
+        self.warn_quantile_range(&q, c.arg_pos.first().copied());
         let series = self.eval_vector(&c.args[1], steps)?;
-        let (mut out, mut buckets) = self.bucket_groups(&series, steps);
+        let (mut out, mut buckets) = self.bucket_groups(&series, steps, c.arg_pos.get(1).copied());
         for (g, per_step) in buckets.iter_mut().enumerate() {
             for (i, b) in per_step.iter_mut().enumerate() {
                 if b.is_empty() {
@@ -451,10 +460,13 @@ impl Evaluator<'_> {
                 }
                 let (v, flags) = bucket_quantile(q[i], b);
                 if flags.forced_monotonic {
-                    self.info(format!(
-                        "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {:?}",
-                        out[g].labels.metric_name().unwrap_or("")
-                    ));
+                    self.info(
+                        format!(
+                            "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {:?}",
+                            out[g].labels.metric_name().unwrap_or("")
+                        ),
+                        c.arg_pos.get(1).copied(),
+                    );
                 }
                 out[g].points.push(Point { t: steps.time(i), v });
             }
@@ -463,11 +475,58 @@ impl Evaluator<'_> {
         Ok(Val::Vector(out))
     }
 
+    /// Experimental: several quantiles at once, each labelled `<label>="<q>"`.
+    fn histogram_quantiles(&self, c: &Call, steps: Steps) -> EvalResult<Val> {
+        let series = self.eval_vector(&c.args[0], steps)?;
+        let label = self.eval_string(&c.args[1], steps)?;
+        let mut qs = Vec::new();
+        for (i, arg) in c.args.iter().enumerate().skip(2) {
+            let q = self.eval_scalar(arg, steps)?;
+            self.warn_quantile_range(&q, c.arg_pos.get(i).copied());
+            qs.push(q);
+        }
+        let (groups, buckets) = self.bucket_groups(&series, steps, c.arg_pos.first().copied());
+        let mut out: Vec<StepSeries> = Vec::new();
+        for (g, per_step) in buckets.iter().enumerate() {
+            for q in &qs {
+                let mut parts: Vec<StepSeries> = Vec::new();
+                for (i, b) in per_step.iter().enumerate() {
+                    if b.is_empty() {
+                        continue;
+                    }
+                    let value = quantile_label(q[i]);
+                    let labels = with_label(&groups[g].labels, &label, &value);
+                    let (v, flags) = bucket_quantile(q[i], &mut b.clone());
+                    if flags.forced_monotonic {
+                        self.info(
+                            format!(
+                                "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {:?}",
+                                groups[g].labels.metric_name().unwrap_or("")
+                            ),
+                            c.arg_pos.first().copied(),
+                        );
+                    }
+                    let point = Point { t: steps.time(i), v };
+                    match parts.iter_mut().find(|p| p.labels == labels) {
+                        Some(p) => p.points.push(point),
+                        None => parts.push(StepSeries {
+                            labels,
+                            drop_name: true,
+                            points: vec![point],
+                        }),
+                    }
+                }
+                out.extend(parts);
+            }
+        }
+        relabel(out, |_| {})
+    }
+
     fn histogram_fraction(&self, c: &Call, steps: Steps) -> EvalResult<Val> {
         let lower = self.eval_scalar(&c.args[0], steps)?;
         let upper = self.eval_scalar(&c.args[1], steps)?;
         let series = self.eval_vector(&c.args[2], steps)?;
-        let (mut out, mut buckets) = self.bucket_groups(&series, steps);
+        let (mut out, mut buckets) = self.bucket_groups(&series, steps, c.arg_pos.get(2).copied());
         for (g, per_step) in buckets.iter_mut().enumerate() {
             for (i, b) in per_step.iter_mut().enumerate() {
                 if b.is_empty() {
@@ -549,6 +608,16 @@ fn absent_series(arg: &Expr, present: &[bool], steps: Steps) -> Vec<StepSeries> 
         drop_name: false,
         points,
     }]
+}
+
+/// A quantile as histogram_quantiles labels it: at least one decimal (`0.0`, `0.25`, `NaN`).
+fn quantile_label(q: f64) -> String {
+    let s = crate::format::go_float_f(q);
+    if s.contains(['.', 'N', 'I']) {
+        s
+    } else {
+        format!("{s}.0")
+    }
 }
 
 fn is_counter_name(name: &str) -> bool {

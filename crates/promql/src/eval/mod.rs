@@ -12,7 +12,9 @@ use std::cell::{Cell, RefCell};
 use std::time::Instant;
 
 use vigil_model::{is_stale_marker, Labels};
-use vigil_promql_parser::ast::{AtModifier, Expr, MatrixSelector, SubqueryExpr, UnaryOp, VectorSelector};
+use vigil_promql_parser::ast::{
+    AtModifier, Expr, MatrixSelector, Pos, SubqueryExpr, UnaryOp, VectorSelector,
+};
 
 use crate::engine::Annotations;
 use crate::{EngineOptions, Point, QueryError, Storage, StorageSeries};
@@ -100,14 +102,18 @@ impl<'a> Evaluator<'a> {
         self.samples.set(self.samples.get().saturating_sub(n));
     }
 
-    pub fn warn(&self, msg: String) {
+    /// A warning about the node at `pos`, written as Prometheus does: `... (1:25)`.
+    pub fn warn(&self, msg: String, pos: Option<Pos>) {
+        let msg = with_pos(msg, pos);
         let mut a = self.annotations.borrow_mut();
         if !a.warnings.contains(&msg) {
             a.warnings.push(msg);
         }
     }
 
-    pub fn info(&self, msg: String) {
+    /// An info annotation about the node at `pos`.
+    pub fn info(&self, msg: String, pos: Option<Pos>) {
+        let msg = with_pos(msg, pos);
         let mut a = self.annotations.borrow_mut();
         if !a.infos.contains(&msg) {
             a.infos.push(msg);
@@ -115,12 +121,15 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Prometheus' warning for a quantile outside [0, 1] (NaN included), once per query.
-    pub fn warn_quantile_range(&self, q: &[f64]) {
+    pub fn warn_quantile_range(&self, q: &[f64], pos: Option<Pos>) {
         if let Some(q) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
-            self.warn(format!(
-                "PromQL warning: quantile value should be between 0 and 1, got {}",
-                crate::format::go_float(*q)
-            ));
+            self.warn(
+                format!(
+                    "PromQL warning: quantile value should be between 0 and 1, got {}",
+                    crate::format::go_float(*q)
+                ),
+                pos,
+            );
         }
     }
 
@@ -365,6 +374,13 @@ impl<'a> Evaluator<'a> {
             f(i, &points[lo..hi], from, r)?;
         }
         Ok(())
+    }
+}
+
+fn with_pos(msg: String, pos: Option<Pos>) -> String {
+    match pos {
+        Some(pos) => format!("{msg} ({pos})"),
+        None => msg,
     }
 }
 

@@ -141,6 +141,7 @@ pub fn engine_options() -> EngineOptions {
         max_samples: 10_000,
         timeout: Duration::from_secs(100),
         default_subquery_step_ms: 60 * 1000,
+        experimental_functions: true,
     }
 }
 
