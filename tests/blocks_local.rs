@@ -133,6 +133,24 @@ fn blocks_in_local_store_hold_exactly_what_was_written() {
         true,
         "remote read after a restart",
     );
+
+    // PromQL reads the same samples across every block boundary: the range vector over the
+    // whole span is exactly what was written (the staleness marker aside, which range vectors
+    // leave out).
+    let mut without_stale = expected.clone();
+    for series in without_stale
+        .tenants
+        .values_mut()
+        .flat_map(|t| t.values_mut())
+    {
+        series.retain(|_, bits| *bits != STALE_NAN_BITS);
+    }
+    let matrix = vigil.query_matrix("default", r#"{__name__=~".+"}[15m]"#, max_ts);
+    assert_eq!(
+        without_stale.diff(&matrix, true),
+        Vec::<String>::new(),
+        "PromQL range vector over all blocks vs written"
+    );
 }
 
 /// Data moving from the head into a block (and from the pending area into the object store) must

@@ -233,6 +233,47 @@ impl Vigil {
         series_from_json(&data)
     }
 
+    /// An instant PromQL query whose result is a range vector (`sel[15m]`), as a dataset of
+    /// one tenant: series label set → timestamp → value bits (values parsed from Prometheus'
+    /// string encoding).
+    pub fn query_matrix(&self, tenant: &str, query: &str, time_ms: i64) -> Dataset {
+        let path = format!(
+            "/api/v1/query?query={}&time={}.{:03}",
+            urlencode(query),
+            time_ms.div_euclid(1000),
+            time_ms.rem_euclid(1000)
+        );
+        let header = if tenant == "default" {
+            None
+        } else {
+            Some(tenant)
+        };
+        let data = self.api_data(&path, header);
+        assert_eq!(data["resultType"], "matrix", "{query}: {data}");
+        let mut out = Dataset::default();
+        for item in data["result"].as_array().into_iter().flatten() {
+            let set: Vec<(String, String)> = item["metric"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect();
+            for point in item["values"].as_array().into_iter().flatten() {
+                let seconds = point[0].as_f64().unwrap_or(f64::NAN);
+                let value = match point[1].as_str().unwrap_or("") {
+                    "+Inf" => f64::INFINITY,
+                    "-Inf" => f64::NEG_INFINITY,
+                    v => v
+                        .parse::<f64>()
+                        .unwrap_or_else(|_| panic!("{query}: value {v}")),
+                };
+                let ts = (seconds * 1000.0).round() as i64;
+                out.insert(tenant, &set, ts, value.to_bits());
+            }
+        }
+        out
+    }
+
     /// `/api/v1/labels` or `/api/v1/label/<name>/values` data as a list of strings.
     pub fn string_list(&self, path_and_query: &str, tenant: Option<&str>) -> Vec<String> {
         let data = self.api_data(path_and_query, tenant);

@@ -106,7 +106,9 @@ fn limit_param(params: &Params) -> Result<Option<usize>, ApiError> {
 fn query_param(params: &Params) -> Result<String, ApiError> {
     match params.get("query") {
         Some(q) if !q.is_empty() => Ok(q.to_string()),
-        _ => Err(ApiError::bad_data("invalid parameter \"query\": query must not be empty")),
+        _ => Err(ApiError::bad_data(
+            "invalid parameter \"query\": query must not be empty",
+        )),
     }
 }
 
@@ -303,7 +305,10 @@ fn render(result: QueryResult, limit: Option<usize>) -> String {
     if truncated {
         warnings.push("results truncated due to limit".to_string());
     }
-    for (key, list) in [("warnings", &warnings), ("infos", &result.annotations.infos)] {
+    for (key, list) in [
+        ("warnings", &warnings),
+        ("infos", &result.annotations.infos),
+    ] {
         if list.is_empty() {
             continue;
         }
@@ -366,7 +371,8 @@ mod tests {
 
     #[test]
     fn renders_prometheus_shapes() {
-        let labels = Labels::from_unsorted(vec![Label::new("__name__", "up"), Label::new("job", "a")]);
+        let labels =
+            Labels::from_unsorted(vec![Label::new("__name__", "up"), Label::new("job", "a")]);
         let r = QueryResult {
             value: Value::Vector(vec![VectorSample {
                 labels,

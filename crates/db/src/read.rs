@@ -152,7 +152,10 @@ impl Db {
                 if samples.is_empty() {
                     continue;
                 }
-                if !samples.windows(2).all(|w| w[0].timestamp_ms < w[1].timestamp_ms) {
+                if !samples
+                    .windows(2)
+                    .all(|w| w[0].timestamp_ms < w[1].timestamp_ms)
+                {
                     samples.sort_by_key(|s| s.timestamp_ms);
                     samples.dedup_by_key(|s| s.timestamp_ms);
                 }

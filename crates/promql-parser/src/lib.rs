@@ -21,7 +21,7 @@ mod parser;
 mod printer;
 
 pub use parser::{
-    parse, parse_api_duration, parse_duration, parse_with, DurationError, ParseError,
-    ParseOptions, MAX_NESTING_DEPTH,
+    parse, parse_api_duration, parse_duration, parse_with, DurationError, ParseError, ParseOptions,
+    MAX_NESTING_DEPTH,
 };
 pub use printer::{format_duration, prettify};

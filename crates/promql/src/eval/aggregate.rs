@@ -81,7 +81,11 @@ impl Evaluator<'_> {
                 let mut out: Vec<StepSeries> = labels
                     .into_iter()
                     .zip(&group_drops_name)
-                    .map(|(labels, &drop_name)| StepSeries { labels, drop_name, points: Vec::new() })
+                    .map(|(labels, &drop_name)| StepSeries {
+                        labels,
+                        drop_name,
+                        points: Vec::new(),
+                    })
                     .collect();
                 let mut values: Vec<Vec<f64>> = vec![Vec::new(); n];
                 for (step, at_step) in per_step.iter().enumerate() {
@@ -95,7 +99,10 @@ impl Evaluator<'_> {
                     let t = steps.time(step);
                     for (g, vals) in values.iter_mut().enumerate() {
                         if !vals.is_empty() {
-                            out[g].points.push(Point { t, v: quantile(q, vals) });
+                            out[g].points.push(Point {
+                                t,
+                                v: quantile(q, vals),
+                            });
                             vals.clear();
                         }
                     }
@@ -109,7 +116,11 @@ impl Evaluator<'_> {
                 let mut out: Vec<StepSeries> = labels
                     .into_iter()
                     .zip(&group_drops_name)
-                    .map(|(labels, &drop_name)| StepSeries { labels, drop_name, points: Vec::new() })
+                    .map(|(labels, &drop_name)| StepSeries {
+                        labels,
+                        drop_name,
+                        points: Vec::new(),
+                    })
                     .collect();
                 let mut accs = vec![Acc::default(); n];
                 let mut touched: Vec<usize> = Vec::new();
@@ -125,7 +136,10 @@ impl Evaluator<'_> {
                     let t = steps.time(step);
                     for &g in &touched {
                         let acc = &mut accs[g];
-                        out[g].points.push(Point { t, v: finish(a.op, acc) });
+                        out[g].points.push(Point {
+                            t,
+                            v: finish(a.op, acc),
+                        });
                         *acc = Acc::default();
                     }
                     touched.clear();
@@ -158,7 +172,10 @@ impl Evaluator<'_> {
     ) -> EvalResult<Val> {
         let mut out: Vec<StepSeries> = series
             .into_iter()
-            .map(|s| StepSeries { points: Vec::new(), ..s })
+            .map(|s| StepSeries {
+                points: Vec::new(),
+                ..s
+            })
             .collect();
         let mut by_group: FxHashMap<usize, Vec<(u32, f64)>> = FxHashMap::default();
         // First-seen order of groups, and within a group the sorted order, for instant results.
@@ -289,16 +306,8 @@ fn accumulate(op: AggregateOp, acc: &mut Acc, v: f64) {
         }
         AggregateOp::Count => {}
         AggregateOp::Group => {}
-        AggregateOp::Min => {
-            if acc.value > v || acc.value.is_nan() {
-                acc.value = v;
-            }
-        }
-        AggregateOp::Max => {
-            if acc.value < v || acc.value.is_nan() {
-                acc.value = v;
-            }
-        }
+        AggregateOp::Min if acc.value > v || acc.value.is_nan() => acc.value = v,
+        AggregateOp::Max if acc.value < v || acc.value.is_nan() => acc.value = v,
         AggregateOp::Stddev | AggregateOp::Stdvar => {
             let delta = v - (acc.mean + acc.comp);
             (acc.mean, acc.comp) = kahan_sum_inc(delta / acc.count, acc.mean, acc.comp);
@@ -344,7 +353,11 @@ fn count_values(
             let labels = with_label(groups.labels(group_of[i as usize]), label, &value);
             let (id, new) = ids.intern(labels.clone());
             if new {
-                out.push(StepSeries { labels, drop_name: false, points: Vec::new() });
+                out.push(StepSeries {
+                    labels,
+                    drop_name: false,
+                    points: Vec::new(),
+                });
             }
             let c = counts.entry(id).or_insert_with(|| {
                 order.push(id);

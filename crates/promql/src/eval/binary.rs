@@ -254,11 +254,8 @@ impl Evaluator<'_> {
                 let out_id = match pair_out.get(&(i, j)) {
                     Some(&id) => id,
                     None => {
-                        let labels = result_labels(
-                            &many[i as usize].labels,
-                            &one[j as usize].labels,
-                            m,
-                        );
+                        let labels =
+                            result_labels(&many[i as usize].labels, &one[j as usize].labels, m);
                         let (id, new) = ids.intern(labels.clone());
                         if new {
                             out.push(StepSeries {
@@ -339,12 +336,12 @@ fn result_labels(many: &Labels, one: &Labels, m: &VectorMatching) -> Labels {
     let mut pairs: Vec<Label> = if m.card == Cardinality::OneToOne {
         if m.on {
             many.iter()
-                .filter(|l| m.matching_labels.iter().any(|n| *n == l.name))
+                .filter(|l| m.matching_labels.contains(&l.name))
                 .cloned()
                 .collect()
         } else {
             many.iter()
-                .filter(|l| !m.matching_labels.iter().any(|n| *n == l.name))
+                .filter(|l| !m.matching_labels.contains(&l.name))
                 .cloned()
                 .collect()
         }

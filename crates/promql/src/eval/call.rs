@@ -49,14 +49,28 @@ impl Evaluator<'_> {
                 return Ok(Val::Scalar(vec![range; steps.len()]));
             }
             "start" => {
-                return Ok(Val::Scalar(vec![self.query_start as f64 / 1000.0; steps.len()]))
+                return Ok(Val::Scalar(vec![
+                    self.query_start as f64 / 1000.0;
+                    steps.len()
+                ]))
             }
-            "end" => return Ok(Val::Scalar(vec![self.query_end as f64 / 1000.0; steps.len()])),
+            "end" => {
+                return Ok(Val::Scalar(vec![
+                    self.query_end as f64 / 1000.0;
+                    steps.len()
+                ]))
+            }
             "min_of" | "max_of" => {
                 let a = self.eval_scalar(&c.args[0], steps)?;
                 let b = self.eval_scalar(&c.args[1], steps)?;
-                let f = if name == "min_of" { math::go_min } else { math::go_max };
-                return Ok(Val::Scalar(a.iter().zip(&b).map(|(&x, &y)| f(x, y)).collect()));
+                let f = if name == "min_of" {
+                    math::go_min
+                } else {
+                    math::go_max
+                };
+                return Ok(Val::Scalar(
+                    a.iter().zip(&b).map(|(&x, &y)| f(x, y)).collect(),
+                ));
             }
             "vector" => {
                 let vals = self.eval_scalar(&c.args[0], steps)?;
@@ -66,7 +80,10 @@ impl Evaluator<'_> {
                     points: vals
                         .into_iter()
                         .enumerate()
-                        .map(|(i, v)| Point { t: steps.time(i), v })
+                        .map(|(i, v)| Point {
+                            t: steps.time(i),
+                            v,
+                        })
                         .collect(),
                 }]));
             }
@@ -121,7 +138,10 @@ impl Evaluator<'_> {
                     labels: Labels::default(),
                     drop_name: false,
                     points: (0..steps.len())
-                        .map(|i| Point { t: steps.time(i), v: steps.time(i) as f64 / 1000.0 })
+                        .map(|i| Point {
+                            t: steps.time(i),
+                            v: steps.time(i) as f64 / 1000.0,
+                        })
                         .collect(),
                 }],
             };
@@ -256,7 +276,10 @@ impl Evaluator<'_> {
                 self.warn_quantile_range(q, c.arg_pos.first().copied());
             }
         }
-        if matches!(rf, RangeFunction::Rate | RangeFunction::Increase | RangeFunction::Irate) {
+        if matches!(
+            rf,
+            RangeFunction::Rate | RangeFunction::Increase | RangeFunction::Irate
+        ) {
             for s in &series {
                 if let Some(metric) = s.labels.metric_name() {
                     if !is_counter_name(metric) {
@@ -290,7 +313,10 @@ impl Evaluator<'_> {
                     params: &step_params,
                 };
                 match rf.eval_at(&w, steps.time(i)) {
-                    Ok(Some(v)) => points.push(Point { t: steps.time(i), v }),
+                    Ok(Some(v)) => points.push(Point {
+                        t: steps.time(i),
+                        v,
+                    }),
                     Ok(None) => {}
                     Err(e) => return Err(QueryError::Execution(e.to_string())),
                 }
@@ -399,10 +425,7 @@ impl Evaluator<'_> {
             )));
         }
         relabel(series, |s| {
-            let joined: Vec<&str> = srcs
-                .iter()
-                .map(|n| s.labels.get(n).unwrap_or(""))
-                .collect();
+            let joined: Vec<&str> = srcs.iter().map(|n| s.labels.get(n).unwrap_or("")).collect();
             s.labels = with_label(&s.labels, &dst, &joined.join(&sep));
             if dst == METRIC_NAME_LABEL {
                 s.drop_name = false;
@@ -434,15 +457,26 @@ impl Evaluator<'_> {
                 continue;
             };
             let labels = Labels::from_sorted(
-                s.labels.iter().filter(|l| l.name != "le").cloned().collect::<Vec<Label>>(),
+                s.labels
+                    .iter()
+                    .filter(|l| l.name != "le")
+                    .cloned()
+                    .collect::<Vec<Label>>(),
             );
             let (id, new) = ids.intern(labels.clone());
             if new {
-                out.push(StepSeries { labels, drop_name: true, points: Vec::new() });
+                out.push(StepSeries {
+                    labels,
+                    drop_name: true,
+                    points: Vec::new(),
+                });
                 buckets.push(vec![Vec::new(); steps.len()]);
             }
             for p in &s.points {
-                buckets[id][steps.index(p.t)].push(Bucket { upper_bound, count: p.v });
+                buckets[id][steps.index(p.t)].push(Bucket {
+                    upper_bound,
+                    count: p.v,
+                });
             }
         }
         (out, buckets)
@@ -468,7 +502,10 @@ impl Evaluator<'_> {
                         c.arg_pos.get(1).copied(),
                     );
                 }
-                out[g].points.push(Point { t: steps.time(i), v });
+                out[g].points.push(Point {
+                    t: steps.time(i),
+                    v,
+                });
             }
         }
         out.retain(|s| !s.points.is_empty());
@@ -506,7 +543,10 @@ impl Evaluator<'_> {
                             c.arg_pos.first().copied(),
                         );
                     }
-                    let point = Point { t: steps.time(i), v };
+                    let point = Point {
+                        t: steps.time(i),
+                        v,
+                    };
                     match parts.iter_mut().find(|p| p.labels == labels) {
                         Some(p) => p.points.push(point),
                         None => parts.push(StepSeries {
@@ -533,7 +573,10 @@ impl Evaluator<'_> {
                     continue;
                 }
                 let v = bucket_fraction(lower[i], upper[i], b);
-                out[g].points.push(Point { t: steps.time(i), v });
+                out[g].points.push(Point {
+                    t: steps.time(i),
+                    v,
+                });
             }
         }
         out.retain(|s| !s.points.is_empty());
@@ -581,7 +624,10 @@ fn absent_series(arg: &Expr, present: &[bool], steps: Steps) -> Vec<StepSeries> 
         .iter()
         .enumerate()
         .filter(|(_, p)| !**p)
-        .map(|(i, _)| Point { t: steps.time(i), v: 1.0 })
+        .map(|(i, _)| Point {
+            t: steps.time(i),
+            v: 1.0,
+        })
         .collect();
     if points.is_empty() {
         return Vec::new();
@@ -598,7 +644,8 @@ fn absent_series(arg: &Expr, present: &[bool], steps: Steps) -> Vec<StepSeries> 
             *counts.entry(m.name.as_str()).or_default() += 1;
         }
         for m in matchers.iter() {
-            if m.op == MatchOp::Equal && m.name != METRIC_NAME_LABEL && counts[m.name.as_str()] == 1 {
+            if m.op == MatchOp::Equal && m.name != METRIC_NAME_LABEL && counts[m.name.as_str()] == 1
+            {
                 pairs.push(Label::new(m.name.clone(), m.value.clone()));
             }
         }

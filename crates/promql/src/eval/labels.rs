@@ -23,7 +23,7 @@ pub fn keep_only(labels: &Labels, names: &[String]) -> Labels {
     Labels::from_sorted(
         labels
             .iter()
-            .filter(|l| names.iter().any(|n| *n == l.name))
+            .filter(|l| names.contains(&l.name))
             .cloned()
             .collect(),
     )
@@ -34,7 +34,7 @@ pub fn drop_names_and_metric(labels: &Labels, names: &[String]) -> Labels {
     Labels::from_sorted(
         labels
             .iter()
-            .filter(|l| l.name != METRIC_NAME_LABEL && !names.iter().any(|n| *n == l.name))
+            .filter(|l| l.name != METRIC_NAME_LABEL && !names.contains(&l.name))
             .cloned()
             .collect(),
     )
@@ -55,14 +55,14 @@ pub fn signature(labels: &Labels, names: &[String], on: bool) -> u64 {
         labels_hash(
             labels
                 .iter()
-                .filter(|l| names.iter().any(|n| *n == l.name))
+                .filter(|l| names.contains(&l.name))
                 .map(|l| (l.name.as_str(), l.value.as_str())),
         )
     } else {
         labels_hash(
             labels
                 .iter()
-                .filter(|l| l.name != METRIC_NAME_LABEL && !names.iter().any(|n| *n == l.name))
+                .filter(|l| l.name != METRIC_NAME_LABEL && !names.contains(&l.name))
                 .map(|l| (l.name.as_str(), l.value.as_str())),
         )
     }

@@ -145,7 +145,9 @@ impl<'a> Evaluator<'a> {
     fn ref_times(&self, steps: Steps, at: Option<AtModifier>, offset_ms: i64) -> Vec<i64> {
         match at {
             Some(at) => vec![self.at_time(at) - offset_ms; steps.len()],
-            None => (0..steps.len()).map(|i| steps.time(i) - offset_ms).collect(),
+            None => (0..steps.len())
+                .map(|i| steps.time(i) - offset_ms)
+                .collect(),
         }
     }
 
@@ -177,11 +179,23 @@ impl<'a> Evaluator<'a> {
             Expr::VectorSelector(vs) => Ok(Val::Vector(self.select_instant(vs, steps, false)?)),
             Expr::MatrixSelector(ms) => {
                 let series = self.select_range(ms, steps)?;
-                Ok(Val::Matrix(self.windows_at_single_step(series, ms.range_ms, &ms.selector.at, ms.selector.offset_ms, steps)))
+                Ok(Val::Matrix(self.windows_at_single_step(
+                    series,
+                    ms.range_ms,
+                    &ms.selector.at,
+                    ms.selector.offset_ms,
+                    steps,
+                )))
             }
             Expr::Subquery(sq) => {
                 let series = self.eval_subquery(sq, steps)?;
-                Ok(Val::Matrix(self.windows_at_single_step(series, sq.range_ms, &sq.at, sq.offset_ms, steps)))
+                Ok(Val::Matrix(self.windows_at_single_step(
+                    series,
+                    sq.range_ms,
+                    &sq.at,
+                    sq.offset_ms,
+                    steps,
+                )))
             }
             Expr::Binary(b) => self.eval_binary(b, steps),
             Expr::Aggregate(a) => self.eval_aggregate(a, steps),
@@ -232,7 +246,12 @@ impl<'a> Evaluator<'a> {
     /// An instant selector at every step: the latest sample in `(ref - lookback, ref]`, unless
     /// it is a stale marker. With `timestamps`, the value is the sample's own time in seconds
     /// (what `timestamp()` reports).
-    pub fn select_instant(&self, vs: &VectorSelector, steps: Steps, timestamps: bool) -> EvalResult<Vec<StepSeries>> {
+    pub fn select_instant(
+        &self,
+        vs: &VectorSelector,
+        steps: Steps,
+        timestamps: bool,
+    ) -> EvalResult<Vec<StepSeries>> {
         let refs = self.ref_times(steps, vs.at, vs.offset_ms);
         let (Some(&min_ref), Some(&max_ref)) = (refs.iter().min(), refs.iter().max()) else {
             return Ok(Vec::new());
@@ -261,11 +280,18 @@ impl<'a> Evaluator<'a> {
                     continue;
                 }
                 let v = if timestamps { p.t as f64 / 1000.0 } else { p.v };
-                points.push(Point { t: steps.time(i), v });
+                points.push(Point {
+                    t: steps.time(i),
+                    v,
+                });
             }
             if !points.is_empty() {
                 total += points.len();
-                out.push(StepSeries { labels: s.labels, drop_name: false, points });
+                out.push(StepSeries {
+                    labels: s.labels,
+                    drop_name: false,
+                    points,
+                });
             }
         }
         self.release_samples(fetched_len);
@@ -287,7 +313,11 @@ impl<'a> Evaluator<'a> {
             .map(|s| StepSeries {
                 labels: s.labels,
                 drop_name: false,
-                points: s.points.into_iter().filter(|p| !is_stale_marker(p.v)).collect(),
+                points: s
+                    .points
+                    .into_iter()
+                    .filter(|p| !is_stale_marker(p.v))
+                    .collect(),
             })
             .collect())
     }
@@ -295,7 +325,10 @@ impl<'a> Evaluator<'a> {
     /// Evaluates a subquery's inner expression at its own steps, aligned to multiples of its
     /// step, over the span the outer steps' windows cover.
     pub fn eval_subquery(&self, sq: &SubqueryExpr, steps: Steps) -> EvalResult<Vec<StepSeries>> {
-        let interval = sq.step_ms.unwrap_or(self.opts.default_subquery_step_ms).max(1);
+        let interval = sq
+            .step_ms
+            .unwrap_or(self.opts.default_subquery_step_ms)
+            .max(1);
         let refs = self.ref_times(steps, sq.at, sq.offset_ms);
         let (Some(&min_ref), Some(&max_ref)) = (refs.iter().min(), refs.iter().max()) else {
             return Ok(Vec::new());
@@ -305,7 +338,11 @@ impl<'a> Evaluator<'a> {
         if start <= from {
             start += interval;
         }
-        let inner = Steps { start, end: max_ref, interval };
+        let inner = Steps {
+            start,
+            end: max_ref,
+            interval,
+        };
         if inner.len() == 0 {
             return Ok(Vec::new());
         }
@@ -317,10 +354,15 @@ impl<'a> Evaluator<'a> {
                 points: vals
                     .into_iter()
                     .enumerate()
-                    .map(|(i, v)| Point { t: inner.time(i), v })
+                    .map(|(i, v)| Point {
+                        t: inner.time(i),
+                        v,
+                    })
                     .collect(),
             }]),
-            _ => Err(QueryError::Execution("subquery is only allowed on instant vector".into())),
+            _ => Err(QueryError::Execution(
+                "subquery is only allowed on instant vector".into(),
+            )),
         }
     }
 
@@ -334,7 +376,11 @@ impl<'a> Evaluator<'a> {
         offset_ms: i64,
         steps: Steps,
     ) -> Vec<StepSeries> {
-        let r = self.ref_times(steps, *at, offset_ms).first().copied().unwrap_or(steps.start);
+        let r = self
+            .ref_times(steps, *at, offset_ms)
+            .first()
+            .copied()
+            .unwrap_or(steps.start);
         series
             .into_iter()
             .filter_map(|mut s| {
