@@ -100,6 +100,20 @@ pub(crate) fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
     })
 }
 
+/// An optional time parameter as Prometheus' `parseTimeParam` reads it (query `time`, series
+/// and labels `start`/`end`, exemplars): `None` when absent or empty, errors wrapped as
+/// `invalid parameter "x": Invalid time value for 'x': ...`.
+pub(crate) fn parse_time_param(params: &Params, name: &str) -> Result<Option<i64>, ApiError> {
+    match params.get(name).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(value) => parse_time(name, value).map(Some).map_err(|_| {
+            ApiError::bad_data(format!(
+                "invalid parameter \"{name}\": Invalid time value for '{name}': cannot parse \"{value}\" to a valid timestamp"
+            ))
+        }),
+    }
+}
+
 fn parse_rfc3339(s: &str) -> Option<i64> {
     // YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)
     let b = s.as_bytes();
@@ -159,18 +173,8 @@ struct Common {
 }
 
 fn common(params: &Params) -> Result<Common, ApiError> {
-    let start = params
-        .get("start")
-        .filter(|s| !s.is_empty())
-        .map(|v| parse_time("start", v))
-        .transpose()?
-        .unwrap_or(i64::MIN);
-    let end = params
-        .get("end")
-        .filter(|s| !s.is_empty())
-        .map(|v| parse_time("end", v))
-        .transpose()?
-        .unwrap_or(i64::MAX);
+    let start = parse_time_param(params, "start")?.unwrap_or(i64::MIN);
+    let end = parse_time_param(params, "end")?.unwrap_or(i64::MAX);
     if end < start {
         return Err(ApiError::bad_data(
             "invalid parameter \"end\": end timestamp must not be before start time",

@@ -13,11 +13,12 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use vigil_db::Db;
 use vigil_model::{Labels, Matcher, TenantId};
-use vigil_promql::format::go_float_f;
+use vigil_promql::format::go_float_json;
+use vigil_promql::parser::ast::Expr;
 use vigil_promql::{EngineOptions, QueryResult, Storage, StorageSeries, Value};
 
 use crate::error::{query_error, ApiError, ErrorKind};
-use crate::prom::{parse_time, Params};
+use crate::prom::{parse_time, parse_time_param, Params};
 use crate::{tenant, AppState};
 
 /// Prometheus' cap on points per series of a range query.
@@ -103,13 +104,14 @@ fn limit_param(params: &Params) -> Result<Option<usize>, ApiError> {
     }
 }
 
-fn query_param(params: &Params) -> Result<String, ApiError> {
-    match params.get("query") {
-        Some(q) if !q.is_empty() => Ok(q.to_string()),
-        _ => Err(ApiError::bad_data(
-            "invalid parameter \"query\": query must not be empty",
-        )),
-    }
+/// Parses the `query` parameter (absent = empty, which is a parse error as in Prometheus);
+/// errors carry Prometheus' `invalid parameter "query": ` prefix.
+fn parse_query_param(params: &Params, opts: &EngineOptions) -> Result<Expr, ApiError> {
+    vigil_promql::parse(params.get("query").unwrap_or(""), opts).map_err(|e| {
+        let mut err = query_error(e);
+        err.message = format!("invalid parameter \"query\": {}", err.message);
+        err
+    })
 }
 
 /// Runs the evaluation on a blocking thread with a storage view of the tenant.
@@ -142,14 +144,10 @@ pub(crate) async fn instant(
     body: Body,
 ) -> Result<Response, ApiError> {
     let params = Params::from_request(&method, query, &headers, body).await?;
-    let query = query_param(&params)?;
-    let time = match params.get("time").filter(|t| !t.is_empty()) {
-        Some(t) => parse_time("time", t)?,
-        None => vigil_db::now_ms(),
-    };
+    let time = parse_time_param(&params, "time")?.unwrap_or_else(vigil_db::now_ms);
     let opts = options(&state, &params)?;
     let limit = limit_param(&params)?;
-    let expr = vigil_promql::parse(&query, &opts).map_err(query_error)?;
+    let expr = parse_query_param(&params, &opts)?;
     let result = run(&state, &headers, move |storage| {
         vigil_promql::instant_expr(storage, &expr, time, &opts)
     })
@@ -165,7 +163,6 @@ pub(crate) async fn range(
     body: Body,
 ) -> Result<Response, ApiError> {
     let params = Params::from_request(&method, query, &headers, body).await?;
-    let query = query_param(&params)?;
     let start = parse_time("start", params.get("start").unwrap_or(""))?;
     let end = parse_time("end", params.get("end").unwrap_or(""))?;
     if end < start {
@@ -186,7 +183,7 @@ pub(crate) async fn range(
     }
     let opts = options(&state, &params)?;
     let limit = limit_param(&params)?;
-    let expr = vigil_promql::parse(&query, &opts).map_err(query_error)?;
+    let expr = parse_query_param(&params, &opts)?;
     let result = run(&state, &headers, move |storage| {
         vigil_promql::range_expr(storage, &expr, start, end, step, &opts)
     })
@@ -202,8 +199,7 @@ pub(crate) async fn format_query(
     body: Body,
 ) -> Result<Response, ApiError> {
     let params = Params::from_request(&method, query, &headers, body).await?;
-    let query = params.get("query").unwrap_or("");
-    let expr = vigil_promql::parse(query, &state.engine).map_err(query_error)?;
+    let expr = parse_query_param(&params, &state.engine)?;
     let pretty = vigil_promql::parser::prettify(&expr);
     let mut out = String::from("{\"status\":\"success\",\"data\":");
     push_json_str(&mut out, &pretty);
@@ -219,11 +215,14 @@ pub(crate) async fn exemplars(
     body: Body,
 ) -> Result<Response, ApiError> {
     let params = Params::from_request(&method, query, &headers, body).await?;
-    let query = query_param(&params)?;
-    vigil_promql::parse(&query, &state.engine).map_err(query_error)?;
-    for name in ["start", "end"] {
-        if let Some(t) = params.get(name).filter(|t| !t.is_empty()) {
-            parse_time(name, t)?;
+    vigil_promql::parse(params.get("query").unwrap_or(""), &state.engine).map_err(query_error)?;
+    let start = parse_time_param(&params, "start")?;
+    let end = parse_time_param(&params, "end")?;
+    if let (Some(start), Some(end)) = (start, end) {
+        if end < start {
+            return Err(ApiError::bad_data(
+                "end timestamp must not be before start timestamp",
+            ));
         }
     }
     // Exemplars are not stored (yet): an empty result, as Prometheus gives without any.
@@ -338,7 +337,7 @@ fn push_point(out: &mut String, t: i64, v: f64) {
     out.push('[');
     push_timestamp(out, t);
     out.push_str(",\"");
-    out.push_str(&go_float_f(v));
+    out.push_str(&go_float_json(v));
     out.push_str("\"]");
 }
 

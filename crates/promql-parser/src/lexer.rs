@@ -444,7 +444,14 @@ impl<'a> Lexer<'a> {
     /// One step inside `[...]` (Prometheus 3 lexes duration expressions here).
     fn inside_brackets(&mut self) -> bool {
         let Some(c) = self.next() else {
-            return self.error("unexpected end of input in duration expression".into());
+            // After a duration (`foo[5m`) the bracket is simply unclosed; only an empty
+            // bracket (`foo[`) is an unfinished duration expression.
+            let message = if self.got_duration {
+                "unclosed left bracket"
+            } else {
+                "unexpected end of input in duration expression"
+            };
+            return self.error(message.into());
         };
         match c {
             ']' => {

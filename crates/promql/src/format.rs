@@ -15,6 +15,20 @@ pub fn go_float_f(v: f64) -> String {
     }
 }
 
+/// A sample value as Prometheus' JSON writes it: like [`go_float_f`], but in exponent form
+/// (`1.5e+21`, `1.25e-07`) when the magnitude is below 1e-6 or at least 1e21.
+pub fn go_float_json(v: f64) -> String {
+    let abs = v.abs();
+    if v.is_finite() && abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+        let sci = format!("{v:e}");
+        let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+        let exp: i32 = exp.parse().unwrap_or(0);
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{mantissa}e{sign}{:02}", exp.abs());
+    }
+    go_float_f(v)
+}
+
 /// Go's `%v` for a float64: shortest digits, exponent form when the exponent is below -4 or
 /// at least max(precision 6 rule), e.g. `1e+06`, `0.5`, `1.5e-05`.
 pub fn go_float(v: f64) -> String {
@@ -75,5 +89,14 @@ mod tests {
         assert_eq!(go_float_f(1e21), "1000000000000000000000");
         assert_eq!(go_float_f(f64::NEG_INFINITY), "-Inf");
         assert_eq!(go_float_f(0.1), "0.1");
+        assert_eq!(go_float_json(1.5e21), "1.5e+21");
+        assert_eq!(go_float_json(1.25e-7), "1.25e-07");
+        assert_eq!(
+            go_float_json(-1.7857142857142856e-8),
+            "-1.7857142857142856e-08"
+        );
+        assert_eq!(go_float_json(123.5), "123.5");
+        assert_eq!(go_float_json(0.0), "0");
+        assert_eq!(go_float_json(f64::NAN), "NaN");
     }
 }

@@ -52,6 +52,9 @@ pub struct EngineOptions {
     pub default_subquery_step_ms: i64,
     /// Prometheus' `promql-experimental-functions` feature (off by default, as there).
     pub experimental_functions: bool,
+    /// Prometheus' `promql-delayed-name-removal` feature (off by default, as there): drop
+    /// `__name__` at the end of the query instead of at each function or operator.
+    pub delayed_name_removal: bool,
 }
 
 impl Default for EngineOptions {
@@ -62,6 +65,7 @@ impl Default for EngineOptions {
             timeout: Duration::from_secs(120),
             default_subquery_step_ms: 60 * 1000,
             experimental_functions: false,
+            delayed_name_removal: false,
         }
     }
 }

@@ -152,6 +152,19 @@ impl<'a> Evaluator<'a> {
     }
 
     pub fn eval(&self, expr: &Expr, steps: Steps) -> EvalResult<Val> {
+        let value = self.eval_node(expr, steps)?;
+        if self.opts.delayed_name_removal {
+            return Ok(value);
+        }
+        // Without delayed removal the name goes as soon as an operation drops it, and label
+        // sets that then collide at a step are an error, as in Prometheus by default.
+        Ok(match value {
+            Val::Vector(series) => Val::Vector(finish_names(series)?),
+            other => other,
+        })
+    }
+
+    fn eval_node(&self, expr: &Expr, steps: Steps) -> EvalResult<Val> {
         self.check_deadline()?;
         match expr {
             Expr::NumberLiteral(v) => Ok(Val::Scalar(vec![*v; steps.len()])),

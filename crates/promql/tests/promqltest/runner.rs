@@ -142,6 +142,8 @@ pub fn engine_options() -> EngineOptions {
         timeout: Duration::from_secs(100),
         default_subquery_step_ms: 60 * 1000,
         experimental_functions: true,
+        // Prometheus' test engine runs with delayed name removal.
+        delayed_name_removal: true,
     }
 }
 
