@@ -41,7 +41,10 @@ impl Storage for DbStorage {
     ) -> Result<Vec<StorageSeries>, String> {
         let series = self
             .runtime
-            .block_on(self.db.select_samples(&self.tenant, matchers, mint, maxt))
+            .block_on(
+                self.db
+                    .select_samples_unordered(&self.tenant, matchers, mint, maxt),
+            )
             .map_err(|e| format!("storage error: {e}"))?;
         Ok(series
             .into_iter()

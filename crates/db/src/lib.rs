@@ -371,7 +371,8 @@ impl Db {
                 }
             }
         }
-        self.refresh_gauges();
+        // Gauges are refreshed when /metrics is scraped: walking every series each second
+        // would cost queries and ingest CPU for numbers nobody reads in between.
         if self.cut_since_truncation.load(Ordering::Acquire) && self.catalog.pending_count() == 0 {
             self.truncate_wal().await?;
         }

@@ -54,12 +54,24 @@ impl BitReader<'_> {
         Some(bit)
     }
 
+    /// The next `count` (at most 64) bits, most significant first, read as one 128-bit
+    /// window rather than bit by bit (decoding is on every query's path).
     fn read_bits(&mut self, count: u8) -> Option<u64> {
-        let mut v = 0u64;
-        for _ in 0..count {
-            v = (v << 1) | u64::from(self.read_bit()?);
+        let count = usize::from(count);
+        if count == 0 {
+            return Some(0);
         }
-        Some(v)
+        let end = self.bit + count;
+        if count > 64 || end > self.bytes.len() * 8 {
+            return None;
+        }
+        let byte = self.bit / 8;
+        let mut window = [0u8; 16];
+        let available = (self.bytes.len() - byte).min(16);
+        window[..available].copy_from_slice(&self.bytes[byte..byte + available]);
+        let bits = u128::from_be_bytes(window) << (self.bit % 8);
+        self.bit = end;
+        Some((bits >> (128 - count)) as u64)
     }
 }
 

@@ -4,7 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::time::Instant;
 
-use vigil_promql_parser::ast::{Expr, ValueType};
+use vigil_promql_parser::ast::{AggregateOp, Expr, ValueType};
 
 use crate::eval::{finish_names, Evaluator, Steps, Val};
 use crate::{EngineOptions, Point, QueryError, Series, Storage, Value, VectorSample};
@@ -50,6 +50,27 @@ fn evaluator<'a>(
     }
 }
 
+/// An instant vector in the order Prometheus gives: as sorted by `sort*`, `topk` and
+/// `bottomk` when the query ends in one of them, else by labels (storage order).
+fn in_result_order(
+    expr: &Expr,
+    mut series: Vec<crate::eval::StepSeries>,
+) -> Vec<crate::eval::StepSeries> {
+    let mut e = expr;
+    while let Expr::Paren(inner) = e {
+        e = inner;
+    }
+    let ordered = match e {
+        Expr::Call(c) => c.func.name.starts_with("sort"),
+        Expr::Aggregate(a) => matches!(a.op, AggregateOp::TopK | AggregateOp::BottomK),
+        _ => false,
+    };
+    if !ordered {
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    }
+    series
+}
+
 /// Evaluates `query` at `time_ms`.
 pub fn instant_query(
     storage: &dyn Storage,
@@ -81,7 +102,7 @@ pub fn instant_expr(
         }),
         Val::String(s) => Value::String { t: time_ms, s },
         Val::Vector(series) => Value::Vector(
-            finish_names(series)?
+            in_result_order(expr, finish_names(series)?)
                 .into_iter()
                 .filter_map(|s| {
                     s.points.first().map(|p| VectorSample {

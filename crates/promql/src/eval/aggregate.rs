@@ -11,6 +11,9 @@ use super::{EvalResult, Evaluator, StepSeries, Steps, Val};
 use crate::kernels::stats::{kahan_sum_inc, quantile};
 use crate::{Point, QueryError};
 
+/// Most group×step accumulators aggregated densely (about 48 MB).
+const DENSE_CELLS_MAX: usize = 1 << 20;
+
 /// Running state of one group at one step.
 #[derive(Clone, Default)]
 struct Acc {
@@ -48,10 +51,10 @@ impl Evaluator<'_> {
                 g
             })
             .collect();
-        let per_step = by_step(&series, steps);
         match a.op {
             AggregateOp::TopK | AggregateOp::BottomK | AggregateOp::LimitK => {
                 let param = self.eval_param_scalar(a, steps)?;
+                let per_step = by_step(&series, steps);
                 self.select_k(a.op, series, &group_of, &per_step, &param, steps)
             }
             AggregateOp::LimitRatio => {
@@ -71,11 +74,13 @@ impl Evaluator<'_> {
                         "invalid label name {label:?}"
                     )));
                 }
+                let per_step = by_step(&series, steps);
                 count_values(&label, groups, &group_of, &per_step, steps)
             }
             AggregateOp::Quantile => {
                 let param = self.eval_param_scalar(a, steps)?;
                 self.warn_quantile_range(&param, a.param_pos);
+                let per_step = by_step(&series, steps);
                 let n = groups.len();
                 let labels = groups.into_labels();
                 let mut out: Vec<StepSeries> = labels
@@ -122,6 +127,33 @@ impl Evaluator<'_> {
                         points: Vec::new(),
                     })
                     .collect();
+                let cells = n.saturating_mul(steps.len());
+                if cells <= DENSE_CELLS_MAX {
+                    // Few groups: one accumulator per group and step, filled series by series
+                    // (the same order of additions as the per-step walk, without regrouping
+                    // the points by step).
+                    let mut accs = vec![Acc::default(); cells];
+                    for (i, s) in series.iter().enumerate() {
+                        let row = group_of[i] * steps.len();
+                        for p in &s.points {
+                            accumulate(a.op, &mut accs[row + steps.index(p.t)], p.v);
+                        }
+                    }
+                    for (g, out_series) in out.iter_mut().enumerate() {
+                        let row = &accs[g * steps.len()..(g + 1) * steps.len()];
+                        for (step, acc) in row.iter().enumerate() {
+                            if acc.seen {
+                                out_series.points.push(Point {
+                                    t: steps.time(step),
+                                    v: finish(a.op, acc),
+                                });
+                            }
+                        }
+                    }
+                    out.retain(|s| !s.points.is_empty());
+                    return Ok(Val::Vector(out));
+                }
+                let per_step = by_step(&series, steps);
                 let mut accs = vec![Acc::default(); n];
                 let mut touched: Vec<usize> = Vec::new();
                 for (step, at_step) in per_step.iter().enumerate() {

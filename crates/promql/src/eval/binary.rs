@@ -6,7 +6,7 @@ use vigil_model::{Label, Labels};
 use vigil_promql_parser::ast::{BinaryExpr, BinaryOp, Cardinality, VectorMatching};
 
 use super::labels::{signature, LabelSetIds};
-use super::{merge_points, EvalResult, Evaluator, StepSeries, Steps, Val};
+use super::{EvalResult, Evaluator, SeriesSet, StepSeries, Steps, Val};
 use crate::{Point, QueryError};
 
 /// Applies `op` to two floats: the value and whether a comparison keeps the element.
@@ -153,8 +153,7 @@ impl Evaluator<'_> {
                 present[steps.index(p.t)].insert(sig);
             }
         }
-        let mut ids = LabelSetIds::default();
-        let mut out: Vec<StepSeries> = Vec::with_capacity(lhs.len() + rhs.len());
+        let mut out = SeriesSet::with_capacity(lhs.len() + rhs.len());
         let lhs_len = lhs.len();
         for (n, mut s) in lhs.into_iter().chain(rhs).enumerate() {
             if n >= lhs_len {
@@ -165,14 +164,9 @@ impl Evaluator<'_> {
                     continue;
                 }
             }
-            let (id, new) = ids.intern(s.labels.clone());
-            if new {
-                out.push(s);
-            } else {
-                merge_points(&mut out[id], s.points)?;
-            }
+            out.add(s)?;
         }
-        Ok(out)
+        Ok(out.series)
     }
 
     fn vector_vector(

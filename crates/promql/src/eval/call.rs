@@ -6,7 +6,7 @@ use vigil_model::{Label, Labels, MatchOp, METRIC_NAME_LABEL};
 use vigil_promql_parser::ast::{Call, Expr, Pos, ValueType};
 
 use super::labels::{with_label, LabelSetIds};
-use super::{merge_points, EvalResult, Evaluator, StepSeries, Steps, Val};
+use super::{for_each_window, EvalResult, Evaluator, SeriesSet, StepSeries, Steps, Val};
 use crate::kernels::histogram::{bucket_fraction, bucket_quantile, Bucket};
 use crate::kernels::math;
 use crate::kernels::range::{RangeFunction, Window};
@@ -293,45 +293,76 @@ impl Evaluator<'_> {
                 }
             }
         }
-        let mut out = Vec::with_capacity(series.len());
-        let mut step_params = vec![0.0; params.len()];
-        let mut total = 0usize;
-        for s in series {
-            self.check_deadline()?;
-            let mut points = Vec::new();
-            self.for_each_window(&s.points, &refs, range_ms, |i, window, from, to| {
-                if window.is_empty() {
-                    return Ok(());
+        let deadline = self.deadline;
+        let rate_kind = match rf {
+            RangeFunction::Rate => Some((true, true)),
+            RangeFunction::Increase => Some((true, false)),
+            RangeFunction::Delta => Some((false, false)),
+            _ => None,
+        };
+        let apply = |part: Vec<StepSeries>| -> EvalResult<Vec<StepSeries>> {
+            let mut out = Vec::with_capacity(part.len());
+            let mut step_params = vec![0.0; params.len()];
+            for (n, s) in part.into_iter().enumerate() {
+                if n % 1024 == 0 && std::time::Instant::now() > deadline {
+                    return Err(QueryError::Timeout("query execution"));
                 }
-                for (slot, p) in step_params.iter_mut().zip(&params) {
-                    *slot = p[i];
+                let mut points = Vec::new();
+                if let Some((is_counter, is_rate)) = rate_kind {
+                    rate_windows(
+                        &s.points,
+                        &refs,
+                        range_ms,
+                        is_counter,
+                        is_rate,
+                        steps,
+                        &mut points,
+                    )?;
+                    if !points.is_empty() {
+                        out.push(StepSeries {
+                            labels: s.labels,
+                            drop_name: true,
+                            points,
+                        });
+                    }
+                    continue;
                 }
-                let w = Window {
-                    points: window,
-                    range_start_ms: from,
-                    range_end_ms: to,
-                    params: &step_params,
-                };
-                match rf.eval_at(&w, steps.time(i)) {
-                    Ok(Some(v)) => points.push(Point {
-                        t: steps.time(i),
-                        v,
-                    }),
-                    Ok(None) => {}
-                    Err(e) => return Err(QueryError::Execution(e.to_string())),
+                for_each_window(&s.points, &refs, range_ms, |i, idx, from, to| {
+                    let window = &s.points[idx];
+                    if window.is_empty() {
+                        return Ok(());
+                    }
+                    for (slot, p) in step_params.iter_mut().zip(&params) {
+                        *slot = p[i];
+                    }
+                    let w = Window {
+                        points: window,
+                        range_start_ms: from,
+                        range_end_ms: to,
+                        params: &step_params,
+                    };
+                    match rf.eval_at(&w, steps.time(i)) {
+                        Ok(Some(v)) => points.push(Point {
+                            t: steps.time(i),
+                            v,
+                        }),
+                        Ok(None) => {}
+                        Err(e) => return Err(QueryError::Execution(e.to_string())),
+                    }
+                    Ok(())
+                })?;
+                if !points.is_empty() {
+                    out.push(StepSeries {
+                        labels: s.labels,
+                        drop_name: s.drop_name || rf.drops_metric_name(),
+                        points,
+                    });
                 }
-                Ok(())
-            })?;
-            if !points.is_empty() {
-                total += points.len();
-                out.push(StepSeries {
-                    labels: s.labels,
-                    drop_name: s.drop_name || rf.drops_metric_name(),
-                    points,
-                });
             }
-        }
-        self.add_samples(total)?;
+            Ok(out)
+        };
+        let out = super::on_all_cores(series, apply)?;
+        self.add_samples(out.iter().map(|s| s.points.len()).sum())?;
         Ok(Val::Vector(out))
     }
 
@@ -366,7 +397,7 @@ impl Evaluator<'_> {
         };
         let mut present = vec![false; steps.len()];
         for s in &series {
-            self.for_each_window(&s.points, &refs, range_ms, |i, w, _, _| {
+            for_each_window(&s.points, &refs, range_ms, |i, w, _, _| {
                 if !w.is_empty() {
                     present[i] = true;
                 }
@@ -584,6 +615,74 @@ impl Evaluator<'_> {
     }
 }
 
+/// rate, increase and delta at every step of one series. The counter-reset corrections are
+/// prefix-summed once, so a window costs O(1) instead of a pass over its samples; the
+/// extrapolation is the kernel's. (Where a window holds no reset, the sum is exactly the
+/// kernel's; with resets it may differ in the last bits.)
+fn rate_windows(
+    points: &[Point],
+    refs: &[i64],
+    range_ms: i64,
+    is_counter: bool,
+    is_rate: bool,
+    steps: Steps,
+    out: &mut Vec<Point>,
+) -> EvalResult<()> {
+    let mut corrections = Vec::new();
+    if is_counter {
+        corrections.reserve(points.len());
+        let mut total = 0.0;
+        corrections.push(0.0);
+        for pair in points.windows(2) {
+            if pair[1].v < pair[0].v {
+                total += pair[0].v;
+            }
+            corrections.push(total);
+        }
+    }
+    // Infinite values would turn differences of the sums into NaN: sum per window then.
+    let prefix_sums_exact = corrections.last().is_none_or(|c| c.is_finite());
+    for_each_window(points, refs, range_ms, |i, idx, from, to| {
+        if idx.len() < 2 {
+            return Ok(());
+        }
+        let (first, last) = (points[idx.start], points[idx.end - 1]);
+        let mut result = last.v - first.v;
+        if is_counter && prefix_sums_exact {
+            let resets = corrections[idx.end - 1] - corrections[idx.start];
+            if resets != 0.0 {
+                result += resets;
+            }
+        } else if is_counter {
+            for pair in points[idx.clone()].windows(2) {
+                if pair[1].v < pair[0].v {
+                    result += pair[0].v;
+                }
+            }
+        }
+        let w = Window {
+            points: &points[idx.clone()],
+            range_start_ms: from,
+            range_end_ms: to,
+            params: &[],
+        };
+        let v = crate::kernels::range::extrapolate(
+            first,
+            last,
+            idx.len(),
+            result,
+            &w,
+            is_counter,
+            is_rate,
+        );
+        out.push(Point {
+            t: steps.time(i),
+            v,
+        });
+        Ok(())
+    })
+}
+
 /// Applies `f` to every point (its step index and value); `None` drops the point. Drops the
 /// metric name, as every math function does.
 fn map_values(series: &mut Vec<StepSeries>, steps: Steps, f: impl Fn(usize, f64) -> Option<f64>) {
@@ -603,18 +702,12 @@ fn map_values(series: &mut Vec<StepSeries>, steps: Steps, f: impl Fn(usize, f64)
 /// Rewrites each series' labels; series that end up with equal labels merge, and an error is
 /// raised if two of them have a point at one step.
 fn relabel(series: Vec<StepSeries>, mut f: impl FnMut(&mut StepSeries)) -> EvalResult<Val> {
-    let mut ids = LabelSetIds::default();
-    let mut out: Vec<StepSeries> = Vec::with_capacity(series.len());
+    let mut out = SeriesSet::with_capacity(series.len());
     for mut s in series {
         f(&mut s);
-        let (id, new) = ids.intern(s.labels.clone());
-        if new {
-            out.push(s);
-        } else {
-            merge_points(&mut out[id], s.points)?;
-        }
+        out.add(s)?;
     }
-    Ok(Val::Vector(out))
+    Ok(Val::Vector(out.series))
 }
 
 /// absent()'s output: 1 at each step with nothing present, labelled with the selector's

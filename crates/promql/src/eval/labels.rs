@@ -4,18 +4,14 @@
 use rustc_hash::FxHashMap;
 use vigil_model::{labels_hash, Label, Labels, METRIC_NAME_LABEL};
 
-/// The labels without `__name__`.
-pub fn without_name(labels: &Labels) -> Labels {
+/// The labels without `__name__`, reusing their storage.
+pub fn into_without_name(labels: Labels) -> Labels {
     if labels.metric_name().is_none() {
-        return labels.clone();
+        return labels;
     }
-    Labels::from_sorted(
-        labels
-            .iter()
-            .filter(|l| l.name != METRIC_NAME_LABEL)
-            .cloned()
-            .collect(),
-    )
+    let mut pairs = labels.into_vec();
+    pairs.retain(|l| l.name != METRIC_NAME_LABEL);
+    Labels::from_sorted(pairs)
 }
 
 /// Only the labels named in `names` (sorted or not).

@@ -275,7 +275,7 @@ impl<'a> Evaluator<'a> {
         let mut out = Vec::with_capacity(fetched.len());
         let mut total = 0;
         for s in fetched {
-            let mut points = Vec::new();
+            let mut points = Vec::with_capacity(refs.len());
             let mut cursor = 0usize;
             for (i, &r) in refs.iter().enumerate() {
                 // Refs only decrease with `@` (constant) — restart the cursor if needed.
@@ -299,6 +299,9 @@ impl<'a> Evaluator<'a> {
                 });
             }
             if !points.is_empty() {
+                if points.len() < points.capacity() / 2 {
+                    points.shrink_to_fit();
+                }
                 total += points.len();
                 out.push(StepSeries {
                     labels: s.labels,
@@ -402,38 +405,73 @@ impl<'a> Evaluator<'a> {
             })
             .collect()
     }
+}
 
-    /// For each step, the slice of `points` inside `(ref - range, ref]`; calls `f(step, slice,
-    /// window start, window end)`.
-    pub fn for_each_window(
-        &self,
-        points: &[Point],
-        refs: &[i64],
-        range_ms: i64,
-        mut f: impl FnMut(usize, &[Point], i64, i64) -> EvalResult<()>,
-    ) -> EvalResult<()> {
-        let (mut lo, mut hi) = (0usize, 0usize);
-        let mut last_ref = i64::MIN;
-        for (i, &r) in refs.iter().enumerate() {
-            if r < last_ref {
-                lo = 0;
-                hi = 0;
-            }
-            last_ref = r;
-            let from = r - range_ms;
-            while lo < points.len() && points[lo].t <= from {
-                lo += 1;
-            }
-            if hi < lo {
-                hi = lo;
-            }
-            while hi < points.len() && points[hi].t <= r {
-                hi += 1;
-            }
-            f(i, &points[lo..hi], from, r)?;
+/// For each step, the index range of `points` inside `(ref - range, ref]`; calls `f(step,
+/// lo..hi, window start, window end)`.
+pub(crate) fn for_each_window(
+    points: &[Point],
+    refs: &[i64],
+    range_ms: i64,
+    mut f: impl FnMut(usize, std::ops::Range<usize>, i64, i64) -> EvalResult<()>,
+) -> EvalResult<()> {
+    let (mut lo, mut hi) = (0usize, 0usize);
+    let mut last_ref = i64::MIN;
+    for (i, &r) in refs.iter().enumerate() {
+        if r < last_ref {
+            lo = 0;
+            hi = 0;
         }
-        Ok(())
+        last_ref = r;
+        let from = r - range_ms;
+        while lo < points.len() && points[lo].t <= from {
+            lo += 1;
+        }
+        if hi < lo {
+            hi = lo;
+        }
+        while hi < points.len() && points[hi].t <= r {
+            hi += 1;
+        }
+        f(i, lo..hi, from, r)?;
     }
+    Ok(())
+}
+
+/// Runs `f` over the series split across the machine's cores (for large inputs), keeping the
+/// order. `f` must be pure: it runs on scoped threads.
+pub(crate) fn on_all_cores<F>(series: Vec<StepSeries>, f: F) -> EvalResult<Vec<StepSeries>>
+where
+    F: Fn(Vec<StepSeries>) -> EvalResult<Vec<StepSeries>> + Sync,
+{
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || series.len() < 2_000 {
+        return f(series);
+    }
+    let chunk = series.len().div_ceil(threads);
+    let mut parts = Vec::with_capacity(threads);
+    let mut rest = series;
+    while rest.len() > chunk {
+        let tail = rest.split_off(chunk);
+        parts.push(rest);
+        rest = tail;
+    }
+    parts.push(rest);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| scope.spawn(move || f(part)))
+            .collect();
+        let mut out = Vec::new();
+        for h in handles {
+            match h.join() {
+                Ok(part) => out.extend(part?),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        Ok(out)
+    })
 }
 
 fn with_pos(msg: String, pos: Option<Pos>) -> String {
@@ -449,21 +487,43 @@ pub(crate) fn finish_names(series: Vec<StepSeries>) -> EvalResult<Vec<StepSeries
     if !series.iter().any(|s| s.drop_name) {
         return Ok(series);
     }
-    let mut ids = labels::LabelSetIds::default();
-    let mut out: Vec<StepSeries> = Vec::with_capacity(series.len());
+    let mut out = SeriesSet::with_capacity(series.len());
     for mut s in series {
         if s.drop_name {
-            s.labels = labels::without_name(&s.labels);
+            s.labels = labels::into_without_name(s.labels);
             s.drop_name = false;
         }
-        let (id, new) = ids.intern(s.labels.clone());
-        if new {
-            out.push(s);
-        } else {
-            merge_points(&mut out[id], s.points)?;
+        out.add(s)?;
+    }
+    Ok(out.series)
+}
+
+/// Series keyed by their label sets: a series whose labels are already present has its points
+/// merged into the earlier one (an error if both have a point at one step).
+pub(crate) struct SeriesSet {
+    by_hash: rustc_hash::FxHashMap<u64, Vec<usize>>,
+    pub series: Vec<StepSeries>,
+}
+
+impl SeriesSet {
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            by_hash: rustc_hash::FxHashMap::with_capacity_and_hasher(n, Default::default()),
+            series: Vec::with_capacity(n),
         }
     }
-    Ok(out)
+
+    pub fn add(&mut self, s: StepSeries) -> EvalResult<()> {
+        let ids = self.by_hash.entry(s.labels.fx_hash()).or_default();
+        match ids.iter().find(|&&i| self.series[i].labels == s.labels) {
+            Some(&i) => merge_points(&mut self.series[i], s.points),
+            None => {
+                ids.push(self.series.len());
+                self.series.push(s);
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Merges the points of a second series with the same labels; both at one step is an error.

@@ -294,11 +294,33 @@ fn extrapolated_rate(pts: &[Point], w: &Window, is_counter: bool, is_rate: bool)
             }
         }
     }
+    Some(extrapolate(
+        *first,
+        *last,
+        pts.len(),
+        result,
+        w,
+        is_counter,
+        is_rate,
+    ))
+}
 
+/// The extrapolation step of rate/increase/delta: `result` is the (reset-corrected) difference
+/// between the window's `count` samples from `first` to `last`. Split out so the evaluator can
+/// compute `result` for all windows of a series from prefix sums.
+pub fn extrapolate(
+    first: Point,
+    last: Point,
+    count: usize,
+    result: f64,
+    w: &Window,
+    is_counter: bool,
+    is_rate: bool,
+) -> f64 {
     let mut duration_to_start = first.t.wrapping_sub(w.range_start_ms) as f64 / 1000.0;
     let mut duration_to_end = w.range_end_ms.wrapping_sub(last.t) as f64 / 1000.0;
     let sampled_interval = last.t.wrapping_sub(first.t) as f64 / 1000.0;
-    let average_interval = sampled_interval / (pts.len() - 1) as f64;
+    let average_interval = sampled_interval / (count - 1) as f64;
 
     let threshold = average_interval * 1.1;
     if duration_to_start >= threshold {
@@ -322,7 +344,7 @@ fn extrapolated_rate(pts: &[Point], w: &Window, is_counter: bool, is_rate: bool)
     if is_rate {
         factor /= w.range_seconds();
     }
-    Some(result * factor)
+    result * factor
 }
 
 /// `irate` and `idelta` from the last two samples. `irate` after a counter reset takes the last
