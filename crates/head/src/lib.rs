@@ -163,18 +163,28 @@ impl SeriesData {
     /// All samples in `[mint, maxt]`, sorted by time.
     fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
         let start = out.len();
-        let mut decoded = Vec::new();
-        for chunk in self.closed.iter().chain(std::iter::once(&self.open)) {
-            if chunk.is_empty() || chunk.max_ts() < mint || chunk.min_ts() > maxt {
-                continue;
+        let chunks = || {
+            self.closed
+                .iter()
+                .chain(std::iter::once(&self.open))
+                .filter(|c| !c.is_empty() && c.max_ts() >= mint && c.min_ts() <= maxt)
+        };
+        out.reserve(chunks().map(XorChunk::len).sum());
+        for chunk in chunks() {
+            // Decode straight into `out`; trim only chunks that stick out of the range.
+            let from = out.len();
+            chunk.decode_into(out);
+            if chunk.min_ts() < mint || chunk.max_ts() > maxt {
+                let mut kept = from;
+                for i in from..out.len() {
+                    let s = out[i];
+                    if s.timestamp_ms >= mint && s.timestamp_ms <= maxt {
+                        out[kept] = s;
+                        kept += 1;
+                    }
+                }
+                out.truncate(kept);
             }
-            decoded.clear();
-            chunk.decode_into(&mut decoded);
-            out.extend(
-                decoded
-                    .iter()
-                    .filter(|s| s.timestamp_ms >= mint && s.timestamp_ms <= maxt),
-            );
         }
         let late = self
             .out_of_order

@@ -2,12 +2,12 @@
 
 use rustc_hash::FxHashMap;
 use vigil_model::{Labels, METRIC_NAME_LABEL};
-use vigil_promql_parser::ast::{AggregateExpr, AggregateOp};
+use vigil_promql_parser::ast::{AggregateExpr, AggregateOp, Expr, VectorSelector};
 
 use super::binary::by_step;
 use super::call::valid_label_name;
 use super::labels::{drop_names_and_metric, keep_only, with_label, LabelSetIds};
-use super::{EvalResult, Evaluator, StepSeries, Steps, Val};
+use super::{instant_points, EvalResult, Evaluator, StepSeries, Steps, Val};
 use crate::kernels::stats::{kahan_sum_inc, quantile};
 use crate::{Point, QueryError};
 
@@ -27,14 +27,79 @@ struct Acc {
 
 impl Evaluator<'_> {
     pub(crate) fn eval_aggregate(&self, a: &AggregateExpr, steps: Steps) -> EvalResult<Val> {
+        let mut inner = a.expr.as_ref();
+        while let Expr::Paren(e) = inner {
+            inner = e;
+        }
+        if let (Expr::VectorSelector(vs), true) = (inner, dense_op(a.op)) {
+            return self.aggregate_selector(a, vs, steps);
+        }
         let series = self.eval_vector(&a.expr, steps)?;
-        let group_labels_of = |s: &StepSeries| -> Labels {
-            if a.without {
-                drop_names_and_metric(&s.labels, &a.grouping)
-            } else {
-                keep_only(&s.labels, &a.grouping)
-            }
+        self.aggregate_series(a, series, steps)
+    }
+
+    /// `sum(selector)` and the like: each series' step values go straight into the group
+    /// accumulators, without materialising the selector's result (for many groups it falls
+    /// back to the general path).
+    fn aggregate_selector(
+        &self,
+        a: &AggregateExpr,
+        vs: &VectorSelector,
+        steps: Steps,
+    ) -> EvalResult<Val> {
+        let Some((fetched, refs)) = self.fetch_instant(vs, steps)? else {
+            return Ok(Val::Vector(Vec::new()));
         };
+        let mut groups = LabelSetIds::default();
+        let group_of: Vec<usize> = fetched
+            .iter()
+            .map(|s| groups.intern(group_key(a, &s.labels)).0)
+            .collect();
+        let cells = groups.len().saturating_mul(steps.len());
+        let lookback = self.opts.lookback_delta_ms;
+        if cells > DENSE_CELLS_MAX {
+            let fetched_len: usize = fetched.iter().map(|s| s.points.len()).sum();
+            let mut series = Vec::with_capacity(fetched.len());
+            for s in fetched {
+                let mut points = Vec::new();
+                instant_points(&s.points, &refs, lookback, steps, false, &mut points);
+                if !points.is_empty() {
+                    series.push(StepSeries {
+                        labels: s.labels,
+                        drop_name: false,
+                        points,
+                    });
+                }
+            }
+            self.release_samples(fetched_len);
+            return self.aggregate_series(a, series, steps);
+        }
+        let mut accs = vec![Acc::default(); cells];
+        let mut points = Vec::with_capacity(refs.len());
+        for (n, s) in fetched.iter().enumerate() {
+            if n % 4096 == 0 {
+                self.check_deadline()?;
+            }
+            points.clear();
+            instant_points(&s.points, &refs, lookback, steps, false, &mut points);
+            let row = group_of[n] * steps.len();
+            for p in &points {
+                accumulate(a.op, &mut accs[row + steps.index(p.t)], p.v);
+            }
+        }
+        self.release_samples(fetched.iter().map(|s| s.points.len()).sum());
+        let out = dense_output(a.op, groups.into_labels(), &[], &accs, steps);
+        self.add_samples(out.iter().map(|s| s.points.len()).sum())?;
+        Ok(Val::Vector(out))
+    }
+
+    fn aggregate_series(
+        &self,
+        a: &AggregateExpr,
+        series: Vec<StepSeries>,
+        steps: Steps,
+    ) -> EvalResult<Val> {
+        let group_labels_of = |s: &StepSeries| -> Labels { group_key(a, &s.labels) };
         let mut groups = LabelSetIds::default();
         // With `by (__name__)` a group keeps the name, to be dropped at the end if any member
         // was to lose it (Prometheus 3's delayed name removal).
@@ -139,19 +204,14 @@ impl Evaluator<'_> {
                             accumulate(a.op, &mut accs[row + steps.index(p.t)], p.v);
                         }
                     }
-                    for (g, out_series) in out.iter_mut().enumerate() {
-                        let row = &accs[g * steps.len()..(g + 1) * steps.len()];
-                        for (step, acc) in row.iter().enumerate() {
-                            if acc.seen {
-                                out_series.points.push(Point {
-                                    t: steps.time(step),
-                                    v: finish(a.op, acc),
-                                });
-                            }
-                        }
-                    }
-                    out.retain(|s| !s.points.is_empty());
-                    return Ok(Val::Vector(out));
+                    let labels = out.into_iter().map(|s| s.labels).collect();
+                    return Ok(Val::Vector(dense_output(
+                        a.op,
+                        labels,
+                        &group_drops_name,
+                        &accs,
+                        steps,
+                    )));
                 }
                 let per_step = by_step(&series, steps);
                 let mut accs = vec![Acc::default(); n];
@@ -270,6 +330,61 @@ impl Evaluator<'_> {
         out.retain(|s| !s.points.is_empty());
         Ok(Val::Vector(out))
     }
+}
+
+/// Aggregations whose state per group and step is one [`Acc`].
+fn dense_op(op: AggregateOp) -> bool {
+    matches!(
+        op,
+        AggregateOp::Sum
+            | AggregateOp::Avg
+            | AggregateOp::Count
+            | AggregateOp::Min
+            | AggregateOp::Max
+            | AggregateOp::Group
+            | AggregateOp::Stddev
+            | AggregateOp::Stdvar
+    )
+}
+
+/// The labels a series is grouped by.
+fn group_key(a: &AggregateExpr, labels: &Labels) -> Labels {
+    if a.without {
+        drop_names_and_metric(labels, &a.grouping)
+    } else {
+        keep_only(labels, &a.grouping)
+    }
+}
+
+/// One output series per group from dense group×step accumulators.
+fn dense_output(
+    op: AggregateOp,
+    labels: Vec<Labels>,
+    drops_name: &[bool],
+    accs: &[Acc],
+    steps: Steps,
+) -> Vec<StepSeries> {
+    let n = steps.len();
+    labels
+        .into_iter()
+        .enumerate()
+        .filter_map(|(g, labels)| {
+            let points: Vec<Point> = accs[g * n..(g + 1) * n]
+                .iter()
+                .enumerate()
+                .filter(|(_, acc)| acc.seen)
+                .map(|(step, acc)| Point {
+                    t: steps.time(step),
+                    v: finish(op, acc),
+                })
+                .collect();
+            (!points.is_empty()).then(|| StepSeries {
+                labels,
+                drop_name: drops_name.get(g).copied().unwrap_or(false),
+                points,
+            })
+        })
+        .collect()
 }
 
 fn desc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {

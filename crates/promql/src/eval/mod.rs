@@ -265,39 +265,16 @@ impl<'a> Evaluator<'a> {
         steps: Steps,
         timestamps: bool,
     ) -> EvalResult<Vec<StepSeries>> {
-        let refs = self.ref_times(steps, vs.at, vs.offset_ms);
-        let (Some(&min_ref), Some(&max_ref)) = (refs.iter().min(), refs.iter().max()) else {
+        let Some((fetched, refs)) = self.fetch_instant(vs, steps)? else {
             return Ok(Vec::new());
         };
-        let lookback = self.opts.lookback_delta_ms;
-        let fetched = self.fetch(vs, min_ref - lookback + 1, max_ref)?;
         let fetched_len: usize = fetched.iter().map(|s| s.points.len()).sum();
+        let lookback = self.opts.lookback_delta_ms;
         let mut out = Vec::with_capacity(fetched.len());
         let mut total = 0;
         for s in fetched {
             let mut points = Vec::with_capacity(refs.len());
-            let mut cursor = 0usize;
-            for (i, &r) in refs.iter().enumerate() {
-                // Refs only decrease with `@` (constant) — restart the cursor if needed.
-                if cursor > 0 && s.points[cursor - 1].t > r {
-                    cursor = 0;
-                }
-                while cursor < s.points.len() && s.points[cursor].t <= r {
-                    cursor += 1;
-                }
-                if cursor == 0 {
-                    continue;
-                }
-                let p = s.points[cursor - 1];
-                if p.t <= r - lookback || is_stale_marker(p.v) {
-                    continue;
-                }
-                let v = if timestamps { p.t as f64 / 1000.0 } else { p.v };
-                points.push(Point {
-                    t: steps.time(i),
-                    v,
-                });
-            }
+            instant_points(&s.points, &refs, lookback, steps, timestamps, &mut points);
             if !points.is_empty() {
                 if points.len() < points.capacity() / 2 {
                     points.shrink_to_fit();
@@ -313,6 +290,21 @@ impl<'a> Evaluator<'a> {
         self.release_samples(fetched_len);
         self.add_samples(total)?;
         Ok(out)
+    }
+
+    /// The raw series an instant selector needs for all steps, and each step's reference time.
+    pub fn fetch_instant(
+        &self,
+        vs: &VectorSelector,
+        steps: Steps,
+    ) -> EvalResult<Option<(Vec<StorageSeries>, Vec<i64>)>> {
+        let refs = self.ref_times(steps, vs.at, vs.offset_ms);
+        let (Some(&min_ref), Some(&max_ref)) = (refs.iter().min(), refs.iter().max()) else {
+            return Ok(None);
+        };
+        let lookback = self.opts.lookback_delta_ms;
+        let fetched = self.fetch(vs, min_ref - lookback + 1, max_ref)?;
+        Ok(Some((fetched, refs)))
     }
 
     /// Raw samples of a range selector over the span all steps' windows cover (stale markers
@@ -481,10 +473,58 @@ fn with_pos(msg: String, pos: Option<Pos>) -> String {
     }
 }
 
+/// An instant selector's value of one series at each step (appended to `out`): the latest
+/// sample in `(ref - lookback, ref]` unless it is a stale marker; its time in seconds with
+/// `timestamps`.
+pub(crate) fn instant_points(
+    samples: &[Point],
+    refs: &[i64],
+    lookback: i64,
+    steps: Steps,
+    timestamps: bool,
+    out: &mut Vec<Point>,
+) {
+    let mut cursor = 0usize;
+    for (i, &r) in refs.iter().enumerate() {
+        // Refs only decrease with `@` (constant): restart the cursor if needed.
+        if cursor > 0 && samples[cursor - 1].t > r {
+            cursor = 0;
+        }
+        while cursor < samples.len() && samples[cursor].t <= r {
+            cursor += 1;
+        }
+        if cursor == 0 {
+            continue;
+        }
+        let p = samples[cursor - 1];
+        if p.t <= r - lookback || is_stale_marker(p.v) {
+            continue;
+        }
+        let v = if timestamps { p.t as f64 / 1000.0 } else { p.v };
+        out.push(Point {
+            t: steps.time(i),
+            v,
+        });
+    }
+}
+
 /// Removes `__name__` where delayed removal asked for it, then rejects label sets that now
 /// collide at one step.
-pub(crate) fn finish_names(series: Vec<StepSeries>) -> EvalResult<Vec<StepSeries>> {
+pub(crate) fn finish_names(mut series: Vec<StepSeries>) -> EvalResult<Vec<StepSeries>> {
     if !series.iter().any(|s| s.drop_name) {
+        return Ok(series);
+    }
+    // All losing one and the same name (the usual `rate(metric[5m])`): label sets that were
+    // distinct stay distinct, so there is nothing to merge or check.
+    let first_name = series.first().and_then(|s| s.labels.metric_name());
+    if series
+        .iter()
+        .all(|s| s.drop_name && s.labels.metric_name() == first_name)
+    {
+        for s in &mut series {
+            s.labels = labels::into_without_name(std::mem::take(&mut s.labels));
+            s.drop_name = false;
+        }
         return Ok(series);
     }
     let mut out = SeriesSet::with_capacity(series.len());
