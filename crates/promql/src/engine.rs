@@ -211,3 +211,114 @@ pub fn range_expr(
         annotations: ev.annotations.into_inner(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use vigil_model::{Label, Labels, Matcher};
+
+    use super::*;
+    use crate::{Point, StorageSeries};
+
+    /// A few series in memory; `select` filters them like the real storages do.
+    struct Series(Vec<StorageSeries>);
+
+    impl Storage for Series {
+        fn select(
+            &self,
+            matchers: &[Matcher],
+            mint: i64,
+            maxt: i64,
+        ) -> Result<Vec<StorageSeries>, String> {
+            Ok(self
+                .0
+                .iter()
+                .filter(|s| {
+                    matchers
+                        .iter()
+                        .all(|m| m.matches(s.labels.get(&m.name).unwrap_or("")))
+                })
+                .map(|s| StorageSeries {
+                    labels: s.labels.clone(),
+                    points: s
+                        .points
+                        .iter()
+                        .copied()
+                        .filter(|p| p.t >= mint && p.t <= maxt)
+                        .collect(),
+                })
+                .filter(|s| !s.points.is_empty())
+                .collect())
+        }
+    }
+
+    fn storage(series: usize, samples: i64) -> Series {
+        Series(
+            (0..series)
+                .map(|i| StorageSeries {
+                    labels: Labels::from_unsorted(vec![
+                        Label::new("__name__", "m"),
+                        Label::new("i", i.to_string()),
+                    ]),
+                    points: (0..samples)
+                        .map(|k| Point {
+                            t: k * 15_000,
+                            v: k as f64,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn max_samples_is_an_execution_error() {
+        let s = storage(10, 100);
+        let opts = EngineOptions {
+            max_samples: 50,
+            ..EngineOptions::default()
+        };
+        let err = range_query(&s, "sum(m)", 0, 1_485_000, 15_000, &opts).unwrap_err();
+        assert_eq!(err.error_type(), "execution");
+        assert_eq!(
+            err.to_string(),
+            "query processing would load too many samples into memory in query execution"
+        );
+        // The same query fits the default limit.
+        assert!(range_query(&s, "sum(m)", 0, 1_485_000, 15_000, &EngineOptions::default()).is_ok());
+    }
+
+    #[test]
+    fn timeout_is_a_timeout_error() {
+        let s = storage(10, 100);
+        let opts = EngineOptions {
+            timeout: Duration::ZERO,
+            ..EngineOptions::default()
+        };
+        let err = instant_query(&s, "sum(rate(m[5m]))", 600_000, &opts).unwrap_err();
+        assert_eq!(err.error_type(), "timeout");
+        assert_eq!(err.to_string(), "query timed out in query execution");
+    }
+
+    #[test]
+    fn range_results_are_sorted_and_scalars_become_one_series() {
+        let s = storage(3, 10);
+        let opts = EngineOptions::default();
+        let r = range_query(&s, "m", 0, 60_000, 15_000, &opts).unwrap();
+        let Value::Matrix(m) = r.value else {
+            panic!("matrix expected")
+        };
+        let ids: Vec<&str> = m.iter().map(|s| s.labels.get("i").unwrap()).collect();
+        assert_eq!(ids, ["0", "1", "2"]);
+        let r = range_query(&s, "1 + 1", 0, 60_000, 15_000, &opts).unwrap();
+        let Value::Matrix(m) = r.value else {
+            panic!("matrix expected")
+        };
+        assert_eq!(m.len(), 1);
+        assert!(m[0].labels.is_empty());
+        assert_eq!(m[0].points.len(), 5);
+        let err = range_query(&s, "m[5m]", 0, 60_000, 15_000, &opts).unwrap_err();
+        assert_eq!(err.error_type(), "bad_data");
+    }
+}
