@@ -6,13 +6,13 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::data::STALE_NAN_BITS;
-use common::http::{matcher, Client, Metrics};
+use common::http::{matcher, Metrics};
 use common::process::VigilOpts;
-use common::{free_port, now_ms, require_prometheus, wait_for, Proc, Vigil};
+use common::prometheus::Prometheus;
+use common::{free_port, now_ms, require_prometheus, wait_for, Vigil};
 
 /// Prometheus' configuration: both scrape jobs with their target while `scrape`, else the same
 /// jobs without targets. (Removing a job outright cancels its scrape loops without staleness
@@ -40,45 +40,8 @@ fn config(prometheus_port: u16, vigil_port: u16, scrape: bool) -> String {
     )
 }
 
-struct Prometheus {
-    proc: Proc,
-    port: u16,
-    client: Client,
-}
-
+/// Queries this test makes of the Prometheus it starts.
 impl Prometheus {
-    fn start(binary: &Path, dir: &Path, config_path: &Path, port: u16) -> Prometheus {
-        let mut command = std::process::Command::new(binary);
-        command
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("prometheus-data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--web.enable-lifecycle")
-            .current_dir(dir);
-        let mut proc = Proc::spawn("prometheus", command, &dir.join("prometheus.log"));
-        let client = Client::with_timeout(Duration::from_secs(10));
-        let url = format!("http://127.0.0.1:{port}/-/ready");
-        wait_for(
-            "Prometheus /-/ready",
-            Duration::from_secs(60),
-            Duration::from_millis(100),
-            || {
-                if let Some(status) = proc.try_exit() {
-                    panic!("prometheus exited with {status}");
-                }
-                match client.get(&url, None) {
-                    Ok(response) if response.status == 200 => Ok(()),
-                    Ok(response) => Err(format!("{} {}", response.status, response.text())),
-                    Err(err) => Err(err),
-                }
-            },
-        );
-        Prometheus { proc, port, client }
-    }
-
     fn metrics(&self) -> Metrics {
         let response = self
             .client
@@ -131,7 +94,13 @@ fn prometheus_remote_write_is_fully_ingested_and_counted() {
     let config_path = dir.path().join("prometheus.yml");
     std::fs::write(&config_path, config(prometheus_port, vigil.port, true)).unwrap();
     let started_ms = now_ms();
-    let prometheus = Prometheus::start(&binary, dir.path(), &config_path, prometheus_port);
+    let prometheus = Prometheus::start(
+        &binary,
+        dir.path(),
+        &config_path,
+        prometheus_port,
+        &["--web.enable-lifecycle"],
+    );
 
     // The scraped series arrive in Vigil.
     wait_for(

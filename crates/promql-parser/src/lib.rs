@@ -24,4 +24,4 @@ pub use parser::{
     parse, parse_api_duration, parse_duration, parse_with, DurationError, ParseError, ParseOptions,
     MAX_NESTING_DEPTH,
 };
-pub use printer::{format_duration, prettify};
+pub use printer::{format_duration, format_number, prettify};

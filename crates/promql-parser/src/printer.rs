@@ -41,7 +41,7 @@ pub fn format_duration(ms: i64) -> String {
 }
 
 /// A number as Prometheus prints it (Go's `strconv.FormatFloat(v, 'f', -1, 64)`).
-pub(crate) fn format_number(v: f64) -> String {
+pub fn format_number(v: f64) -> String {
     if v.is_nan() {
         "NaN".to_string()
     } else if v == f64::INFINITY {

@@ -286,7 +286,15 @@ mod tests {
             "query processing would load too many samples into memory in query execution"
         );
         // The same query fits the default limit.
-        assert!(range_query(&s, "sum(m)", 0, 1_485_000, 15_000, &EngineOptions::default()).is_ok());
+        assert!(range_query(
+            &s,
+            "sum(m)",
+            0,
+            1_485_000,
+            15_000,
+            &EngineOptions::default()
+        )
+        .is_ok());
     }
 
     #[test]

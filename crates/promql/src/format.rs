@@ -2,17 +2,9 @@
 //! -1, 64)` with `NaN`, `+Inf`, `-Inf`) and the `%v` form Prometheus' messages use.
 
 /// Shortest round-trip decimal without exponent; `NaN`, `+Inf`, `-Inf` as Prometheus writes
-/// them in JSON and in count_values labels.
+/// them in count_values labels (the parser's number printer: Go's `FormatFloat(v, 'f', -1)`).
 pub fn go_float_f(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".to_string()
-    } else if v == f64::INFINITY {
-        "+Inf".to_string()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".to_string()
-    } else {
-        format!("{v}")
-    }
+    vigil_promql_parser::format_number(v)
 }
 
 /// A sample value as Prometheus' JSON writes it: like [`go_float_f`], but in exponent form

@@ -11,22 +11,7 @@ use crate::script::{EvalCase, ExpectedSeries, SeqValue, STALE_NAN_BITS};
 /// Relative error allowed for sample values (`defaultEpsilon`).
 pub const EPSILON: f64 = 0.000001;
 
-/// Prometheus' `almost.Equal`: NaN equals NaN; otherwise equal, or a difference below
-/// `epsilon` relative to the sum of magnitudes (absolute `epsilon * MinNormal` near zero).
-pub fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
-    if a.is_nan() && b.is_nan() {
-        return true;
-    }
-    if a == b {
-        return true;
-    }
-    let abs_sum = a.abs() + b.abs();
-    let diff = (a - b).abs();
-    if a == 0.0 || b == 0.0 || abs_sum < f64::MIN_POSITIVE {
-        return diff < epsilon * f64::MIN_POSITIVE;
-    }
-    diff / abs_sum.min(f64::MAX) < epsilon
-}
+pub use vigil_promql::kernels::histogram::almost_equal;
 
 /// The time grid expected points sit on: `start + i*step`, up to `end` (none for a plain
 /// instant query, where a range-vector result cannot match).
