@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::Arc;
 
 /// The label that carries a series' metric name.
 pub const METRIC_NAME_LABEL: &str = "__name__";
@@ -19,21 +20,23 @@ impl Label {
     }
 }
 
-/// A series' identity: label pairs sorted by name, names unique.
+/// A series' identity: label pairs sorted by name, names unique. Immutable and shared:
+/// cloning is a reference-count increment (a query clones the label sets of every series it
+/// reads).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Labels(Vec<Label>);
+pub struct Labels(Arc<[Label]>);
 
 impl Labels {
     /// Wraps pairs already sorted by name with unique names (checked in debug builds).
     pub fn from_sorted(pairs: Vec<Label>) -> Self {
         debug_assert!(pairs.windows(2).all(|w| w[0].name < w[1].name));
-        Self(pairs)
+        Self(pairs.into())
     }
 
     /// Sorts the pairs by name; the caller has rejected duplicate names.
     pub fn from_unsorted(mut pairs: Vec<Label>) -> Self {
         pairs.sort();
-        Self(pairs)
+        Self(pairs.into())
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -63,8 +66,9 @@ impl Labels {
         &self.0
     }
 
+    /// The pairs as an owned vector (a copy: the set itself may be shared).
     pub fn into_vec(self) -> Vec<Label> {
-        self.0
+        self.0.to_vec()
     }
 
     /// Bytes held by the strings, for memory accounting.

@@ -7,7 +7,9 @@ use vigil_promql_parser::ast::{AggregateExpr, AggregateOp, Expr, VectorSelector}
 use super::binary::by_step;
 use super::call::valid_label_name;
 use super::labels::{drop_names_and_metric, keep_only, with_label, LabelSetIds};
-use super::{instant_points, EvalResult, Evaluator, StepSeries, Steps, Val};
+use super::{
+    all_lose_one_name, finish_names, instant_points, EvalResult, Evaluator, StepSeries, Steps, Val,
+};
 use crate::kernels::stats::{kahan_sum_inc, quantile};
 use crate::{Point, QueryError};
 
@@ -34,7 +36,20 @@ impl Evaluator<'_> {
         if let (Expr::VectorSelector(vs), true) = (inner, dense_op(a.op)) {
             return self.aggregate_selector(a, vs, steps);
         }
-        let series = self.eval_vector(&a.expr, steps)?;
+        let keeps_name = !a.without && a.grouping.iter().any(|g| g == METRIC_NAME_LABEL);
+        let groups_ignore_name = !keeps_name
+            && (dense_op(a.op) || matches!(a.op, AggregateOp::Quantile | AggregateOp::CountValues));
+        let series = if groups_ignore_name && !self.opts.delayed_name_removal {
+            // The groups never see `__name__`: removing it first is only needed to detect
+            // label sets that would collide, which cannot happen when all lose one name.
+            match self.eval_node(&a.expr, steps)? {
+                Val::Vector(series) if all_lose_one_name(&series) => series,
+                Val::Vector(series) => finish_names(series)?,
+                _ => self.eval_vector(&a.expr, steps)?,
+            }
+        } else {
+            self.eval_vector(&a.expr, steps)?
+        };
         self.aggregate_series(a, series, steps)
     }
 

@@ -164,7 +164,7 @@ impl<'a> Evaluator<'a> {
         })
     }
 
-    fn eval_node(&self, expr: &Expr, steps: Steps) -> EvalResult<Val> {
+    pub(crate) fn eval_node(&self, expr: &Expr, steps: Steps) -> EvalResult<Val> {
         self.check_deadline()?;
         match expr {
             Expr::NumberLiteral(v) => Ok(Val::Scalar(vec![*v; steps.len()])),
@@ -516,11 +516,7 @@ pub(crate) fn finish_names(mut series: Vec<StepSeries>) -> EvalResult<Vec<StepSe
     }
     // All losing one and the same name (the usual `rate(metric[5m])`): label sets that were
     // distinct stay distinct, so there is nothing to merge or check.
-    let first_name = series.first().and_then(|s| s.labels.metric_name());
-    if series
-        .iter()
-        .all(|s| s.drop_name && s.labels.metric_name() == first_name)
-    {
+    if all_lose_one_name(&series) {
         for s in &mut series {
             s.labels = labels::into_without_name(std::mem::take(&mut s.labels));
             s.drop_name = false;
@@ -536,6 +532,15 @@ pub(crate) fn finish_names(mut series: Vec<StepSeries>) -> EvalResult<Vec<StepSe
         out.add(s)?;
     }
     Ok(out.series)
+}
+
+/// Whether every series is to lose `__name__` and all have the same one: removing it then
+/// cannot make two label sets equal.
+pub(crate) fn all_lose_one_name(series: &[StepSeries]) -> bool {
+    let first_name = series.first().and_then(|s| s.labels.metric_name());
+    series
+        .iter()
+        .all(|s| s.drop_name && s.labels.metric_name() == first_name)
 }
 
 /// Series keyed by their label sets: a series whose labels are already present has its points
