@@ -18,9 +18,11 @@ use std::time::{Duration, Instant};
 use regex::Regex;
 use vigil_head::Head;
 use vigil_model::{Label, Labels, MatchOp, Matcher, Sample, METRIC_NAME_LABEL};
+use vigil_promql::parser::ast::{AtModifier, Expr};
+use vigil_promql::parser::ParseOptions;
 use vigil_promql::{
-    instant_query, range_query, Annotations, EngineOptions, Point, Storage, StorageSeries, Value,
-    VectorSample,
+    instant_expr, instant_query, range_query, Annotations, EngineOptions, Point, Storage,
+    StorageSeries, Value, VectorSample,
 };
 
 use crate::compare::{assert_matrix_sorted, compare, fmt_expected, fmt_value, Grid};
@@ -380,6 +382,29 @@ fn eval_case(storage: &HeadStorage, case: &EvalCase, verbose: bool) -> Result<()
     if case.exclude_from_range_query || uses_query_context_functions(&case.expr) {
         return Ok(());
     }
+    // As in Prometheus' promqltest: with `@ <eval time>` on every selector and subquery, the
+    // query gives the same result at other evaluation times.
+    if !case.is_ordered() && matches!(result.value, Value::Vector(_) | Value::Scalar(_)) {
+        if let Some((at_expr, times)) = at_modifier_variant(&case.expr, case.eval_time()) {
+            for et in times {
+                let r = instant_expr(storage, &at_expr, et, &opts).map_err(|e| {
+                    format!("error evaluating query with @ modifiers at t={et}: {e}")
+                })?;
+                let at_grid = Grid {
+                    start: et,
+                    end: None,
+                    step: 0,
+                };
+                compare(case, at_grid, &r.value).map_err(|e| {
+                    format!(
+                        "with @ modifiers, at t={et} ({at_expr}): {e}\n    expected: {}\n    got: {}",
+                        fmt_expected(case),
+                        fmt_value(&r.value, 20)
+                    )
+                })?;
+            }
+        }
+    }
     // The same query as a range query around the evaluation time must agree at the middle step.
     let t = case.eval_time();
     let ranged = range_query(storage, &case.expr, t - 60_000, t + 60_000, 60_000, &opts)
@@ -427,6 +452,75 @@ fn eval_case(storage: &HeadStorage, case: &EvalCase, verbose: bool) -> Result<()
             fmt_value(&as_instant, 20)
         )
     })
+}
+
+/// Functions whose result depends on the evaluation time even with step-invariant arguments
+/// (Prometheus' `AtModifierUnsafeFunctions`): queries using them get no @ variant.
+const AT_MODIFIER_UNSAFE: &[&str] = &[
+    "days_in_month",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "hour",
+    "minute",
+    "month",
+    "year",
+    "predict_linear",
+    "time",
+    "timestamp",
+];
+
+/// The query with `@ t` on every selector and subquery that has none (not inside subqueries),
+/// and the other evaluation times Prometheus' promqltest tries it at.
+fn at_modifier_variant(query: &str, t: i64) -> Option<(Expr, Vec<i64>)> {
+    fn set_at(e: &mut Expr, t: i64, unsafe_fn: &mut bool) {
+        match e {
+            Expr::VectorSelector(vs) => {
+                vs.at.get_or_insert(AtModifier::Timestamp(t));
+            }
+            Expr::MatrixSelector(ms) => {
+                ms.selector.at.get_or_insert(AtModifier::Timestamp(t));
+            }
+            // Selectors inside a subquery follow the subquery's own @.
+            Expr::Subquery(sq) => {
+                sq.at.get_or_insert(AtModifier::Timestamp(t));
+            }
+            Expr::Paren(inner) => set_at(inner, t, unsafe_fn),
+            Expr::Unary(u) => set_at(&mut u.expr, t, unsafe_fn),
+            Expr::Binary(b) => {
+                set_at(&mut b.lhs, t, unsafe_fn);
+                set_at(&mut b.rhs, t, unsafe_fn);
+            }
+            Expr::Aggregate(a) => {
+                if let Some(p) = &mut a.param {
+                    set_at(p, t, unsafe_fn);
+                }
+                set_at(&mut a.expr, t, unsafe_fn);
+            }
+            Expr::Call(c) => {
+                *unsafe_fn |= AT_MODIFIER_UNSAFE.contains(&c.func.name);
+                for arg in &mut c.args {
+                    set_at(arg, t, unsafe_fn);
+                }
+            }
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) => {}
+        }
+    }
+    let options = ParseOptions {
+        experimental_functions: true,
+    };
+    let mut expr = vigil_promql::parser::parse_with(query, options).ok()?;
+    let mut unsafe_fn = false;
+    set_at(&mut expr, t, &mut unsafe_fn);
+    if unsafe_fn {
+        return None;
+    }
+    let times = if t == 0 {
+        vec![-1000, 0, 1000]
+    } else {
+        vec![-10 * t, 0, t / 5, t, 10 * t]
+    };
+    Some((expr, times))
 }
 
 fn run_case(storage: &HeadStorage, case: &EvalCase, verbose: bool) -> Outcome {
