@@ -273,6 +273,55 @@ mod tests {
     }
 
     #[test]
+    fn fused_aggregations_equal_the_general_path() {
+        // Enough series for the per-core path; counters with resets in some series.
+        let s = Series(
+            (0..5000)
+                .map(|i| StorageSeries {
+                    labels: Labels::from_unsorted(vec![
+                        Label::new("__name__", "c_total"),
+                        Label::new("g", (i % 7).to_string()),
+                        Label::new("i", i.to_string()),
+                    ]),
+                    points: (0..60)
+                        .map(|k| Point {
+                            t: k * 15_000 + (i as i64 % 13) * 100,
+                            v: if i % 11 == 0 && k > 30 {
+                                (k - 30) as f64
+                            } else {
+                                (k * (i as i64 % 5 + 1)) as f64 + 0.25
+                            },
+                        })
+                        .collect(),
+                })
+                .collect(),
+        );
+        let opts = EngineOptions::default();
+        for agg in ["sum", "count", "min", "max", "group"] {
+            for f in ["rate", "increase", "delta"] {
+                let fused = format!("{agg} by (g) ({f}(c_total[2m]))");
+                // `* 1` makes the argument a binary expression: the general path.
+                let general = format!("{agg} by (g) ({f}(c_total[2m]) * 1)");
+                let a = range_query(&s, &fused, 120_000, 840_000, 30_000, &opts).unwrap();
+                let b = range_query(&s, &general, 120_000, 840_000, 30_000, &opts).unwrap();
+                let (Value::Matrix(a), Value::Matrix(b)) = (a.value, b.value) else {
+                    panic!("matrices expected")
+                };
+                assert_eq!(a.len(), b.len(), "{fused}");
+                for (x, y) in a.iter().zip(&b) {
+                    assert_eq!(x.labels, y.labels, "{fused}");
+                    assert_eq!(x.points.len(), y.points.len(), "{fused}");
+                    for (p, q) in x.points.iter().zip(&y.points) {
+                        assert_eq!(p.t, q.t, "{fused}");
+                        let close = (p.v - q.v).abs() <= 1e-9 * p.v.abs().max(q.v.abs()).max(1.0);
+                        assert!(close, "{fused}: {} vs {} at {}", p.v, q.v, p.t);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn max_samples_is_an_execution_error() {
         let s = storage(10, 100);
         let opts = EngineOptions {

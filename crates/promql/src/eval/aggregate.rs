@@ -2,14 +2,15 @@
 
 use rustc_hash::FxHashMap;
 use vigil_model::{Labels, METRIC_NAME_LABEL};
-use vigil_promql_parser::ast::{AggregateExpr, AggregateOp, Expr, VectorSelector};
+use vigil_promql_parser::ast::{AggregateExpr, AggregateOp, Call, Expr, VectorSelector};
 
 use super::binary::by_step;
-use super::call::valid_label_name;
+use super::call::{rate_windows, valid_label_name};
 use super::labels::{drop_names_and_metric, keep_only, with_label, LabelSetIds};
 use super::{
     all_lose_one_name, finish_names, instant_points, EvalResult, Evaluator, StepSeries, Steps, Val,
 };
+use crate::kernels::range::RangeFunction;
 use crate::kernels::stats::{kahan_sum_inc, quantile};
 use crate::{Point, QueryError};
 
@@ -37,6 +38,11 @@ impl Evaluator<'_> {
             return self.aggregate_selector(a, vs, steps);
         }
         let keeps_name = !a.without && a.grouping.iter().any(|g| g == METRIC_NAME_LABEL);
+        if let (Expr::Call(c), true) = (inner, !keeps_name && mergeable_op(a.op)) {
+            if let Some(value) = self.aggregate_rate(a, c, steps)? {
+                return Ok(value);
+            }
+        }
         let groups_ignore_name = !keeps_name
             && (dense_op(a.op) || matches!(a.op, AggregateOp::Quantile | AggregateOp::CountValues));
         let series = if groups_ignore_name && !self.opts.delayed_name_removal {
@@ -51,6 +57,116 @@ impl Evaluator<'_> {
             self.eval_vector(&a.expr, steps)?
         };
         self.aggregate_series(a, series, steps)
+    }
+
+    /// `sum by (x) (rate(selector[r]))` and the like (also increase and delta): each series'
+    /// rates go straight into per-core group accumulators, merged at the end, without
+    /// materialising the rate series. `None` when the query does not have that shape.
+    fn aggregate_rate(&self, a: &AggregateExpr, c: &Call, steps: Steps) -> EvalResult<Option<Val>> {
+        let (is_counter, is_rate) = match c.func.name {
+            "rate" => (true, true),
+            "increase" => (true, false),
+            "delta" => (false, false),
+            _ => return Ok(None),
+        };
+        let mut arg = match c.args.first() {
+            Some(arg) => arg,
+            None => return Ok(None),
+        };
+        while let Expr::Paren(e) = arg {
+            arg = e;
+        }
+        let Expr::MatrixSelector(ms) = arg else {
+            return Ok(None);
+        };
+        let Some(rf) = RangeFunction::from_name(c.func.name) else {
+            return Ok(None);
+        };
+        let series = self.select_range(ms, steps)?;
+        let refs = self.ref_times(steps, ms.selector.at, ms.selector.offset_ms);
+        self.note_counter_names(rf, c, &series, 0);
+        let mut groups = LabelSetIds::default();
+        let group_of: Vec<usize> = series
+            .iter()
+            .map(|s| groups.intern(group_key(a, &s.labels)).0)
+            .collect();
+        let cells = groups.len().saturating_mul(steps.len());
+        // Removing different names could make label sets collide (an error to report), and
+        // many groups would need too many accumulators: the general path handles both.
+        if cells > DENSE_CELLS_MAX || !super::all_share_one_name(&series) {
+            let rated = self.apply_range_function(rf, series, &refs, ms.range_ms, &[], steps)?;
+            let rated = if self.opts.delayed_name_removal {
+                rated
+            } else {
+                finish_names(rated)?
+            };
+            return self.aggregate_series(a, rated, steps).map(Some);
+        }
+        let range_ms = ms.range_ms;
+        let deadline = self.deadline;
+        let refs = &refs;
+        let group_of = &group_of;
+        let accumulate_part = |part: &[StepSeries], first: usize| -> EvalResult<Vec<Acc>> {
+            let mut accs = vec![Acc::default(); cells];
+            let mut points = Vec::with_capacity(refs.len());
+            for (n, s) in part.iter().enumerate() {
+                if n % 1024 == 0 && std::time::Instant::now() > deadline {
+                    return Err(QueryError::Timeout("query execution"));
+                }
+                points.clear();
+                rate_windows(
+                    &s.points,
+                    refs,
+                    range_ms,
+                    is_counter,
+                    is_rate,
+                    steps,
+                    &mut points,
+                )?;
+                let row = group_of[first + n] * steps.len();
+                for p in &points {
+                    accumulate(a.op, &mut accs[row + steps.index(p.t)], p.v);
+                }
+            }
+            Ok(accs)
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let accs = if threads < 2 || series.len() < 2_000 {
+            accumulate_part(&series, 0)?
+        } else {
+            let chunk = series.len().div_ceil(threads);
+            let parts: Vec<EvalResult<Vec<Acc>>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = series
+                    .chunks(chunk)
+                    .enumerate()
+                    .map(|(i, part)| scope.spawn(move || accumulate_part(part, i * chunk)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| match h.join() {
+                        Ok(r) => r,
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    })
+                    .collect()
+            });
+            let mut merged: Option<Vec<Acc>> = None;
+            for part in parts {
+                let part = part?;
+                merged = Some(match merged {
+                    None => part,
+                    Some(mut acc) => {
+                        for (into, other) in acc.iter_mut().zip(&part) {
+                            merge(a.op, into, other);
+                        }
+                        acc
+                    }
+                });
+            }
+            merged.unwrap_or_default()
+        };
+        let out = dense_output(a.op, groups.into_labels(), &[], &accs, steps);
+        self.add_samples(out.iter().map(|s| s.points.len()).sum())?;
+        Ok(Some(Val::Vector(out)))
     }
 
     /// `sum(selector)` and the like: each series' step values go straight into the group
@@ -344,6 +460,43 @@ impl Evaluator<'_> {
         }
         out.retain(|s| !s.points.is_empty());
         Ok(Val::Vector(out))
+    }
+}
+
+/// Aggregations whose partial states (one per core) combine exactly enough.
+fn mergeable_op(op: AggregateOp) -> bool {
+    matches!(
+        op,
+        AggregateOp::Sum
+            | AggregateOp::Count
+            | AggregateOp::Min
+            | AggregateOp::Max
+            | AggregateOp::Group
+    )
+}
+
+/// Adds the state `other` (later series) into `into` for the ops of [`mergeable_op`].
+fn merge(op: AggregateOp, into: &mut Acc, other: &Acc) {
+    if !other.seen {
+        return;
+    }
+    if !into.seen {
+        *into = other.clone();
+        return;
+    }
+    into.count += other.count;
+    match op {
+        AggregateOp::Sum => {
+            (into.value, into.comp) = kahan_sum_inc(other.value, into.value, into.comp);
+            into.comp += other.comp;
+        }
+        AggregateOp::Min if into.value > other.value || into.value.is_nan() => {
+            into.value = other.value
+        }
+        AggregateOp::Max if into.value < other.value || into.value.is_nan() => {
+            into.value = other.value
+        }
+        _ => {}
     }
 }
 

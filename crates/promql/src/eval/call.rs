@@ -276,11 +276,26 @@ impl Evaluator<'_> {
                 self.warn_quantile_range(q, c.arg_pos.first().copied());
             }
         }
+        self.note_counter_names(rf, c, &series, matrix_index);
+        let out = self.apply_range_function(rf, series, &refs, range_ms, &params, steps)?;
+        self.add_samples(out.iter().map(|s| s.points.len()).sum())?;
+        Ok(Val::Vector(out))
+    }
+
+    /// Prometheus' info annotation for rate/increase/irate over names that do not look like
+    /// counters.
+    pub(crate) fn note_counter_names(
+        &self,
+        rf: RangeFunction,
+        c: &Call,
+        series: &[StepSeries],
+        matrix_index: usize,
+    ) {
         if matches!(
             rf,
             RangeFunction::Rate | RangeFunction::Increase | RangeFunction::Irate
         ) {
-            for s in &series {
+            for s in series {
                 if let Some(metric) = s.labels.metric_name() {
                     if !is_counter_name(metric) {
                         self.info(
@@ -293,6 +308,18 @@ impl Evaluator<'_> {
                 }
             }
         }
+    }
+
+    /// A range function at every step of every series (on all cores).
+    pub(crate) fn apply_range_function(
+        &self,
+        rf: RangeFunction,
+        series: Vec<StepSeries>,
+        refs: &[i64],
+        range_ms: i64,
+        params: &[Vec<f64>],
+        steps: Steps,
+    ) -> EvalResult<Vec<StepSeries>> {
         let deadline = self.deadline;
         let rate_kind = match rf {
             RangeFunction::Rate => Some((true, true)),
@@ -311,7 +338,7 @@ impl Evaluator<'_> {
                 if let Some((is_counter, is_rate)) = rate_kind {
                     rate_windows(
                         &s.points,
-                        &refs,
+                        refs,
                         range_ms,
                         is_counter,
                         is_rate,
@@ -327,12 +354,12 @@ impl Evaluator<'_> {
                     }
                     continue;
                 }
-                for_each_window(&s.points, &refs, range_ms, |i, idx, from, to| {
+                for_each_window(&s.points, refs, range_ms, |i, idx, from, to| {
                     let window = &s.points[idx];
                     if window.is_empty() {
                         return Ok(());
                     }
-                    for (slot, p) in step_params.iter_mut().zip(&params) {
+                    for (slot, p) in step_params.iter_mut().zip(params) {
                         *slot = p[i];
                     }
                     let w = Window {
@@ -361,9 +388,7 @@ impl Evaluator<'_> {
             }
             Ok(out)
         };
-        let out = super::on_all_cores(series, apply)?;
-        self.add_samples(out.iter().map(|s| s.points.len()).sum())?;
-        Ok(Val::Vector(out))
+        super::on_all_cores(series, apply)
     }
 
     fn absent(&self, c: &Call, steps: Steps) -> EvalResult<Val> {
@@ -619,7 +644,7 @@ impl Evaluator<'_> {
 /// prefix-summed once, so a window costs O(1) instead of a pass over its samples; the
 /// extrapolation is the kernel's. (Where a window holds no reset, the sum is exactly the
 /// kernel's; with resets it may differ in the last bits.)
-fn rate_windows(
+pub(crate) fn rate_windows(
     points: &[Point],
     refs: &[i64],
     range_ms: i64,

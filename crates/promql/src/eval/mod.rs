@@ -534,6 +534,12 @@ pub(crate) fn finish_names(mut series: Vec<StepSeries>) -> EvalResult<Vec<StepSe
     Ok(out.series)
 }
 
+/// Whether all series have the same `__name__` (or none).
+pub(crate) fn all_share_one_name(series: &[StepSeries]) -> bool {
+    let first_name = series.first().and_then(|s| s.labels.metric_name());
+    series.iter().all(|s| s.labels.metric_name() == first_name)
+}
+
 /// Whether every series is to lose `__name__` and all have the same one: removing it then
 /// cannot make two label sets equal.
 pub(crate) fn all_lose_one_name(series: &[StepSeries]) -> bool {
