@@ -188,23 +188,7 @@ fn common(params: &Params) -> Result<Common, ApiError> {
                 .map_err(|e| ApiError::bad_data(format!("invalid parameter \"match[]\": {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let limit = match params.get("limit").filter(|s| !s.is_empty()) {
-        None => None,
-        Some(v) => match v.parse::<i64>() {
-            Ok(n) if n < 0 => {
-                return Err(ApiError::bad_data(
-                    "invalid parameter \"limit\": limit must be non-negative",
-                ))
-            }
-            Ok(0) => None,
-            Ok(n) => Some(n as usize),
-            Err(_) => {
-                return Err(ApiError::bad_data(format!(
-                    "invalid parameter \"limit\": cannot parse \"{v}\" to a valid integer"
-                )))
-            }
-        },
-    };
+    let limit = limit_param(params)?;
     Ok(Common {
         matcher_sets,
         start,
@@ -223,7 +207,25 @@ fn success(data: Value, truncated: bool) -> Json<Value> {
     }
 }
 
-fn apply_limit<T>(mut items: Vec<T>, limit: Option<usize>) -> (Vec<T>, bool) {
+/// The `limit` parameter: `None` when absent, empty or 0 (no limit).
+pub(crate) fn limit_param(params: &Params) -> Result<Option<usize>, ApiError> {
+    match params.get("limit").filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n < 0 => Err(ApiError::bad_data(
+                "invalid parameter \"limit\": limit must be non-negative",
+            )),
+            Ok(0) => Ok(None),
+            Ok(n) => Ok(Some(n as usize)),
+            Err(_) => Err(ApiError::bad_data(format!(
+                "invalid parameter \"limit\": cannot parse \"{v}\" to a valid integer"
+            ))),
+        },
+    }
+}
+
+/// Keeps at most `limit` items; also says whether any were cut.
+pub(crate) fn apply_limit<T>(mut items: Vec<T>, limit: Option<usize>) -> (Vec<T>, bool) {
     match limit {
         Some(n) if items.len() > n => {
             items.truncate(n);

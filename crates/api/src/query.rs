@@ -18,7 +18,7 @@ use vigil_promql::parser::ast::Expr;
 use vigil_promql::{EngineOptions, QueryResult, Storage, StorageSeries, Value};
 
 use crate::error::{query_error, ApiError, ErrorKind};
-use crate::prom::{parse_time, parse_time_param, Params};
+use crate::prom::{apply_limit, limit_param, parse_time, parse_time_param, Params};
 use crate::{tenant, AppState};
 
 /// Prometheus' cap on points per series of a range query.
@@ -89,22 +89,6 @@ fn options(state: &AppState, params: &Params) -> Result<EngineOptions, ApiError>
         }
     }
     Ok(opts)
-}
-
-fn limit_param(params: &Params) -> Result<Option<usize>, ApiError> {
-    match params.get("limit").filter(|s| !s.is_empty()) {
-        None => Ok(None),
-        Some(v) => match v.parse::<i64>() {
-            Ok(n) if n < 0 => Err(ApiError::bad_data(
-                "invalid parameter \"limit\": limit must be non-negative",
-            )),
-            Ok(0) => Ok(None),
-            Ok(n) => Ok(Some(n as usize)),
-            Err(_) => Err(ApiError::bad_data(format!(
-                "invalid parameter \"limit\": cannot parse \"{v}\" to a valid integer"
-            ))),
-        },
-    }
 }
 
 /// Parses the `query` parameter (absent = empty, which is a parse error as in Prometheus);
@@ -260,46 +244,29 @@ fn render(result: QueryResult, limit: Option<usize>) -> String {
             push_json_str(&mut out, &s);
             out.push(']');
         }
-        Value::Vector(mut samples) => {
-            if let Some(n) = limit.filter(|n| samples.len() > *n) {
-                samples.truncate(n);
-                truncated = true;
-            }
-            out.push_str("vector\",\"result\":[");
-            for (i, s) in samples.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
+        Value::Vector(samples) => {
+            let (samples, cut) = apply_limit(samples, limit);
+            truncated = cut;
+            out.push_str("vector\",\"result\":");
+            push_list(&mut out, &samples, |out, s| {
                 out.push_str("{\"metric\":");
-                push_labels(&mut out, &s.labels);
+                push_labels(out, &s.labels);
                 out.push_str(",\"value\":");
-                push_point(&mut out, s.t, s.v);
+                push_point(out, s.t, s.v);
                 out.push('}');
-            }
-            out.push(']');
+            });
         }
-        Value::Matrix(mut series) => {
-            if let Some(n) = limit.filter(|n| series.len() > *n) {
-                series.truncate(n);
-                truncated = true;
-            }
-            out.push_str("matrix\",\"result\":[");
-            for (i, s) in series.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
+        Value::Matrix(series) => {
+            let (series, cut) = apply_limit(series, limit);
+            truncated = cut;
+            out.push_str("matrix\",\"result\":");
+            push_list(&mut out, &series, |out, s| {
                 out.push_str("{\"metric\":");
-                push_labels(&mut out, &s.labels);
-                out.push_str(",\"values\":[");
-                for (j, p) in s.points.iter().enumerate() {
-                    if j > 0 {
-                        out.push(',');
-                    }
-                    push_point(&mut out, p.t, p.v);
-                }
-                out.push_str("]}");
-            }
-            out.push(']');
+                push_labels(out, &s.labels);
+                out.push_str(",\"values\":");
+                push_list(out, &s.points, |out, p| push_point(out, p.t, p.v));
+                out.push('}');
+            });
         }
     }
     out.push('}');
@@ -314,17 +281,23 @@ fn render(result: QueryResult, limit: Option<usize>) -> String {
         if list.is_empty() {
             continue;
         }
-        let _ = write!(out, ",\"{key}\":[");
-        for (i, w) in list.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            push_json_str(&mut out, w);
-        }
-        out.push(']');
+        let _ = write!(out, ",\"{key}\":");
+        push_list(&mut out, list, |out, w| push_json_str(out, w));
     }
     out.push('}');
     out
+}
+
+/// A JSON array of `items`, each written by `item`.
+fn push_list<T>(out: &mut String, items: &[T], item: impl Fn(&mut String, &T)) {
+    out.push('[');
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        item(out, x);
+    }
+    out.push(']');
 }
 
 /// Seconds with a three-digit millisecond fraction when it is not zero (`1700000000.250`).

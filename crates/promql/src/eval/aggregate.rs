@@ -5,10 +5,11 @@ use vigil_model::{Labels, METRIC_NAME_LABEL};
 use vigil_promql_parser::ast::{AggregateExpr, AggregateOp, Call, Expr, VectorSelector};
 
 use super::binary::by_step;
-use super::call::{rate_windows, valid_label_name};
+use super::call::{rate_kind, rate_windows, valid_label_name};
 use super::labels::{drop_names_and_metric, keep_only, with_label, LabelSetIds};
 use super::{
-    all_lose_one_name, finish_names, instant_points, EvalResult, Evaluator, StepSeries, Steps, Val,
+    all_lose_one_name, finish_names, instant_points, past_deadline, EvalResult, Evaluator,
+    StepSeries, Steps, Val,
 };
 use crate::kernels::range::RangeFunction;
 use crate::kernels::stats::{kahan_sum_inc, quantile};
@@ -51,7 +52,7 @@ impl Evaluator<'_> {
             match self.eval_node(&a.expr, steps)? {
                 Val::Vector(series) if all_lose_one_name(&series) => series,
                 Val::Vector(series) => finish_names(series)?,
-                _ => self.eval_vector(&a.expr, steps)?,
+                _ => return Err(super::not_a_vector(&a.expr)),
             }
         } else {
             self.eval_vector(&a.expr, steps)?
@@ -63,11 +64,11 @@ impl Evaluator<'_> {
     /// rates go straight into per-core group accumulators, merged at the end, without
     /// materialising the rate series. `None` when the query does not have that shape.
     fn aggregate_rate(&self, a: &AggregateExpr, c: &Call, steps: Steps) -> EvalResult<Option<Val>> {
-        let (is_counter, is_rate) = match c.func.name {
-            "rate" => (true, true),
-            "increase" => (true, false),
-            "delta" => (false, false),
-            _ => return Ok(None),
+        let Some(rf) = RangeFunction::from_name(c.func.name) else {
+            return Ok(None);
+        };
+        let Some((is_counter, is_rate)) = rate_kind(rf) else {
+            return Ok(None);
         };
         let mut arg = match c.args.first() {
             Some(arg) => arg,
@@ -77,9 +78,6 @@ impl Evaluator<'_> {
             arg = e;
         }
         let Expr::MatrixSelector(ms) = arg else {
-            return Ok(None);
-        };
-        let Some(rf) = RangeFunction::from_name(c.func.name) else {
             return Ok(None);
         };
         let series = self.select_range(ms, steps)?;
@@ -110,8 +108,8 @@ impl Evaluator<'_> {
             let mut accs = vec![Acc::default(); cells];
             let mut points = Vec::with_capacity(refs.len());
             for (n, s) in part.iter().enumerate() {
-                if n % 1024 == 0 && std::time::Instant::now() > deadline {
-                    return Err(QueryError::Timeout("query execution"));
+                if n % 1024 == 0 {
+                    past_deadline(deadline)?;
                 }
                 points.clear();
                 rate_windows(
@@ -279,15 +277,7 @@ impl Evaluator<'_> {
                 let per_step = by_step(&series, steps);
                 let n = groups.len();
                 let labels = groups.into_labels();
-                let mut out: Vec<StepSeries> = labels
-                    .into_iter()
-                    .zip(&group_drops_name)
-                    .map(|(labels, &drop_name)| StepSeries {
-                        labels,
-                        drop_name,
-                        points: Vec::new(),
-                    })
-                    .collect();
+                let mut out = empty_group_series(labels, &group_drops_name);
                 let mut values: Vec<Vec<f64>> = vec![Vec::new(); n];
                 for (step, at_step) in per_step.iter().enumerate() {
                     if at_step.is_empty() {
@@ -314,15 +304,7 @@ impl Evaluator<'_> {
             _ => {
                 let n = groups.len();
                 let labels = groups.into_labels();
-                let mut out: Vec<StepSeries> = labels
-                    .into_iter()
-                    .zip(&group_drops_name)
-                    .map(|(labels, &drop_name)| StepSeries {
-                        labels,
-                        drop_name,
-                        points: Vec::new(),
-                    })
-                    .collect();
+                let mut out = empty_group_series(labels, &group_drops_name);
                 let cells = n.saturating_mul(steps.len());
                 if cells <= DENSE_CELLS_MAX {
                     // Few groups: one accumulator per group and step, filled series by series
@@ -461,6 +443,19 @@ impl Evaluator<'_> {
         out.retain(|s| !s.points.is_empty());
         Ok(Val::Vector(out))
     }
+}
+
+/// One output series per group, without points yet.
+fn empty_group_series(labels: Vec<Labels>, drops_name: &[bool]) -> Vec<StepSeries> {
+    labels
+        .into_iter()
+        .zip(drops_name)
+        .map(|(labels, &drop_name)| StepSeries {
+            labels,
+            drop_name,
+            points: Vec::new(),
+        })
+        .collect()
 }
 
 /// Aggregations whose partial states (one per core) combine exactly enough.

@@ -6,7 +6,9 @@ use vigil_model::{Label, Labels, MatchOp, METRIC_NAME_LABEL};
 use vigil_promql_parser::ast::{Call, Expr, Pos, ValueType};
 
 use super::labels::{with_label, LabelSetIds};
-use super::{for_each_window, EvalResult, Evaluator, SeriesSet, StepSeries, Steps, Val};
+use super::{
+    for_each_window, past_deadline, EvalResult, Evaluator, SeriesSet, StepSeries, Steps, Val,
+};
 use crate::kernels::histogram::{bucket_fraction, bucket_quantile, Bucket};
 use crate::kernels::math;
 use crate::kernels::range::{RangeFunction, Window};
@@ -321,18 +323,13 @@ impl Evaluator<'_> {
         steps: Steps,
     ) -> EvalResult<Vec<StepSeries>> {
         let deadline = self.deadline;
-        let rate_kind = match rf {
-            RangeFunction::Rate => Some((true, true)),
-            RangeFunction::Increase => Some((true, false)),
-            RangeFunction::Delta => Some((false, false)),
-            _ => None,
-        };
+        let rate_kind = rate_kind(rf);
         let apply = |part: Vec<StepSeries>| -> EvalResult<Vec<StepSeries>> {
             let mut out = Vec::with_capacity(part.len());
             let mut step_params = vec![0.0; params.len()];
             for (n, s) in part.into_iter().enumerate() {
-                if n % 1024 == 0 && std::time::Instant::now() > deadline {
-                    return Err(QueryError::Timeout("query execution"));
+                if n % 1024 == 0 {
+                    past_deadline(deadline)?;
                 }
                 let mut points = Vec::new();
                 if let Some((is_counter, is_rate)) = rate_kind {
@@ -452,7 +449,8 @@ impl Evaluator<'_> {
             let value = s.labels.get(&src).unwrap_or("");
             if let Some(caps) = regex.captures(value) {
                 let mut res = String::new();
-                caps.expand(&go_template(&replacement), &mut res);
+                // The regex crate's `$1` / `${name}` expansion is Go's syntax.
+                caps.expand(&replacement, &mut res);
                 s.labels = with_label(&s.labels, &dst, &res);
                 if dst == METRIC_NAME_LABEL {
                     s.drop_name = false;
@@ -640,6 +638,16 @@ impl Evaluator<'_> {
     }
 }
 
+/// (counter?, per second?) for rate, increase and delta: the functions [`rate_windows`] computes.
+pub(crate) fn rate_kind(rf: RangeFunction) -> Option<(bool, bool)> {
+    match rf {
+        RangeFunction::Rate => Some((true, true)),
+        RangeFunction::Increase => Some((true, false)),
+        RangeFunction::Delta => Some((false, false)),
+        _ => None,
+    }
+}
+
 /// rate, increase and delta at every step of one series. The counter-reset corrections are
 /// prefix-summed once, so a window costs O(1) instead of a pass over its samples; the
 /// extrapolation is the kernel's. (Where a window holds no reset, the sum is exactly the
@@ -795,11 +803,6 @@ fn is_counter_name(name: &str) -> bool {
 /// arrive as U+FFFD.
 pub(crate) fn valid_label_name(name: &str) -> bool {
     !name.is_empty() && !name.contains('\u{fffd}')
-}
-
-/// Go's `$1`/`${name}` template syntax is what the regex crate expands too; `$$` is a dollar.
-fn go_template(s: &str) -> String {
-    s.to_string()
 }
 
 /// Parses a bucket bound as Go's ParseFloat does (`+Inf`, `Inf`, `1e3`, hex).

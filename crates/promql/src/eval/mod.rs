@@ -82,10 +82,7 @@ pub(crate) type EvalResult<T> = Result<T, QueryError>;
 
 impl<'a> Evaluator<'a> {
     pub fn check_deadline(&self) -> EvalResult<()> {
-        if Instant::now() > self.deadline {
-            return Err(QueryError::Timeout("query execution"));
-        }
-        Ok(())
+        past_deadline(self.deadline)
     }
 
     /// Accounts `n` more samples held in memory.
@@ -230,10 +227,7 @@ impl<'a> Evaluator<'a> {
     pub fn eval_vector(&self, expr: &Expr, steps: Steps) -> EvalResult<Vec<StepSeries>> {
         match self.eval(expr, steps)? {
             Val::Vector(v) => Ok(v),
-            _ => Err(QueryError::Execution(format!(
-                "expected instant vector, got {}",
-                expr.value_type().doc_name()
-            ))),
+            _ => Err(not_a_vector(expr)),
         }
     }
 
@@ -464,6 +458,22 @@ where
         }
         Ok(out)
     })
+}
+
+/// The query's timeout error once `deadline` has passed (also usable on worker threads).
+pub(crate) fn past_deadline(deadline: Instant) -> EvalResult<()> {
+    if Instant::now() > deadline {
+        return Err(QueryError::Timeout("query execution"));
+    }
+    Ok(())
+}
+
+/// The error for an expression that should have been an instant vector.
+pub(crate) fn not_a_vector(expr: &Expr) -> QueryError {
+    QueryError::Execution(format!(
+        "expected instant vector, got {}",
+        expr.value_type().doc_name()
+    ))
 }
 
 fn with_pos(msg: String, pos: Option<Pos>) -> String {
