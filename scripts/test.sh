@@ -47,8 +47,8 @@ if [ -x /etc/init.d/prometheus ] || [ -e /lib/systemd/system/prometheus.service 
 fi
 
 # --- Python tools (block reader, S3 server) ----------------------------------------------------
-if ! python3 -c 'import pyarrow, moto, boto3, flask, flask_cors' >/dev/null 2>&1; then
-  say "installing pyarrow, moto[server], boto3 from PyPI"
+if ! python3 -c 'import pyarrow, moto, boto3, flask, flask_cors, logging_loki' >/dev/null 2>&1; then
+  say "installing pyarrow, moto[server], boto3, python-logging-loki from PyPI"
   if ! python3 -m pip --version >/dev/null 2>&1; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-pip
@@ -58,7 +58,7 @@ if ! python3 -c 'import pyarrow, moto, boto3, flask, flask_cors' >/dev/null 2>&1
   if python3 -c 'import os, sys, sysconfig; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)'; then
     pip_flags+=(--break-system-packages)
   fi
-  python3 -m pip install "${pip_flags[@]}" 'pyarrow' 'moto[server]' 'boto3'
+  python3 -m pip install "${pip_flags[@]}" 'pyarrow' 'moto[server]' 'boto3' 'python-logging-loki'
 fi
 
 # --- Rust ----------------------------------------------------------------------------------------

@@ -4,4 +4,5 @@
 //!   Prometheus remote-write 1.0 encoder, used by the `remote-write-load` binary and by
 //!   `benches/run_remote_write.sh`.
 
+pub mod logs;
 pub mod remote_write;

@@ -11,6 +11,7 @@
 pub mod blocks;
 pub mod data;
 pub mod http;
+pub mod loki;
 pub mod process;
 pub mod prometheus;
 
@@ -33,6 +34,20 @@ pub fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_millis() as i64
+}
+
+/// The shared read-only material (`../shared` beside the repository; `VIGIL_SHARED` or
+/// `/work/shared` otherwise).
+pub fn shared_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("VIGIL_SHARED") {
+        return PathBuf::from(dir);
+    }
+    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    if beside.is_dir() {
+        beside
+    } else {
+        PathBuf::from("/work/shared")
+    }
 }
 
 /// The directory of the Python helpers (`tests/tools`).

@@ -1,8 +1,10 @@
 //! Vigil's HTTP surfaces on one port: Prometheus remote-write and remote-read, the Prometheus
-//! query API (PromQL), the series/labels/metadata API, health, readiness and self-metrics. Handlers parse and answer;
+//! query API (PromQL), the series/labels/metadata API, Loki push and its label/series API,
+//! health, readiness and self-metrics. Handlers parse and answer;
 //! storage lives in `vigil-db`; errors become status codes in [`error`] only.
 
 pub mod error;
+mod loki;
 mod prom;
 mod query;
 pub mod selector;
@@ -31,6 +33,8 @@ pub struct AppState {
     pub db: Arc<OnceLock<Arc<Db>>>,
     pub metrics: Arc<Metrics>,
     pub limits: ValidationLimits,
+    /// Loki push validation limits.
+    pub log_limits: vigil_log_ingest::LogLimits,
     /// Largest accepted compressed request body.
     pub max_request_bytes: usize,
     /// Query limits and defaults (lookback, max samples, timeout).
@@ -86,6 +90,18 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/metadata", get(prom::metadata))
         .route("/api/v1/status/buildinfo", get(prom::buildinfo))
+        .route("/loki/api/v1/push", post(loki::push))
+        .route("/api/prom/push", post(loki::push_legacy))
+        .route("/loki/api/v1/labels", get(loki::labels).post(loki::labels))
+        .route(
+            "/loki/api/v1/label/{name}/values",
+            get(loki::label_values).post(loki::label_values),
+        )
+        .route("/loki/api/v1/series", get(loki::series).post(loki::series))
+        .route(
+            "/loki/api/v1/query_range",
+            get(loki::query_range).post(loki::query_range),
+        )
         .route("/metrics", get(self_metrics))
         .route("/ready", get(ready))
         .route("/-/ready", get(ready))

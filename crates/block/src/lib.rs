@@ -23,6 +23,8 @@ use serde::{Deserialize, Serialize};
 use vigil_index::Postings;
 use vigil_model::{Label, Labels, Sample};
 
+pub mod logs;
+
 pub const SERIES_FILE: &str = "series.parquet";
 pub const SAMPLES_FILE: &str = "samples.parquet";
 pub const INDEX_FILE: &str = "index.bin";
@@ -62,6 +64,9 @@ pub struct BlockMeta {
     pub num_series: u64,
     pub num_samples: u64,
     pub files: Vec<BlockFile>,
+    /// Log blocks only (`kind = "logs"`); absent from metrics blocks' meta.json.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<logs::LogBlockStats>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -138,6 +143,7 @@ pub fn encode_block<'a>(
         num_series: ids.len() as u64,
         num_samples,
         files: vec![],
+        logs: None,
     };
     let files = vec![
         (SERIES_FILE, series_bytes),

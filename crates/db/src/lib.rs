@@ -4,6 +4,7 @@
 //! safe in an uploaded block. Reads merge the head with every block that overlaps the range.
 
 mod catalog;
+pub mod logs;
 pub mod metrics;
 mod read;
 mod write;
@@ -18,7 +19,9 @@ use bytes::Bytes;
 use object_store::ObjectStore;
 use parking_lot::RwLock;
 use tokio::sync::{mpsc, watch};
-use vigil_block::{BlockIndex, BLOCK_FILES, INDEX_FILE, META_FILE, SERIES_FILE};
+use vigil_block::logs::{LOGS_KIND, STREAMS_FILE};
+use vigil_block::{BlockIndex, EncodedBlock, INDEX_FILE, META_FILE, SERIES_FILE};
+use vigil_head::logs::LogHead;
 use vigil_head::Head;
 use vigil_model::TenantId;
 use vigil_objstore::{Backoff, ObjStoreError};
@@ -26,6 +29,7 @@ use vigil_wal::record::{self, Record};
 use vigil_wal::{Wal, WalError, WalOptions};
 
 pub use catalog::{BlockEntry, BlockLocation};
+pub use logs::{LogWriteOutcome, PreparedLogWrite, StreamData};
 pub use metrics::Metrics;
 pub use read::SeriesData;
 pub use write::{PreparedWrite, WriteGuard, WriteOutcome};
@@ -95,10 +99,12 @@ pub struct Db {
     config: DbConfig,
     wal: Wal,
     heads: RwLock<HashMap<String, Arc<Head>>>,
+    log_heads: RwLock<HashMap<String, Arc<LogHead>>>,
     /// Writers hold it shared from WAL append until the head has the samples; WAL rotation for
     /// a checkpoint and series garbage collection hold it exclusively.
     ingest_barrier: tokio::sync::RwLock<()>,
     catalog: Catalog,
+    log_catalog: Catalog,
     store: Arc<dyn ObjectStore>,
     pending_store: Arc<dyn ObjectStore>,
     pending_dir: PathBuf,
@@ -127,6 +133,8 @@ impl Db {
         let pending_store = vigil_objstore::open_local(&pending_dir)?;
 
         let heads: RwLock<HashMap<String, Arc<Head>>> = RwLock::default();
+        let log_heads: RwLock<HashMap<String, Arc<LogHead>>> = RwLock::default();
+        let mut replayed_entries = 0u64;
         let fsync_metrics = metrics.clone();
         let observer: vigil_wal::FsyncObserver =
             Arc::new(move |d: Duration| fsync_metrics.wal_fsync_seconds.observe(d.as_secs_f64()));
@@ -138,6 +146,7 @@ impl Db {
         let wal_options = config.wal.clone();
         let (wal, stats) = {
             let heads = &heads;
+            let log_heads = &log_heads;
             let mut apply = |payload: &[u8]| match record::decode(payload) {
                 Ok(Record::Series { tenant, series }) => {
                     let head = head_for(heads, &tenant);
@@ -169,6 +178,10 @@ impl Db {
                 Ok(Record::Metadata { tenant, entries }) => {
                     head_for(heads, &tenant).set_metadata(entries)
                 }
+                Ok(log_record) => {
+                    replayed_entries +=
+                        logs::replay_log_record(log_heads, log_record, &mut unknown_refs)
+                }
                 Err(e) => tracing::warn!(error = %e, "skipping undecodable wal record"),
             };
             Wal::open(&wal_dir, wal_options, observer, &mut apply)?
@@ -180,6 +193,7 @@ impl Db {
             records = stats.records,
             bytes = stats.bytes,
             samples = replayed_samples,
+            log_entries = replayed_entries,
             truncated_bytes = stats.truncated_bytes,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "wal replayed"
@@ -191,8 +205,10 @@ impl Db {
             config,
             wal,
             heads,
+            log_heads,
             ingest_barrier: tokio::sync::RwLock::new(()),
             catalog: Catalog::default(),
+            log_catalog: Catalog::default(),
             store,
             pending_store,
             pending_dir,
@@ -212,11 +228,11 @@ impl Db {
     /// Registers the uploaded blocks, then the pending ones (queued for upload).
     async fn load_blocks(&self) -> Result<(), DbError> {
         for block in vigil_objstore::list_blocks(self.store.as_ref(), META_FILE).await? {
-            if block.kind != METRICS_KIND {
+            let Some(catalog) = self.catalog_of(&block.kind) else {
                 continue;
-            }
-            match load_block_index(self.store.as_ref(), &block.tenant, &block.ulid).await {
-                Ok(index) => self.catalog.add(Arc::new(BlockEntry {
+            };
+            match load_block_index(self.store.as_ref(), &block).await {
+                Ok(index) => catalog.add(Arc::new(BlockEntry {
                     index,
                     location: RwLock::new(BlockLocation::Uploaded),
                 })),
@@ -227,20 +243,22 @@ impl Db {
         }
         let pending = vigil_objstore::list_blocks(self.pending_store.as_ref(), META_FILE).await?;
         for block in pending {
-            if self.catalog.contains(&block.tenant, &block.ulid) {
+            let Some(catalog) = self.catalog_of(&block.kind) else {
+                continue;
+            };
+            if catalog.contains(&block.tenant, &block.ulid) {
                 // Uploaded before a crash removed the local copy.
-                self.remove_pending(&block.tenant, &block.ulid);
+                self.remove_pending(&block.tenant, &block.kind, &block.ulid);
                 continue;
             }
-            let loaded =
-                load_block_index(self.pending_store.as_ref(), &block.tenant, &block.ulid).await;
+            let loaded = load_block_index(self.pending_store.as_ref(), &block).await;
             let index = match loaded {
                 Ok(index) => index,
                 Err(e) => {
                     // Pending blocks are not uploaded yet, so the WAL still holds their samples.
                     tracing::warn!(tenant = %block.tenant, block = %block.ulid, error = %e,
                         "removing unreadable pending block; the wal still holds its samples");
-                    self.remove_pending(&block.tenant, &block.ulid);
+                    self.remove_pending(&block.tenant, &block.kind, &block.ulid);
                     continue;
                 }
             };
@@ -248,7 +266,7 @@ impl Db {
                 index,
                 location: RwLock::new(BlockLocation::Pending),
             });
-            self.catalog.add(entry.clone());
+            catalog.add(entry.clone());
             let _ = self.upload_tx.send(entry);
         }
         self.remove_incomplete_pending();
@@ -262,24 +280,40 @@ impl Db {
             return;
         };
         for tenant in tenants.flatten() {
-            let blocks_dir = tenant.path().join(METRICS_KIND).join("blocks");
-            let Ok(blocks) = std::fs::read_dir(&blocks_dir) else {
-                continue;
-            };
-            for block in blocks.flatten() {
-                if !block.path().join(META_FILE).exists() {
-                    tracing::warn!(path = %block.path().display(), "removing incomplete block left by a crash");
-                    let _ = std::fs::remove_dir_all(block.path());
+            for kind in [METRICS_KIND, LOGS_KIND] {
+                let blocks_dir = tenant.path().join(kind).join("blocks");
+                let Ok(blocks) = std::fs::read_dir(&blocks_dir) else {
+                    continue;
+                };
+                for block in blocks.flatten() {
+                    if !block.path().join(META_FILE).exists() {
+                        tracing::warn!(path = %block.path().display(), "removing incomplete block left by a crash");
+                        let _ = std::fs::remove_dir_all(block.path());
+                    }
                 }
             }
         }
     }
 
-    fn remove_pending(&self, tenant: &str, ulid: &str) {
+    /// The catalog of a block kind; `None` for kinds this version does not read.
+    fn catalog_of(&self, kind: &str) -> Option<&Catalog> {
+        match kind {
+            METRICS_KIND => Some(&self.catalog),
+            LOGS_KIND => Some(&self.log_catalog),
+            _ => None,
+        }
+    }
+
+    /// Blocks cut but not yet confirmed by the object store, of every kind.
+    fn pending_blocks(&self) -> usize {
+        self.catalog.pending_count() + self.log_catalog.pending_count()
+    }
+
+    fn remove_pending(&self, tenant: &str, kind: &str, ulid: &str) {
         let dir = self
             .pending_dir
             .join(tenant)
-            .join(METRICS_KIND)
+            .join(kind)
             .join("blocks")
             .join(ulid);
         if let Err(e) = std::fs::remove_dir_all(&dir) {
@@ -321,9 +355,20 @@ impl Db {
                 .get_or_create(&label)
                 .set(head.memory_bytes() as i64);
         }
+        for (tenant, head) in self.all_log_heads() {
+            let label = metrics::TenantLabel { tenant };
+            self.metrics
+                .log_head_streams
+                .get_or_create(&label)
+                .set(head.num_streams() as i64);
+            self.metrics
+                .log_head_memory_bytes
+                .get_or_create(&label)
+                .set(head.memory_bytes() as i64);
+        }
         self.metrics
             .blocks_pending_upload
-            .set(self.catalog.pending_count() as i64);
+            .set(self.pending_blocks() as i64);
     }
 
     /// Runs the cutter and the uploader until [`Db::shutdown`].
@@ -355,15 +400,8 @@ impl Db {
         let now_ms = now_ms();
         for (tenant, head) in self.all_heads() {
             while let (Some(min), Some(max)) = (head.min_ts(), head.max_ts()) {
-                let end = if everything {
-                    max.saturating_add(1)
-                } else {
-                    let end = min.div_euclid(block_ms) * block_ms + block_ms;
-                    let due = max >= end + block_ms / 2 || now_ms >= end + block_ms;
-                    if !due {
-                        break;
-                    }
-                    end
+                let Some(end) = cut_end(min, max, block_ms, now_ms, everything) else {
+                    break;
                 };
                 self.cut(&tenant, &head, end).await?;
                 if everything {
@@ -371,9 +409,29 @@ impl Db {
                 }
             }
         }
+        for (tenant, head) in self.all_log_heads() {
+            while let (Some(min), Some(max)) = (head.min_ns(), head.max_ns()) {
+                let (min_ms, max_ms) = (
+                    min.div_euclid(logs::NS_PER_MS),
+                    max.div_euclid(logs::NS_PER_MS),
+                );
+                let Some(end_ms) = cut_end(min_ms, max_ms, block_ms, now_ms, everything) else {
+                    break;
+                };
+                let end_ns = if everything {
+                    max.saturating_add(1)
+                } else {
+                    end_ms.saturating_mul(logs::NS_PER_MS)
+                };
+                self.cut_logs(&tenant, &head, end_ns).await?;
+                if everything {
+                    break;
+                }
+            }
+        }
         // Gauges are refreshed when /metrics is scraped: walking every series each second
         // would cost queries and ingest CPU for numbers nobody reads in between.
-        if self.cut_since_truncation.load(Ordering::Acquire) && self.catalog.pending_count() == 0 {
+        if self.cut_since_truncation.load(Ordering::Acquire) && self.pending_blocks() == 0 {
             self.truncate_wal().await?;
         }
         Ok(())
@@ -395,42 +453,14 @@ impl Db {
         }
         let tenant_owned = tenant.to_string();
         let pending_dir = self.pending_dir.clone();
-        let (entry, snapshot) = tokio::task::spawn_blocking(move || -> Result<_, DbError> {
+        let (entry, snapshot) = run_low_priority(move || -> Result<_, DbError> {
             let mut snapshot = snapshot;
             snapshot.sort_by(|a, b| a.0.cmp(&b.0));
             let encoded = vigil_block::encode_block(
                 &tenant_owned,
                 snapshot.iter().map(|(l, s)| (l, s.as_slice())),
             )?;
-            let dir = pending_dir
-                .join(&tenant_owned)
-                .join(METRICS_KIND)
-                .join("blocks")
-                .join(&encoded.meta.ulid);
-            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-            for (name, bytes) in &encoded.files {
-                // meta.json marks the block complete: write under a temporary name and rename,
-                // so a crash never leaves a partial file.
-                let path = dir.join(name);
-                let tmp = dir.join(format!("{name}.tmp"));
-                let mut file = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
-                std::io::Write::write_all(&mut file, bytes).map_err(io_err(&tmp))?;
-                file.sync_all().map_err(io_err(&tmp))?;
-                std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
-            }
-            std::fs::File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err(&dir))?;
-            let file = |n: &str| {
-                encoded
-                    .files
-                    .iter()
-                    .find(|(f, _)| *f == n)
-                    .map(|(_, b)| b.clone())
-                    .unwrap_or_default()
-            };
-            let index =
-                BlockIndex::load(encoded.meta.clone(), file(SERIES_FILE), &file(INDEX_FILE))?;
+            let index = write_pending_block(&pending_dir, &encoded, SERIES_FILE)?;
             Ok((
                 Arc::new(BlockEntry {
                     index,
@@ -439,8 +469,7 @@ impl Db {
                 snapshot,
             ))
         })
-        .await
-        .map_err(|e| DbError::Task(e.to_string()))??;
+        .await??;
         tracing::info!(
             tenant,
             block = entry.ulid(),
@@ -506,8 +535,10 @@ impl Db {
         stop: &watch::Receiver<bool>,
     ) -> Result<bool, DbError> {
         let (tenant, ulid) = (entry.tenant().to_string(), entry.ulid().to_string());
-        for file in BLOCK_FILES {
-            let path = vigil_objstore::block_file(&tenant, METRICS_KIND, &ulid, file);
+        let kind = entry.index.meta.kind.clone();
+        let files = entry.index.meta.files.iter().map(|f| f.name.as_str());
+        for file in files.chain([META_FILE]) {
+            let path = vigil_objstore::block_file(&tenant, &kind, &ulid, file);
             let bytes = vigil_objstore::get(self.pending_store.as_ref(), &path).await?;
             let ok = vigil_objstore::put_with_retry(
                 self.store.as_ref(),
@@ -525,7 +556,7 @@ impl Db {
             }
         }
         *entry.location.write() = BlockLocation::Uploaded;
-        self.remove_pending(&tenant, &ulid);
+        self.remove_pending(&tenant, &kind, &ulid);
         self.metrics
             .blocks_uploaded
             .get_or_create(&metrics::TenantLabel {
@@ -534,8 +565,8 @@ impl Db {
             .inc();
         self.metrics
             .blocks_pending_upload
-            .set(self.catalog.pending_count() as i64);
-        tracing::info!(tenant, block = ulid, "block uploaded");
+            .set(self.pending_blocks() as i64);
+        tracing::info!(tenant, kind, block = ulid, "block uploaded");
         Ok(true)
     }
 
@@ -546,21 +577,24 @@ impl Db {
             for (_, head) in self.all_heads() {
                 head.remove_empty_series();
             }
+            for (_, head) in self.all_log_heads() {
+                head.remove_empty_streams();
+            }
             self.wal.rotate().await?
         };
         self.cut_since_truncation.store(false, Ordering::Release);
         let heads = self.all_heads();
-        let records = tokio::task::spawn_blocking(move || checkpoint_records(&heads))
-            .await
-            .map_err(|e| DbError::Task(e.to_string()))?;
+        let log_heads = self.all_log_heads();
         let wal = &self.wal;
-        tokio::task::block_in_place(|| wal.checkpoint(segment, &records))?;
+        // Records are produced while the checkpoint is written: log heads are large.
+        tokio::task::block_in_place(|| {
+            let records = checkpoint_records(&heads)
+                .into_iter()
+                .chain(logs::log_checkpoint_records(log_heads));
+            wal.checkpoint(segment, records)
+        })?;
         self.metrics.wal_truncations.inc();
-        tracing::info!(
-            segment,
-            records = records.len(),
-            "wal truncated behind checkpoint"
-        );
+        tracing::info!(segment, "wal truncated behind checkpoint");
         Ok(())
     }
 
@@ -576,17 +610,17 @@ impl Db {
             tracing::error!(error = %e, "final block cut failed; the wal keeps the data");
         }
         let deadline = tokio::time::Instant::now() + upload_deadline;
-        while self.catalog.pending_count() > 0 && tokio::time::Instant::now() < deadline {
+        while self.pending_blocks() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        if self.catalog.pending_count() == 0 && self.cut_since_truncation.load(Ordering::Acquire) {
+        if self.pending_blocks() == 0 && self.cut_since_truncation.load(Ordering::Acquire) {
             let _one_at_a_time = self.maintenance.lock().await;
             if let Err(e) = self.truncate_wal().await {
                 tracing::warn!(error = %e, "final wal truncation failed");
             }
-        } else if self.catalog.pending_count() > 0 {
+        } else if self.pending_blocks() > 0 {
             tracing::warn!(
-                pending = self.catalog.pending_count(),
+                pending = self.pending_blocks(),
                 "shutting down with blocks not yet uploaded; they upload on next start"
             );
         }
@@ -599,15 +633,102 @@ impl Db {
     }
 }
 
-fn head_for(heads: &RwLock<HashMap<String, Arc<Head>>>, tenant: &str) -> Arc<Head> {
+fn head_for<H: Default>(heads: &RwLock<HashMap<String, Arc<H>>>, tenant: &str) -> Arc<H> {
     if let Some(head) = heads.read().get(tenant) {
         return head.clone();
     }
     heads
         .write()
         .entry(tenant.to_string())
-        .or_insert_with(|| Arc::new(Head::new()))
+        .or_insert_with(|| Arc::new(H::default()))
         .clone()
+}
+
+/// Runs block encoding on a thread of its own at the lowest CPU priority (nice 19), so that
+/// ingest and queries win the cores while a cut compresses in the background.
+pub(crate) async fn run_low_priority<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, DbError> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("block-encoder".into())
+        .spawn(move || {
+            lower_thread_priority();
+            let _ = done.send(work());
+        })
+        .map_err(|e| DbError::Task(format!("cannot start the block encoder thread: {e}")))?;
+    result
+        .await
+        .map_err(|_| DbError::Task("the block encoder thread panicked".into()))
+}
+
+#[cfg(target_os = "linux")]
+fn lower_thread_priority() {
+    // On Linux a nice value belongs to the thread (task) whose id is given; this thread ends
+    // with the work, so the lowered priority never leaks into other work.
+    // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_thread_priority() {}
+
+/// The end (exclusive, ms) of the next range to cut from a head holding `[min, max]`, or `None`
+/// when nothing is due: a block-aligned range is due once the head reaches half a block past it
+/// or the clock a whole block past it. With `everything`, the whole head.
+fn cut_end(min: i64, max: i64, block_ms: i64, now_ms: i64, everything: bool) -> Option<i64> {
+    if everything {
+        return Some(max.saturating_add(1));
+    }
+    let end = min.div_euclid(block_ms) * block_ms + block_ms;
+    let due = max >= end + block_ms / 2 || now_ms >= end + block_ms;
+    due.then_some(end)
+}
+
+/// Writes an encoded block into the pending directory (each file under a temporary name, then
+/// renamed, meta.json last, directory synced) and loads its index; `labels_file` is the file
+/// that holds its label sets. Blocking I/O.
+fn write_pending_block(
+    pending_dir: &std::path::Path,
+    encoded: &EncodedBlock,
+    labels_file: &str,
+) -> Result<BlockIndex, DbError> {
+    let meta = &encoded.meta;
+    let dir = pending_dir
+        .join(&meta.tenant)
+        .join(&meta.kind)
+        .join("blocks")
+        .join(&meta.ulid);
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    for (name, bytes) in &encoded.files {
+        // meta.json marks the block complete: write under a temporary name and rename, so a
+        // crash never leaves a partial file.
+        let path = dir.join(name);
+        let tmp = dir.join(format!("{name}.tmp"));
+        let mut file = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        std::io::Write::write_all(&mut file, bytes).map_err(io_err(&tmp))?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    }
+    std::fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(&dir))?;
+    let file = |n: &str| {
+        encoded
+            .files
+            .iter()
+            .find(|(f, _)| *f == n)
+            .map(|(_, b)| b.clone())
+            .unwrap_or_default()
+    };
+    Ok(BlockIndex::load(
+        meta.clone(),
+        file(labels_file),
+        &file(INDEX_FILE),
+    )?)
 }
 
 fn checkpoint_records(heads: &[(String, Arc<Head>)]) -> Vec<Vec<u8>> {
@@ -642,12 +763,17 @@ fn checkpoint_records(heads: &[(String, Arc<Head>)]) -> Vec<Vec<u8>> {
 
 async fn load_block_index(
     store: &dyn ObjectStore,
-    tenant: &str,
-    ulid: &str,
+    block: &vigil_objstore::StoredBlock,
 ) -> Result<BlockIndex, DbError> {
-    let get = |file: &str| vigil_objstore::block_file(tenant, METRICS_KIND, ulid, file);
+    let get =
+        |file: &str| vigil_objstore::block_file(&block.tenant, &block.kind, &block.ulid, file);
+    let labels_file = if block.kind == LOGS_KIND {
+        STREAMS_FILE
+    } else {
+        SERIES_FILE
+    };
     let meta = vigil_objstore::get(store, &get(META_FILE)).await?;
-    let series: Bytes = vigil_objstore::get(store, &get(SERIES_FILE)).await?;
+    let series: Bytes = vigil_objstore::get(store, &get(labels_file)).await?;
     let index = vigil_objstore::get(store, &get(INDEX_FILE)).await?;
     let meta = BlockIndex::parse_meta(&meta)?;
     Ok(

@@ -32,6 +32,11 @@ pub struct Metrics {
     pub block_upload_failures: Counter,
     pub blocks_pending_upload: Gauge,
     pub wal_truncations: Counter,
+    pub log_entries_ingested: Family<TenantLabel, Counter>,
+    pub log_bytes_ingested: Family<TenantLabel, Counter>,
+    pub log_entries_rejected: Family<RejectLabels, Counter>,
+    pub log_head_streams: Family<TenantLabel, Gauge>,
+    pub log_head_memory_bytes: Family<TenantLabel, Gauge>,
 }
 
 impl Metrics {
@@ -49,6 +54,11 @@ impl Metrics {
             block_upload_failures: Counter::default(),
             blocks_pending_upload: Gauge::default(),
             wal_truncations: Counter::default(),
+            log_entries_ingested: Family::default(),
+            log_bytes_ingested: Family::default(),
+            log_entries_rejected: Family::default(),
+            log_head_streams: Family::default(),
+            log_head_memory_bytes: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -105,6 +115,31 @@ impl Metrics {
             "wal_truncations",
             "WAL checkpoints that removed segments",
             m.wal_truncations.clone(),
+        );
+        registry.register(
+            "log_entries_ingested",
+            "Log entries accepted and durable, by tenant",
+            m.log_entries_ingested.clone(),
+        );
+        registry.register(
+            "log_bytes_ingested",
+            "Bytes of log lines accepted and durable, by tenant",
+            m.log_bytes_ingested.clone(),
+        );
+        registry.register(
+            "log_entries_rejected",
+            "Log entries rejected, by tenant and reason (Loki's discard reasons)",
+            m.log_entries_rejected.clone(),
+        );
+        registry.register(
+            "log_head_streams",
+            "Log streams in the in-memory head",
+            m.log_head_streams.clone(),
+        );
+        registry.register(
+            "log_head_memory_bytes",
+            "Approximate bytes held by the log head (labels, index, compressed entries)",
+            m.log_head_memory_bytes.clone(),
         );
         Self { registry, ..m }
     }

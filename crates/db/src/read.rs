@@ -8,7 +8,7 @@ use vigil_block::SAMPLES_FILE;
 use vigil_model::{Labels, Matcher, MetricMetadata, Sample, TenantId};
 
 use crate::catalog::{BlockEntry, BlockLocation};
-use crate::{Db, DbError, METRICS_KIND};
+use crate::{Db, DbError};
 
 /// One series with its samples in the requested range, sorted by time, de-duplicated.
 #[derive(Debug, Clone)]
@@ -200,10 +200,23 @@ impl Db {
         mint: i64,
         maxt: i64,
     ) -> Result<HashMap<u32, Vec<Sample>>, DbError> {
-        let path =
-            vigil_objstore::block_file(block.tenant(), METRICS_KIND, block.ulid(), SAMPLES_FILE);
+        let bytes = self.block_file_bytes(block, SAMPLES_FILE).await?;
+        tokio::task::spawn_blocking(move || vigil_block::read_samples(bytes, &ids, mint, maxt))
+            .await
+            .map_err(|e| DbError::Task(e.to_string()))?
+            .map_err(DbError::from)
+    }
+
+    /// One file of a block, from the pending directory or the object store.
+    pub(crate) async fn block_file_bytes(
+        &self,
+        block: &BlockEntry,
+        file: &str,
+    ) -> Result<bytes::Bytes, DbError> {
+        let meta = &block.index.meta;
+        let path = vigil_objstore::block_file(&meta.tenant, &meta.kind, &meta.ulid, file);
         let location = *block.location.read();
-        let bytes = match location {
+        Ok(match location {
             BlockLocation::Pending => {
                 match vigil_objstore::get(self.pending_store.as_ref(), &path).await {
                     Ok(bytes) => bytes,
@@ -212,11 +225,7 @@ impl Db {
                 }
             }
             BlockLocation::Uploaded => vigil_objstore::get(self.store.as_ref(), &path).await?,
-        };
-        tokio::task::spawn_blocking(move || vigil_block::read_samples(bytes, &ids, mint, maxt))
-            .await
-            .map_err(|e| DbError::Task(e.to_string()))?
-            .map_err(DbError::from)
+        })
     }
 
     /// Metric metadata by family name.

@@ -4,6 +4,7 @@
 //! window go into a small sorted buffer merged on read and on cut.
 
 mod chunk;
+pub mod logs;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -242,41 +243,85 @@ impl MemSeries {
     }
 }
 
-#[derive(Default)]
-struct SeriesTable {
-    /// Label-set hash → series with that hash (almost always one).
-    by_hash: HashMap<u64, Vec<Arc<MemSeries>>, BuildHasherDefault<PrehashedKey>>,
-    by_id: FxHashMap<u32, Arc<MemSeries>>,
+/// What a [`SeriesTable`] keys: an id and a label set (a metric series or a log stream).
+pub(crate) trait Keyed {
+    fn id(&self) -> u32;
+    fn labels(&self) -> &Labels;
+}
+
+impl Keyed for MemSeries {
+    fn id(&self) -> u32 {
+        self.id
+    }
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
+}
+
+/// Series (or streams) by label-set hash and by id, with their postings.
+pub(crate) struct SeriesTable<T> {
+    /// Label-set hash → entries with that hash (almost always one).
+    by_hash: HashMap<u64, Vec<Arc<T>>, BuildHasherDefault<PrehashedKey>>,
+    by_id: FxHashMap<u32, Arc<T>>,
     postings: Postings,
     next_id: u32,
 }
 
-impl SeriesTable {
-    fn find(&self, hash: u64, labels: &Labels) -> Option<&Arc<MemSeries>> {
+impl<T> Default for SeriesTable<T> {
+    fn default() -> Self {
+        Self {
+            by_hash: HashMap::default(),
+            by_id: FxHashMap::default(),
+            postings: Postings::default(),
+            next_id: 0,
+        }
+    }
+}
+
+impl<T: Keyed> SeriesTable<T> {
+    fn find(&self, hash: u64, labels: &Labels) -> Option<&Arc<T>> {
         self.by_hash
             .get(&hash)?
             .iter()
-            .find(|s| &s.labels == labels)
+            .find(|s| s.labels() == labels)
     }
 
-    fn find_pairs(&self, hash: u64, pairs: &[(&str, &str)]) -> Option<&Arc<MemSeries>> {
+    fn find_pairs(&self, hash: u64, pairs: &[(&str, &str)]) -> Option<&Arc<T>> {
         self.by_hash
             .get(&hash)?
             .iter()
-            .find(|s| s.labels.equals_pairs(pairs))
+            .find(|s| s.labels().equals_pairs(pairs))
     }
 
-    fn insert(&mut self, id: u32, hash: u64, labels: Labels) -> Arc<MemSeries> {
-        let series = Arc::new(MemSeries {
-            id,
-            labels,
-            data: Mutex::new(SeriesData::default()),
-        });
-        self.postings.add(id, &series.labels);
-        self.by_hash.entry(hash).or_default().push(series.clone());
-        self.by_id.insert(id, series.clone());
+    fn insert(&mut self, hash: u64, item: T) -> Arc<T> {
+        let item = Arc::new(item);
+        let id = item.id();
+        self.postings.add(id, item.labels());
+        self.by_hash.entry(hash).or_default().push(item.clone());
+        self.by_id.insert(id, item.clone());
         self.next_id = self.next_id.max(id.saturating_add(1));
-        series
+        item
+    }
+
+    fn remove(&mut self, item: &T) {
+        self.by_id.remove(&item.id());
+        self.postings.remove(item.id(), item.labels());
+        let hash = labels_hash(item.labels());
+        if let Some(ids) = self.by_hash.get_mut(&hash) {
+            ids.retain(|x| x.id() != item.id());
+            if ids.is_empty() {
+                self.by_hash.remove(&hash);
+            }
+        }
+    }
+}
+
+/// A series with this id and labels, not yet in any table.
+fn new_series(id: u32, labels: Labels) -> MemSeries {
+    MemSeries {
+        id,
+        labels,
+        data: Mutex::new(SeriesData::default()),
     }
 }
 
@@ -311,7 +356,7 @@ pub struct SeriesLimitReached {
 /// A tenant's head.
 #[derive(Default)]
 pub struct Head {
-    table: RwLock<SeriesTable>,
+    table: RwLock<SeriesTable<MemSeries>>,
     metadata: RwLock<HashMap<String, MetricMetadata>>,
     min_ts: AtomicI64Opt,
     max_ts: AtomicI64Opt,
@@ -319,7 +364,7 @@ pub struct Head {
 }
 
 /// An i64 where `i64::MIN`/`MAX` sentinels mean "none yet".
-struct AtomicI64Opt(AtomicI64);
+pub(crate) struct AtomicI64Opt(AtomicI64);
 
 impl Default for AtomicI64Opt {
     fn default() -> Self {
@@ -327,12 +372,28 @@ impl Default for AtomicI64Opt {
     }
 }
 
+/// Widens a time range to include `ts`; read-mostly so concurrent writers do not fight over the
+/// cache line when the range does not change.
+pub(crate) fn widen_range(min: &AtomicI64Opt, max: &AtomicI64Opt, ts: i64) {
+    let current = min.0.load(Ordering::Acquire);
+    if current == i64::MIN || ts < current {
+        let _ = min
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |m| {
+                (m == i64::MIN || ts < m).then_some(ts)
+            });
+    }
+    if ts > max.0.load(Ordering::Acquire) {
+        max.0.fetch_max(ts, Ordering::AcqRel);
+    }
+}
+
 impl AtomicI64Opt {
-    fn get(&self) -> Option<i64> {
+    pub(crate) fn get(&self) -> Option<i64> {
         let v = self.0.load(Ordering::Acquire);
         (v != i64::MIN).then_some(v)
     }
-    fn set(&self, v: Option<i64>) {
+    pub(crate) fn set(&self, v: Option<i64>) {
         self.0.store(v.unwrap_or(i64::MIN), Ordering::Release);
     }
 }
@@ -403,7 +464,7 @@ impl Head {
                     .map(|(n, v)| vigil_model::Label::new(*n, *v))
                     .collect(),
             );
-            let series = table.insert(id, *hash, labels);
+            let series = table.insert(*hash, new_series(id, labels));
             created.push(series.clone());
             result.push(Some(series));
         }
@@ -421,7 +482,7 @@ impl Head {
         if table.find(hash, &labels).is_some() || table.by_id.contains_key(&id) {
             return;
         }
-        table.insert(id, hash, labels);
+        table.insert(hash, new_series(id, labels));
     }
 
     /// Stores a sample that was validated and made durable (or replayed).
@@ -432,21 +493,8 @@ impl Head {
         }
     }
 
-    /// Widens the head's time range; read-mostly so concurrent writers do not fight over the
-    /// cache line when the range does not change.
     fn note_timestamp(&self, ts: i64) {
-        let min = self.min_ts.0.load(Ordering::Acquire);
-        if min == i64::MIN || ts < min {
-            let _ = self
-                .min_ts
-                .0
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |m| {
-                    (m == i64::MIN || ts < m).then_some(ts)
-                });
-        }
-        if ts > self.max_ts.0.load(Ordering::Acquire) {
-            self.max_ts.0.fetch_max(ts, Ordering::AcqRel);
-        }
+        widen_range(&self.min_ts, &self.max_ts, ts);
     }
 
     pub fn set_metadata(&self, entries: impl IntoIterator<Item = (String, MetricMetadata)>) {
@@ -512,15 +560,7 @@ impl Head {
             .cloned()
             .collect();
         for s in &empty {
-            table.by_id.remove(&s.id);
-            table.postings.remove(s.id, &s.labels);
-            let hash = labels_hash(&s.labels);
-            if let Some(ids) = table.by_hash.get_mut(&hash) {
-                ids.retain(|x| x.id != s.id);
-                if ids.is_empty() {
-                    table.by_hash.remove(&hash);
-                }
-            }
+            table.remove(s);
         }
         empty.len()
     }

@@ -134,14 +134,8 @@ impl BodyFormat {
     }
 }
 
-/// One log entry: the line exactly as sent (see [`RawPush::invalid_utf8`] for the one exception)
-/// and its structured metadata in the order sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogEntry {
-    pub timestamp_ns: i64,
-    pub line: String,
-    pub structured_metadata: Vec<(String, String)>,
-}
+/// Entries keep the line exactly as sent (see [`RawPush::invalid_utf8`] for the one exception).
+pub use vigil_model::LogEntry;
 
 /// One stream of a decoded, not yet validated request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -675,6 +669,23 @@ fn sanitize_metadata(pairs: &mut [(String, String)], sanitized: &mut usize) {
         if changed {
             *sanitized += 1;
         }
+    }
+}
+
+/// The head's rejection of an entry older than its stream's out-of-order window, in the words of
+/// Loki's ingester.
+pub fn too_far_behind(stream: &str, entry: &LogEntry, oldest_acceptable_ns: i64) -> Rejection {
+    let ts = time::format_rfc3339(entry.timestamp_ns);
+    Rejection {
+        reason: RejectReason::TooFarBehind,
+        entries: 1,
+        bytes: entry_bytes(entry),
+        stream: stream.to_string(),
+        timestamp_ns: Some(entry.timestamp_ns),
+        message: format!(
+            "entry with timestamp {ts} ignored, reason: 'entry too far behind, entry timestamp is: {ts}, oldest acceptable timestamp is: {}' for stream: {stream}",
+            time::format_rfc3339(oldest_acceptable_ns)
+        ),
     }
 }
 

@@ -1,4 +1,5 @@
-//! Pure data shared by every stage of Vigil: label sets, samples, tenant ids and label matchers.
+//! Pure data shared by every stage of Vigil: label sets, samples, log entries, tenant ids and label
+//! matchers.
 //! No I/O happens here; every other crate builds on these types.
 
 mod labels;
@@ -46,4 +47,13 @@ pub struct MetricMetadata {
     pub metric_type: String,
     pub help: String,
     pub unit: String,
+}
+
+/// One log entry: nanoseconds since the Unix epoch, the line exactly as received, and its
+/// structured metadata (name, value) in the order sent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LogEntry {
+    pub timestamp_ns: i64,
+    pub line: String,
+    pub structured_metadata: Vec<(String, String)>,
 }

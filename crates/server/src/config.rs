@@ -43,6 +43,14 @@ pub struct Config {
     pub max_series_per_tenant: usize,
     /// Labels per series, `__name__` included; beyond it 400. Default 30.
     pub max_label_names_per_series: usize,
+    /// Longest log line in bytes (Loki's `max_line_size`); 0 = unlimited. Default 262144.
+    pub max_line_size: usize,
+    /// Truncate longer log lines instead of rejecting them. Default false.
+    pub max_line_size_truncate: bool,
+    /// Reject log entries older than this (Loki's `reject_old_samples_max_age`). Default: unset,
+    /// any age is accepted (backfills).
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub reject_older_than: Option<Duration>,
     /// Timeout of one object-store request. Default 30s.
     #[serde(with = "humantime_serde")]
     pub object_store_timeout: Duration,
@@ -77,6 +85,9 @@ impl Default for Config {
             max_decompressed_bytes: 256 << 20,
             max_series_per_tenant: 0,
             max_label_names_per_series: 30,
+            max_line_size: 256 << 10,
+            max_line_size_truncate: false,
+            reject_older_than: None,
             object_store_timeout: Duration::from_secs(30),
             shutdown_upload_timeout: Duration::from_secs(60),
             query_lookback_delta: Duration::from_secs(300),
@@ -185,6 +196,15 @@ pub struct ServeArgs {
     /// Series per tenant, 0 = unlimited [default: 0].
     #[arg(long, env = "VIGIL_MAX_SERIES_PER_TENANT")]
     pub max_series_per_tenant: Option<usize>,
+    /// Longest log line in bytes, 0 = unlimited [default: 262144].
+    #[arg(long, env = "VIGIL_MAX_LINE_SIZE")]
+    pub max_line_size: Option<usize>,
+    /// Truncate log lines longer than max-line-size instead of rejecting them [default: false].
+    #[arg(long, env = "VIGIL_MAX_LINE_SIZE_TRUNCATE", num_args = 0..=1, default_missing_value = "true")]
+    pub max_line_size_truncate: Option<bool>,
+    /// Reject log entries older than this, e.g. 168h [default: unset, any age accepted].
+    #[arg(long, env = "VIGIL_REJECT_OLDER_THAN", value_parser = parse_duration)]
+    pub reject_older_than: Option<Duration>,
     /// Lookback of instant selectors [default: 5m].
     #[arg(long, env = "VIGIL_QUERY_LOOKBACK_DELTA", value_parser = parse_duration)]
     pub query_lookback_delta: Option<Duration>,
@@ -226,6 +246,11 @@ impl ServeArgs {
         set!(max_future);
         set!(max_request_bytes);
         set!(max_series_per_tenant);
+        set!(max_line_size);
+        set!(max_line_size_truncate);
+        if self.reject_older_than.is_some() {
+            config.reject_older_than = self.reject_older_than;
+        }
         set!(query_lookback_delta);
         set!(query_timeout);
         set!(query_max_samples);

@@ -69,6 +69,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             max_future_ms: config.max_future.as_millis() as i64,
             ..ValidationLimits::default()
         },
+        log_limits: vigil_log_ingest::LogLimits {
+            max_decompressed_bytes: config.max_decompressed_bytes,
+            max_line_bytes: config.max_line_size,
+            truncate_long_lines: config.max_line_size_truncate,
+            creation_grace_period: config.max_future,
+            reject_older_than: config.reject_older_than,
+            ..vigil_log_ingest::LogLimits::default()
+        },
         max_request_bytes: config.max_request_bytes,
         engine: vigil_promql::EngineOptions {
             lookback_delta_ms: config.query_lookback_delta.as_millis() as i64,

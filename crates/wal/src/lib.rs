@@ -193,8 +193,13 @@ impl Wal {
 
     /// Writes a checkpoint holding `records` that stands for every segment below `segment`, then
     /// deletes those segments and older checkpoints. Blocking I/O: call from a blocking thread.
-    pub fn checkpoint(&self, segment: u64, records: &[Vec<u8>]) -> Result<(), WalError> {
-        segment::write_checkpoint(&self.dir, segment, records)?;
+    /// `records` are produced lazily and written as they come.
+    pub fn checkpoint(
+        &self,
+        segment: u64,
+        records: impl IntoIterator<Item = Vec<u8>>,
+    ) -> Result<(), WalError> {
+        segment::write_checkpoint(&self.dir, segment, &mut records.into_iter())?;
         segment::remove_before(&self.dir, segment)
     }
 
@@ -392,7 +397,7 @@ mod tests {
             wal.write(&[b"old"]).await.unwrap();
             let segment = wal.rotate().await.unwrap();
             wal.write(&[b"new"]).await.unwrap();
-            wal.checkpoint(segment, &[b"snapshot".to_vec()]).unwrap();
+            wal.checkpoint(segment, [b"snapshot".to_vec()]).unwrap();
             wal.close();
         }
         assert_eq!(

@@ -1,14 +1,16 @@
-//! Record payloads of the metrics WAL. Every payload starts with a type byte and the tenant;
-//! series are written once (id → labels) and samples refer to them by id, so a sample costs a
-//! few bytes in the log.
+//! Record payloads of the WAL. Every payload starts with a type byte and the tenant; series (and
+//! log streams) are written once (id → labels) and samples (and log entries) refer to them by id,
+//! so a sample costs a few bytes in the log and an entry little more than its line.
 
-use vigil_model::{Label, Labels, MetricMetadata, Sample};
+use vigil_model::{Label, Labels, LogEntry, MetricMetadata, Sample};
 
 use crate::WalError;
 
 const SERIES: u8 = 1;
 const SAMPLES: u8 = 2;
 const METADATA: u8 = 3;
+const LOG_STREAMS: u8 = 4;
+const LOG_ENTRIES: u8 = 5;
 
 /// A decoded WAL record.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,10 +30,52 @@ pub enum Record {
         tenant: String,
         entries: Vec<(String, MetricMetadata)>,
     },
+    /// New log streams: head-local ids of a tenant with their labels.
+    LogStreams {
+        tenant: String,
+        streams: Vec<(u32, Labels)>,
+    },
+    /// Log entries by stream id.
+    LogEntries {
+        tenant: String,
+        entries: Vec<(u32, LogEntry)>,
+    },
 }
 
 pub fn encode_series(out: &mut Vec<u8>, tenant: &str, series: &[(u32, &Labels)]) {
-    out.push(SERIES);
+    encode_label_sets(out, SERIES, tenant, series);
+}
+
+pub fn encode_log_streams(out: &mut Vec<u8>, tenant: &str, streams: &[(u32, &Labels)]) {
+    encode_label_sets(out, LOG_STREAMS, tenant, streams);
+}
+
+/// Log entries: stream id, timestamp delta-encoded against the previous entry of the record,
+/// the line, and the structured metadata pairs.
+pub fn encode_log_entries<'a>(
+    out: &mut Vec<u8>,
+    tenant: &str,
+    entries: impl ExactSizeIterator<Item = (u32, &'a LogEntry)>,
+) {
+    out.push(LOG_ENTRIES);
+    put_str(out, tenant);
+    put_uvarint(out, entries.len() as u64);
+    let mut previous_ts = 0i64;
+    for (id, entry) in entries {
+        put_uvarint(out, u64::from(id));
+        put_ivarint(out, entry.timestamp_ns.wrapping_sub(previous_ts));
+        previous_ts = entry.timestamp_ns;
+        put_str(out, &entry.line);
+        put_uvarint(out, entry.structured_metadata.len() as u64);
+        for (name, value) in &entry.structured_metadata {
+            put_str(out, name);
+            put_str(out, value);
+        }
+    }
+}
+
+fn encode_label_sets(out: &mut Vec<u8>, kind: u8, tenant: &str, series: &[(u32, &Labels)]) {
+    out.push(kind);
     put_str(out, tenant);
     put_uvarint(out, series.len() as u64);
     for (id, labels) in series {
@@ -81,21 +125,36 @@ pub fn decode(payload: &[u8]) -> Result<Record, WalError> {
     // Counts come from checksummed records, but cap pre-allocation anyway.
     let capacity = count.min(payload.len());
     match kind {
-        SERIES => {
-            let mut series = Vec::with_capacity(capacity);
+        SERIES => Ok(Record::Series {
+            tenant,
+            series: r.label_sets(count)?,
+        }),
+        LOG_STREAMS => Ok(Record::LogStreams {
+            tenant,
+            streams: r.label_sets(count)?,
+        }),
+        LOG_ENTRIES => {
+            let mut entries = Vec::with_capacity(capacity);
+            let mut ts = 0i64;
             for _ in 0..count {
                 let id = r.uvarint()? as u32;
+                ts = ts.wrapping_add(r.ivarint()?);
+                let line = r.string()?;
                 let n = r.uvarint()? as usize;
-                let mut pairs = Vec::with_capacity(n.min(64));
+                let mut structured_metadata = Vec::with_capacity(n.min(64));
                 for _ in 0..n {
-                    pairs.push(Label {
-                        name: r.string()?,
-                        value: r.string()?,
-                    });
+                    structured_metadata.push((r.string()?, r.string()?));
                 }
-                series.push((id, Labels::from_unsorted(pairs)));
+                entries.push((
+                    id,
+                    LogEntry {
+                        timestamp_ns: ts,
+                        line,
+                        structured_metadata,
+                    },
+                ));
             }
-            Ok(Record::Series { tenant, series })
+            Ok(Record::LogEntries { tenant, entries })
         }
         SAMPLES => {
             let mut samples = Vec::with_capacity(capacity);
@@ -186,6 +245,23 @@ impl Reader<'_> {
         Ok(u64::from_le_bytes(a))
     }
 
+    fn label_sets(&mut self, count: usize) -> Result<Vec<(u32, Labels)>, WalError> {
+        let mut sets = Vec::with_capacity(count.min(self.buf.len()));
+        for _ in 0..count {
+            let id = self.uvarint()? as u32;
+            let n = self.uvarint()? as usize;
+            let mut pairs = Vec::with_capacity(n.min(64));
+            for _ in 0..n {
+                pairs.push(Label {
+                    name: self.string()?,
+                    value: self.string()?,
+                });
+            }
+            sets.push((id, Labels::from_unsorted(pairs)));
+        }
+        Ok(sets)
+    }
+
     fn string(&mut self) -> Result<String, WalError> {
         let len = self.uvarint()? as usize;
         let bytes = self
@@ -212,7 +288,44 @@ mod tests {
             decode(&buf).unwrap(),
             Record::Series {
                 tenant: "t1".into(),
-                series: vec![(7, labels)]
+                series: vec![(7, labels.clone())]
+            }
+        );
+
+        let mut buf = Vec::new();
+        encode_log_streams(&mut buf, "t1", &[(3, &labels)]);
+        assert_eq!(
+            decode(&buf).unwrap(),
+            Record::LogStreams {
+                tenant: "t1".into(),
+                streams: vec![(3, labels.clone())]
+            }
+        );
+        let entries = vec![
+            (
+                3,
+                LogEntry {
+                    timestamp_ns: 1_700_000_000_123_456_789,
+                    line: "héllo\nworld".into(),
+                    structured_metadata: vec![("trace_id".into(), "abc".into())],
+                },
+            ),
+            (
+                4,
+                LogEntry {
+                    timestamp_ns: -5,
+                    line: String::new(),
+                    structured_metadata: vec![],
+                },
+            ),
+        ];
+        let mut buf = Vec::new();
+        encode_log_entries(&mut buf, "t1", entries.iter().map(|(id, e)| (*id, e)));
+        assert_eq!(
+            decode(&buf).unwrap(),
+            Record::LogEntries {
+                tenant: "t1".into(),
+                entries
             }
         );
 

@@ -216,23 +216,28 @@ fn truncate(path: &Path, len: u64) -> Result<(), WalError> {
 pub(crate) fn write_checkpoint(
     dir: &Path,
     index: u64,
-    records: &[Vec<u8>],
+    records: &mut dyn Iterator<Item = Vec<u8>>,
 ) -> Result<(), WalError> {
     let final_path = checkpoint_path(dir, index);
     let tmp = dir.join(format!("checkpoint.{index:08}.tmp"));
-    let mut buffer = Vec::with_capacity(
-        records
-            .iter()
-            .map(|r| r.len() + RECORD_HEADER_LEN)
-            .sum::<usize>()
-            + HEADER_LEN,
-    );
-    buffer.extend_from_slice(&header());
+    let file = File::create(&tmp).map_err(|e| WalError::io(&tmp, e))?;
+    // Records are framed into a bounded buffer and written as they come, so a large head
+    // (log lines) never sits in memory twice.
+    let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+    writer
+        .write_all(&header())
+        .map_err(|e| WalError::io(&tmp, e))?;
+    let mut framed = Vec::new();
     for record in records {
-        frame_record(&mut buffer, record);
+        framed.clear();
+        frame_record(&mut framed, &record);
+        writer
+            .write_all(&framed)
+            .map_err(|e| WalError::io(&tmp, e))?;
     }
-    let mut file = File::create(&tmp).map_err(|e| WalError::io(&tmp, e))?;
-    file.write_all(&buffer).map_err(|e| WalError::io(&tmp, e))?;
+    let file = writer
+        .into_inner()
+        .map_err(|e| WalError::io(&tmp, e.into_error()))?;
     file.sync_all().map_err(|e| WalError::io(&tmp, e))?;
     std::fs::rename(&tmp, &final_path).map_err(|e| WalError::io(&final_path, e))?;
     sync_dir(dir)

@@ -1,0 +1,521 @@
+//! Logs through the same machinery as metrics: a push is resolved to streams, checked against
+//! the per-stream out-of-order window, logged to the shared WAL and made visible in the tenant's
+//! log head once durable; the head is cut into log blocks by time, uploaded, and read back
+//! merged with the head.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use roaring::RoaringBitmap;
+use vigil_block::logs::{ENTRIES_FILE, STREAMS_FILE};
+use vigil_head::logs::{sort_and_dedupe, LogAppendError, LogHead, MemStream};
+use vigil_log_ingest::{LogBatch, Rejection};
+use vigil_model::{Labels, LogEntry, Matcher, TenantId};
+use vigil_wal::record;
+
+use crate::catalog::{BlockEntry, BlockLocation};
+use crate::metrics::{RejectLabels, TenantLabel};
+use crate::write::WriteGuard;
+use crate::{Db, DbError};
+
+/// Nanoseconds per millisecond: block ranges and the cut schedule are in ms.
+pub(crate) const NS_PER_MS: i64 = 1_000_000;
+
+/// What happened to a push.
+#[derive(Debug, Default)]
+pub struct LogWriteOutcome {
+    /// Entries accepted, all durable.
+    pub accepted: usize,
+    /// Entries in the request, valid or not.
+    pub total_entries: usize,
+    /// Entries set aside, with reasons, including those from validation.
+    pub rejections: Vec<Rejection>,
+}
+
+impl LogWriteOutcome {
+    /// Loki's 400 body when something was rejected.
+    pub fn error_body(&self) -> Option<String> {
+        (!self.rejections.is_empty())
+            .then(|| vigil_log_ingest::describe_rejections(&self.rejections, self.total_entries))
+    }
+}
+
+/// A checked push, ready for the WAL.
+pub struct PreparedLogWrite {
+    tenant: TenantId,
+    head: Arc<LogHead>,
+    applies: Vec<(Arc<MemStream>, Vec<LogEntry>)>,
+    accepted_bytes: usize,
+    wal_payloads: Vec<Vec<u8>>,
+    outcome: LogWriteOutcome,
+}
+
+/// One stream with its entries in a requested range, sorted by time.
+#[derive(Debug, Clone)]
+pub struct StreamData {
+    pub labels: Labels,
+    pub entries: Vec<LogEntry>,
+}
+
+impl Db {
+    /// The tenant's log head, created on first use.
+    pub fn log_head(&self, tenant: &TenantId) -> Arc<LogHead> {
+        crate::head_for(&self.log_heads, tenant.as_str())
+    }
+
+    pub(crate) fn existing_log_head(&self, tenant: &TenantId) -> Option<Arc<LogHead>> {
+        self.log_heads.read().get(tenant.as_str()).cloned()
+    }
+
+    pub(crate) fn all_log_heads(&self) -> Vec<(String, Arc<LogHead>)> {
+        self.log_heads
+            .read()
+            .iter()
+            .map(|(t, h)| (t.clone(), h.clone()))
+            .collect()
+    }
+
+    /// Resolves streams (logging new ones), checks each entry against its stream's
+    /// out-of-order window and encodes the WAL record. CPU only.
+    pub fn prepare_log_write(
+        &self,
+        _guard: &WriteGuard<'_>,
+        tenant: &TenantId,
+        batch: LogBatch,
+    ) -> Result<PreparedLogWrite, DbError> {
+        let head = self.log_head(tenant);
+        let mut outcome = LogWriteOutcome {
+            accepted: 0,
+            total_entries: batch.total_entries,
+            rejections: batch.rejections,
+        };
+        let wanted: Vec<(u64, &Labels)> =
+            batch.streams.iter().map(|s| (s.hash, &s.labels)).collect();
+        let wal = &self.wal;
+        let resolved = head.get_or_create(&wanted, |created| {
+            let mut buf = Vec::new();
+            record::encode_log_streams(&mut buf, tenant.as_str(), created);
+            wal.append(&[&buf]).map(|_| ())
+        })?;
+        drop(wanted);
+
+        let window_ns =
+            i64::try_from(self.config.out_of_order_window.as_nanos()).unwrap_or(i64::MAX);
+        let mut applies: Vec<(Arc<MemStream>, Vec<LogEntry>)> = Vec::with_capacity(resolved.len());
+        let mut accepted_bytes = 0usize;
+        for (stream_batch, stream) in batch.streams.into_iter().zip(resolved) {
+            let mut kept = Vec::with_capacity(stream_batch.entries.len());
+            let mut newest: Option<i64> = None;
+            let shown = || {
+                vigil_log_ingest::format_labels(
+                    stream_batch
+                        .labels
+                        .iter()
+                        .map(|l| (l.name.as_str(), l.value.as_str())),
+                )
+            };
+            let mut stream_label: Option<String> = None;
+            for entry in stream_batch.entries {
+                match stream.check(entry.timestamp_ns, newest, window_ns) {
+                    Ok(()) => {
+                        newest =
+                            Some(newest.map_or(entry.timestamp_ns, |n| n.max(entry.timestamp_ns)));
+                        accepted_bytes += entry.line.len();
+                        kept.push(entry);
+                    }
+                    Err(LogAppendError::TooFarBehind {
+                        oldest_acceptable_ns,
+                    }) => {
+                        let stream_text = stream_label.get_or_insert_with(shown);
+                        outcome.rejections.push(vigil_log_ingest::too_far_behind(
+                            stream_text,
+                            &entry,
+                            oldest_acceptable_ns,
+                        ));
+                    }
+                }
+            }
+            outcome.accepted += kept.len();
+            if !kept.is_empty() {
+                applies.push((stream, kept));
+            }
+        }
+
+        let mut wal_payloads = Vec::new();
+        if !applies.is_empty() {
+            let mut buf = Vec::with_capacity(accepted_bytes + outcome.accepted * 16 + 64);
+            let count = applies.iter().map(|(_, e)| e.len()).sum::<usize>();
+            record::encode_log_entries(
+                &mut buf,
+                tenant.as_str(),
+                ExactLen {
+                    inner: applies
+                        .iter()
+                        .flat_map(|(s, entries)| entries.iter().map(move |e| (s.id, e))),
+                    len: count,
+                },
+            );
+            wal_payloads.push(buf);
+        }
+        Ok(PreparedLogWrite {
+            tenant: tenant.clone(),
+            head,
+            applies,
+            accepted_bytes,
+            wal_payloads,
+            outcome,
+        })
+    }
+
+    /// Makes the prepared push durable, then visible; returns after both.
+    pub async fn commit_log_write(
+        &self,
+        guard: WriteGuard<'_>,
+        prepared: PreparedLogWrite,
+    ) -> Result<LogWriteOutcome, DbError> {
+        if !prepared.wal_payloads.is_empty() {
+            let refs: Vec<&[u8]> = prepared.wal_payloads.iter().map(Vec::as_slice).collect();
+            self.wal.write(&refs).await?;
+        }
+        for (stream, entries) in prepared.applies {
+            prepared.head.append(&stream, entries);
+        }
+        drop(guard);
+
+        let outcome = prepared.outcome;
+        let tenant = TenantLabel {
+            tenant: prepared.tenant.as_str().to_string(),
+        };
+        self.metrics
+            .log_entries_ingested
+            .get_or_create(&tenant)
+            .inc_by(outcome.accepted as u64);
+        self.metrics
+            .log_bytes_ingested
+            .get_or_create(&tenant)
+            .inc_by(prepared.accepted_bytes as u64);
+        for r in &outcome.rejections {
+            self.metrics
+                .log_entries_rejected
+                .get_or_create(&RejectLabels {
+                    tenant: tenant.tenant.clone(),
+                    reason: r.reason.as_label().to_string(),
+                })
+                .inc_by(r.entries as u64);
+        }
+        Ok(outcome)
+    }
+
+    /// Writes a validated push; returns only after every accepted entry is durable.
+    pub async fn write_logs(
+        &self,
+        tenant: &TenantId,
+        batch: LogBatch,
+    ) -> Result<LogWriteOutcome, DbError> {
+        let guard = self.begin_write().await?;
+        let prepared = self.prepare_log_write(&guard, tenant, batch)?;
+        self.commit_log_write(guard, prepared).await
+    }
+
+    /// Cuts the log head's entries before `end_ns` into a pending block, registers it, then
+    /// drops them from the head. On failure they return to the head.
+    pub(crate) async fn cut_logs(
+        &self,
+        tenant: &str,
+        head: &Arc<LogHead>,
+        end_ns: i64,
+    ) -> Result<(), DbError> {
+        let streams = head.begin_cut(end_ns);
+        if streams.is_empty() {
+            head.finish_cut();
+            return Ok(());
+        }
+        let tenant_owned = tenant.to_string();
+        let pending_dir = self.pending_dir.clone();
+        // One stream decoded at a time: the cut never holds the range's text uncompressed.
+        let written = crate::run_low_priority(move || -> Result<Arc<BlockEntry>, DbError> {
+            let mut writer = vigil_block::logs::LogBlockWriter::new(&tenant_owned)?;
+            for stream in &streams {
+                let entries = stream.cutting_entries();
+                if !entries.is_empty() {
+                    writer.add_stream(&stream.labels, &entries)?;
+                }
+            }
+            let encoded = writer.finish()?;
+            let index = crate::write_pending_block(&pending_dir, &encoded, STREAMS_FILE)?;
+            Ok(Arc::new(BlockEntry {
+                index,
+                location: RwLock::new(BlockLocation::Pending),
+            }))
+        })
+        .await
+        .and_then(|r| r);
+        let entry = match written {
+            Ok(entry) => entry,
+            Err(e) => {
+                head.abort_cut();
+                return Err(e);
+            }
+        };
+        let stats = entry.index.meta.logs.unwrap_or_default();
+        tracing::info!(
+            tenant,
+            block = entry.ulid(),
+            min_time_ns = stats.min_time_ns,
+            max_time_ns = stats.max_time_ns,
+            streams = entry.index.meta.num_series,
+            entries = stats.num_entries,
+            "log block cut"
+        );
+        // Registered before the head lets go, so a reader never misses the entries (a reader
+        // seeing both removes the repeats).
+        self.log_catalog.add(entry.clone());
+        head.finish_cut();
+        self.metrics
+            .blocks_cut
+            .get_or_create(&TenantLabel {
+                tenant: tenant.to_string(),
+            })
+            .inc();
+        self.cut_since_truncation.store(true, Ordering::Release);
+        let _ = self.upload_tx.send(entry);
+        Ok(())
+    }
+
+    /// Streams matching any of the matcher sets with entries in `[start_ns, end_ns]`.
+    pub fn log_series(
+        &self,
+        tenant: &TenantId,
+        matcher_sets: &[Vec<Matcher>],
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Vec<Labels> {
+        let mut out = BTreeSet::new();
+        for matchers in &non_empty_sets(matcher_sets) {
+            if let Some(head) = self.existing_log_head(tenant) {
+                for s in head.select(matchers) {
+                    if s.has_entries(start_ns, end_ns) {
+                        out.insert(s.labels.clone());
+                    }
+                }
+            }
+            for block in self.log_blocks(tenant, start_ns, end_ns) {
+                for id in block.index.postings.select(matchers) {
+                    if let Some(labels) = block.index.labels.get(id as usize) {
+                        out.insert(labels.clone());
+                    }
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// Label names over the matching streams with entries in range.
+    pub fn log_label_names(
+        &self,
+        tenant: &TenantId,
+        matcher_sets: &[Vec<Matcher>],
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Vec<String> {
+        let mut out = BTreeSet::new();
+        for labels in self.log_series(tenant, matcher_sets, start_ns, end_ns) {
+            out.extend(labels.iter().map(|l| l.name.clone()));
+        }
+        out.into_iter().collect()
+    }
+
+    /// Values of `name` over the matching streams with entries in range.
+    pub fn log_label_values(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        matcher_sets: &[Vec<Matcher>],
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Vec<String> {
+        let mut out = BTreeSet::new();
+        for labels in self.log_series(tenant, matcher_sets, start_ns, end_ns) {
+            if let Some(value) = labels.get(name) {
+                out.insert(value.to_string());
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// Entries of every stream matching `matchers` in `[start_ns, end_ns]`, merged over head and
+    /// blocks, each stream sorted by time with exact repeats removed; streams sorted by labels.
+    pub async fn select_log_entries(
+        &self,
+        tenant: &TenantId,
+        matchers: &[Matcher],
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<Vec<StreamData>, DbError> {
+        // The head first, then the blocks: a cut registers its block before the head lets go.
+        let mut merged: BTreeMap<Labels, Vec<LogEntry>> = BTreeMap::new();
+        if let Some(head) = self.existing_log_head(tenant) {
+            let streams = head.select(matchers);
+            let decoded = tokio::task::spawn_blocking(move || {
+                streams
+                    .iter()
+                    .map(|s| (s.labels.clone(), s.entries(start_ns, end_ns)))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| DbError::Task(e.to_string()))?;
+            for (labels, entries) in decoded {
+                if !entries.is_empty() {
+                    merged.entry(labels).or_default().extend(entries);
+                }
+            }
+        }
+        for block in self.log_blocks(tenant, start_ns, end_ns) {
+            let ids = block.index.postings.select(matchers);
+            if ids.is_empty() {
+                continue;
+            }
+            for (id, entries) in self
+                .read_block_entries(&block, ids, start_ns, end_ns)
+                .await?
+            {
+                if let Some(labels) = block.index.labels.get(id as usize) {
+                    merged.entry(labels.clone()).or_default().extend(entries);
+                }
+            }
+        }
+        Ok(merged
+            .into_iter()
+            .map(|(labels, mut entries)| {
+                sort_and_dedupe(&mut entries);
+                StreamData { labels, entries }
+            })
+            .filter(|s| !s.entries.is_empty())
+            .collect())
+    }
+
+    fn log_blocks(&self, tenant: &TenantId, start_ns: i64, end_ns: i64) -> Vec<Arc<BlockEntry>> {
+        self.log_catalog.overlapping(
+            tenant.as_str(),
+            start_ns.div_euclid(NS_PER_MS),
+            end_ns.div_euclid(NS_PER_MS),
+        )
+    }
+
+    async fn read_block_entries(
+        &self,
+        block: &Arc<BlockEntry>,
+        ids: RoaringBitmap,
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<BTreeMap<u32, Vec<LogEntry>>, DbError> {
+        let bytes = self.block_file_bytes(block, ENTRIES_FILE).await?;
+        tokio::task::spawn_blocking(move || {
+            vigil_block::logs::read_log_entries(bytes, &ids, start_ns, end_ns)
+        })
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))?
+        .map_err(DbError::from)
+    }
+}
+
+fn non_empty_sets(matcher_sets: &[Vec<Matcher>]) -> Vec<Vec<Matcher>> {
+    if matcher_sets.is_empty() {
+        vec![vec![]]
+    } else {
+        matcher_sets.to_vec()
+    }
+}
+
+/// An iterator with a known length (the WAL record starts with the count).
+struct ExactLen<I> {
+    inner: I,
+    len: usize,
+}
+
+impl<I: Iterator> Iterator for ExactLen<I> {
+    type Item = I::Item;
+    fn next(&mut self) -> Option<I::Item> {
+        let item = self.inner.next()?;
+        self.len = self.len.saturating_sub(1);
+        Some(item)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.len, Some(self.len))
+    }
+}
+
+impl<I: Iterator> ExactSizeIterator for ExactLen<I> {}
+
+/// Entries per checkpoint record: bounded so a checkpoint never holds much of the head at once.
+const CHECKPOINT_ENTRIES_PER_RECORD: usize = 16 * 1024;
+
+/// The WAL checkpoint records of the log heads, produced one stream at a time.
+pub(crate) fn log_checkpoint_records(
+    heads: Vec<(String, Arc<LogHead>)>,
+) -> impl Iterator<Item = Vec<u8>> {
+    heads.into_iter().flat_map(|(tenant, head)| {
+        head.streams().into_iter().flat_map(move |stream| {
+            let mut records = Vec::new();
+            let mut buf = Vec::new();
+            record::encode_log_streams(&mut buf, &tenant, &[(stream.id, &stream.labels)]);
+            records.push(buf);
+            let entries = stream.entries(i64::MIN, i64::MAX);
+            for chunk in entries.chunks(CHECKPOINT_ENTRIES_PER_RECORD) {
+                let mut buf = Vec::new();
+                record::encode_log_entries(&mut buf, &tenant, chunk.iter().map(|e| (stream.id, e)));
+                records.push(buf);
+            }
+            records
+        })
+    })
+}
+
+/// Replays one log record into the heads.
+pub(crate) fn replay_log_record(
+    heads: &RwLock<std::collections::HashMap<String, Arc<LogHead>>>,
+    record: record::Record,
+    unknown_refs: &mut u64,
+) -> u64 {
+    match record {
+        record::Record::LogStreams { tenant, streams } => {
+            let head = crate::head_for(heads, &tenant);
+            for (id, labels) in streams {
+                head.restore_stream(id, labels);
+            }
+            0
+        }
+        record::Record::LogEntries { tenant, entries } => {
+            let head = crate::head_for(heads, &tenant);
+            let mut replayed = 0;
+            let mut run: Vec<LogEntry> = Vec::new();
+            let mut run_id: Option<u32> = None;
+            let mut flush = |id: Option<u32>, run: &mut Vec<LogEntry>, unknown: &mut u64| {
+                if let Some(id) = id {
+                    match head.get_by_id(id) {
+                        Some(stream) => {
+                            replayed += run.len() as u64;
+                            head.append(&stream, run.drain(..));
+                        }
+                        None => {
+                            *unknown += run.len() as u64;
+                            run.clear();
+                        }
+                    }
+                }
+            };
+            for (id, entry) in entries {
+                if run_id != Some(id) {
+                    flush(run_id, &mut run, unknown_refs);
+                    run_id = Some(id);
+                }
+                run.push(entry);
+            }
+            flush(run_id, &mut run, unknown_refs);
+            replayed
+        }
+        _ => 0,
+    }
+}
