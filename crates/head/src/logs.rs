@@ -83,7 +83,7 @@ impl LogChunk {
         }
         // Compressing into memory cannot fail short of allocation failure; keep the raw
         // encoding (flagged by the first byte) if it somehow does.
-        let data = match zstd::bulk::compress(&raw, CHUNK_ZSTD_LEVEL) {
+        let data = match compress_chunk(&raw) {
             Ok(mut compressed) => {
                 compressed.insert(0, 1);
                 compressed
@@ -116,6 +116,25 @@ impl LogChunk {
         };
         decode_entries(&raw, self.min_ns).unwrap_or_default()
     }
+}
+
+thread_local! {
+    /// One compression context per thread: a fresh one per chunk would set up its tables anew.
+    static CHUNK_COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress_chunk(raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    CHUNK_COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Compressor::new(CHUNK_ZSTD_LEVEL)?);
+        }
+        match slot.as_mut() {
+            Some(compressor) => compressor.compress(raw),
+            None => zstd::bulk::compress(raw, CHUNK_ZSTD_LEVEL),
+        }
+    })
 }
 
 fn entry_bytes(entry: &LogEntry) -> usize {
