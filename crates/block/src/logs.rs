@@ -118,8 +118,8 @@ impl Default for LogBlockOptions {
     fn default() -> Self {
         Self {
             line_compression: LineCompression::Template,
-            row_group_bytes: 8 << 20,
-            row_group_rows: 128 * 1024,
+            row_group_bytes: 4 << 20,
+            row_group_rows: 64 * 1024,
             key_page_rows: 8192,
         }
     }
