@@ -160,15 +160,32 @@ fn optional_selector(params: &Params) -> Result<Vec<Vec<Matcher>>, PlainError> {
     }
 }
 
-async fn params(
+/// What every read endpoint starts from: the tenant, the form parameters (query string, and the
+/// body of a form POST) and the time range.
+struct ReadRequest {
+    tenant: vigil_model::TenantId,
+    params: Params,
+    start: i64,
+    end: i64,
+}
+
+async fn read_request(
     method: Method,
     query: RawQuery,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Params, PlainError> {
-    Params::from_request(&method, query.0, headers, body)
+) -> Result<ReadRequest, PlainError> {
+    let tenant = tenant(headers)?;
+    let params = Params::from_request(&method, query.0, headers, body)
         .await
-        .map_err(|e| PlainError::new(e.kind, e.message))
+        .map_err(|e| PlainError::new(e.kind, e.message))?;
+    let (start, end) = time_range(&params)?;
+    Ok(ReadRequest {
+        tenant,
+        params,
+        start,
+        end,
+    })
 }
 
 fn json_response(body: serde_json::Value) -> Response {
@@ -200,9 +217,12 @@ pub(crate) async fn labels(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, PlainError> {
-    let tenant = tenant(&headers)?;
-    let params = params(method, query, &headers, body).await?;
-    let (start, end) = time_range(&params)?;
+    let ReadRequest {
+        tenant,
+        params,
+        start,
+        end,
+    } = read_request(method, query, &headers, body).await?;
     let sets = optional_selector(&params)?;
     let db = state.db()?;
     Ok(string_list(db.log_label_names(&tenant, &sets, start, end)))
@@ -217,9 +237,12 @@ pub(crate) async fn label_values(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, PlainError> {
-    let tenant = tenant(&headers)?;
-    let params = params(method, query, &headers, body).await?;
-    let (start, end) = time_range(&params)?;
+    let ReadRequest {
+        tenant,
+        params,
+        start,
+        end,
+    } = read_request(method, query, &headers, body).await?;
     let sets = optional_selector(&params)?;
     let db = state.db()?;
     Ok(string_list(
@@ -235,9 +258,12 @@ pub(crate) async fn series(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, PlainError> {
-    let tenant = tenant(&headers)?;
-    let params = params(method, query, &headers, body).await?;
-    let (start, end) = time_range(&params)?;
+    let ReadRequest {
+        tenant,
+        params,
+        start,
+        end,
+    } = read_request(method, query, &headers, body).await?;
     let mut sets = Vec::new();
     for m in params.all("match[]").into_iter().chain(params.all("match")) {
         sets.push(parse_stream_selector(m)?);
@@ -262,9 +288,12 @@ pub(crate) async fn query_range(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, PlainError> {
-    let tenant = tenant(&headers)?;
-    let params = params(method, query, &headers, body).await?;
-    let (start, end) = time_range(&params)?;
+    let ReadRequest {
+        tenant,
+        params,
+        start,
+        end,
+    } = read_request(method, query, &headers, body).await?;
     let Some(text) = params.get("query") else {
         return Err(PlainError::new(
             ErrorKind::BadData,

@@ -303,6 +303,25 @@ impl<T: Keyed> SeriesTable<T> {
         item
     }
 
+    /// Entries matching every matcher.
+    fn select(&self, matchers: &[Matcher]) -> Vec<Arc<T>> {
+        let ids = self.postings.select(matchers);
+        ids.iter()
+            .filter_map(|id| self.by_id.get(&id).cloned())
+            .collect()
+    }
+
+    /// Label names (or values of `name`) over the entries matching `matchers`.
+    fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
+        let ids = self.postings.select(matchers);
+        self.postings.label_names(&ids)
+    }
+
+    fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
+        let ids: RoaringBitmap = self.postings.select(matchers);
+        self.postings.label_values(name, &ids)
+    }
+
     fn remove(&mut self, item: &T) {
         self.by_id.remove(&item.id());
         self.postings.remove(item.id(), item.labels());
@@ -510,24 +529,16 @@ impl Head {
 
     /// Series matching every matcher.
     pub fn select(&self, matchers: &[Matcher]) -> Vec<Arc<MemSeries>> {
-        let table = self.table.read();
-        let ids = table.postings.select(matchers);
-        ids.iter()
-            .filter_map(|id| table.by_id.get(&id).cloned())
-            .collect()
+        self.table.read().select(matchers)
     }
 
     /// Label names (or values of `name`) over the series matching `matchers`.
     pub fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
-        let table = self.table.read();
-        let ids = table.postings.select(matchers);
-        table.postings.label_names(&ids)
+        self.table.read().label_names(matchers)
     }
 
     pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
-        let table = self.table.read();
-        let ids: RoaringBitmap = table.postings.select(matchers);
-        table.postings.label_values(name, &ids)
+        self.table.read().label_values(name, matchers)
     }
 
     /// Removes the samples older than `end` that a block now holds: `in_block(series, sample)`

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use roaring::RoaringBitmap;
 use vigil_model::{Labels, LogEntry, Matcher};
 
 use crate::{labels_hash, widen_range, AtomicI64Opt, Keyed, SeriesTable};
@@ -426,24 +425,16 @@ impl LogHead {
 
     /// Streams matching every matcher.
     pub fn select(&self, matchers: &[Matcher]) -> Vec<Arc<MemStream>> {
-        let table = self.table.read();
-        let ids = table.postings.select(matchers);
-        ids.iter()
-            .filter_map(|id| table.by_id.get(&id).cloned())
-            .collect()
+        self.table.read().select(matchers)
     }
 
     /// Label names (or values of `name`) over the streams matching `matchers`.
     pub fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
-        let table = self.table.read();
-        let ids = table.postings.select(matchers);
-        table.postings.label_names(&ids)
+        self.table.read().label_names(matchers)
     }
 
     pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
-        let table = self.table.read();
-        let ids: RoaringBitmap = table.postings.select(matchers);
-        table.postings.label_values(name, &ids)
+        self.table.read().label_values(name, matchers)
     }
 
     fn all_streams(&self) -> Vec<Arc<MemStream>> {
