@@ -54,9 +54,14 @@ async fn push_request(
     let guard = db.begin_write().await.map_err(db_error)?;
     // Decoding, validation and WAL encoding are CPU work: off the reactor.
     let prepared = tokio::task::block_in_place(|| {
-        let batch =
-            vigil_log_ingest::parse_push(&body, format, encoding, &state.log_limits, now_ns())
-                .map_err(decode_error)?;
+        let batch = vigil_log_ingest::parse_push(
+            &body,
+            format,
+            encoding,
+            &state.log_limits,
+            vigil_db::now_ns(),
+        )
+        .map_err(decode_error)?;
         drop(body);
         db.prepare_log_write(&guard, &tenant, batch)
             .map_err(db_error)
@@ -79,13 +84,6 @@ fn decode_error(e: DecodeError) -> PlainError {
         DecodeError::TooLarge { .. } => PlainError::new(ErrorKind::TooLarge, e.to_string()),
         _ => PlainError::new(ErrorKind::BadData, e.to_string()),
     }
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// A Loki time parameter: Unix nanoseconds (or seconds when at most 10 digits), float seconds,
@@ -117,7 +115,7 @@ pub(crate) fn parse_loki_time(name: &str, value: &str) -> Result<i64, PlainError
 fn time_range(params: &Params) -> Result<(i64, i64), PlainError> {
     let end = match params.get("end") {
         Some(v) if !v.is_empty() => parse_loki_time("end", v)?,
-        _ => now_ns(),
+        _ => vigil_db::now_ns(),
     };
     let start = match params.get("start") {
         Some(v) if !v.is_empty() => parse_loki_time("start", v)?,

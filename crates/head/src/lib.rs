@@ -322,6 +322,15 @@ impl<T: Keyed> SeriesTable<T> {
         self.postings.label_values(name, &ids)
     }
 
+    /// Removes every entry `empty` says holds nothing; returns how many.
+    fn remove_where(&mut self, empty: impl Fn(&T) -> bool) -> usize {
+        let gone: Vec<Arc<T>> = self.by_id.values().filter(|s| empty(s)).cloned().collect();
+        for item in &gone {
+            self.remove(item);
+        }
+        gone.len()
+    }
+
     fn remove(&mut self, item: &T) {
         self.by_id.remove(&item.id());
         self.postings.remove(item.id(), item.labels());
@@ -563,17 +572,9 @@ impl Head {
 
     /// Drops series that hold no samples. The caller must keep writers out while this runs.
     pub fn remove_empty_series(&self) -> usize {
-        let mut table = self.table.write();
-        let empty: Vec<Arc<MemSeries>> = table
-            .by_id
-            .values()
-            .filter(|s| s.data.lock().is_empty())
-            .cloned()
-            .collect();
-        for s in &empty {
-            table.remove(s);
-        }
-        empty.len()
+        self.table
+            .write()
+            .remove_where(|s| s.data.lock().is_empty())
     }
 
     /// Every series with all its samples, for a WAL checkpoint.
