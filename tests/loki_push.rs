@@ -9,8 +9,8 @@ mod common;
 use std::time::Duration;
 
 use common::loki::{
-    self, diff, json_body, lines_only, loghub, protobuf_body, push_ok, read_all, stream_labels,
-    Entry, LogSet, JSON, PROTOBUF,
+    self, diff, json_body, loghub, protobuf_body, push_ok, read_all, stream_labels, Entry, LogSet,
+    JSON, PROTOBUF,
 };
 use common::process::VigilOpts;
 use common::{blocks::MotoS3, now_ms, Vigil};
@@ -107,7 +107,7 @@ fn loghub_lines_from_json_and_protobuf_clients_read_back_byte_exact() {
     };
     assert_same(&json_set, &read(None), "default tenant, from the head");
     assert_same(
-        &lines_only(&proto_set),
+        &proto_set,
         &read(Some(PROTO_TENANT)),
         "protobuf tenant, from the head",
     );
@@ -181,7 +181,7 @@ fn loghub_lines_from_json_and_protobuf_clients_read_back_byte_exact() {
     };
     assert_same(&json_set, &read(None), "default tenant, from blocks");
     assert_same(
-        &lines_only(&proto_set),
+        &proto_set,
         &read(Some(PROTO_TENANT)),
         "protobuf tenant, from blocks",
     );
@@ -218,7 +218,7 @@ fn log_blocks_reach_a_real_s3_server_and_read_back_identical() {
         base_ns - 1,
         base_ns + 3_600_000_000_000,
     );
-    assert_same(&lines_only(&set), &read, "read back from S3 blocks");
+    assert_same(&set, &read, "read back from S3 blocks");
 }
 
 #[test]

@@ -65,6 +65,15 @@ impl Client {
         self.send(self.inner.get(url), tenant, &[], None)
     }
 
+    pub fn get_with_headers(
+        &self,
+        url: &str,
+        tenant: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<Response, String> {
+        self.send(self.inner.get(url), tenant, headers, None)
+    }
+
     /// POST with the given extra headers and body.
     pub fn post(
         &self,

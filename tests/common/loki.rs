@@ -147,9 +147,10 @@ pub fn push_ok(
     );
 }
 
-/// Every entry of `selector` in `[start_ns, end_ns]`, read through `query_range` forward in pages
-/// of `page` entries (each page starts after the last timestamp seen; a page that ends inside a
-/// run of equal timestamps is read again with a larger limit).
+/// Every entry of `selector` in `[start_ns, end_ns]` with its structured metadata, read through
+/// `query_range` (categorized labels) forward in pages of `page` entries (each page starts after
+/// the last timestamp seen; a page that ends inside a run of equal timestamps is read again with
+/// a larger limit).
 pub fn read_all(
     client: &Client,
     base_url: &str,
@@ -167,7 +168,14 @@ pub fn read_all(
             urlencode(selector),
             end_ns + 1
         );
-        let response = client.get(&url, tenant).expect("query_range");
+        // Categorized labels: stream labels as stored, structured metadata per entry.
+        let response = client
+            .get_with_headers(
+                &url,
+                tenant,
+                &[("X-Loki-Response-Encoding-Flags", "categorize-labels")],
+            )
+            .expect("query_range");
         assert_eq!(response.status, 200, "query_range: {}", response.text());
         let body = response.json();
         assert_eq!(body["status"], "success", "{body}");
@@ -179,7 +187,14 @@ pub fn read_all(
             for value in stream["values"].as_array().expect("values") {
                 let ts: i64 = value[0].as_str().expect("ts string").parse().expect("ts");
                 let line = value[1].as_str().expect("line").to_string();
-                page.push((labels.clone(), Entry::new(ts, &line)));
+                let mut entry = Entry::new(ts, &line);
+                if let Some(md) = value[2]["structuredMetadata"].as_object() {
+                    entry.metadata = md
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().expect("metadata value").to_string()))
+                        .collect();
+                }
+                page.push((labels.clone(), entry));
             }
         }
         if page.len() < limit {
@@ -312,21 +327,6 @@ pub fn diff(expected: &LogSet, actual: &LogSet, max: usize) -> Vec<String> {
     }
     out.truncate(max);
     out
-}
-
-/// Entries with the metadata dropped (query_range shows lines only).
-pub fn lines_only(set: &LogSet) -> LogSet {
-    set.iter()
-        .map(|(l, entries)| {
-            (
-                l.clone(),
-                entries
-                    .iter()
-                    .map(|e| Entry::new(e.ts_ns, &e.line))
-                    .collect(),
-            )
-        })
-        .collect()
 }
 
 /// The loghub sample logs (`../shared/data/loghub/*_2k.log`), each as (app, lines), split on

@@ -4,6 +4,7 @@
 //! storage lives in `vigil-db`; errors become status codes in [`error`] only.
 
 pub mod error;
+mod logql;
 mod loki;
 mod prom;
 mod query;
@@ -100,8 +101,27 @@ pub fn router(state: AppState) -> Router {
         .route("/loki/api/v1/series", get(loki::series).post(loki::series))
         .route(
             "/loki/api/v1/query_range",
-            get(loki::query_range).post(loki::query_range),
+            get(logql::query_range).post(logql::query_range),
         )
+        .route("/loki/api/v1/query", get(logql::query).post(logql::query))
+        .route(
+            "/loki/api/v1/format_query",
+            get(logql::format_query).post(logql::format_query),
+        )
+        .route("/loki/api/v1/status/buildinfo", get(logql::buildinfo))
+        .route(
+            "/loki/api/v1/index/stats",
+            get(logql::index_stats).post(logql::index_stats),
+        )
+        .route(
+            "/loki/api/v1/index/volume",
+            get(logql::volume).post(logql::volume),
+        )
+        .route(
+            "/loki/api/v1/index/volume_range",
+            get(logql::volume_range).post(logql::volume_range),
+        )
+        .route("/loki/api/v1/tail", get(logql::tail))
         .route("/metrics", get(self_metrics))
         .route("/ready", get(ready))
         .route("/-/ready", get(ready))

@@ -13,14 +13,11 @@ use vigil_model::{Labels, Matcher};
 
 use crate::error::{db_error, ErrorKind, PlainError};
 use crate::prom::Params;
-use crate::selector::parse_selector;
 use crate::write::read_body;
 use crate::{tenant, AppState};
 
 /// Loki's default range for label, series and query requests without `start`: 6h before `end`.
 const DEFAULT_SINCE_NS: i64 = 6 * 3600 * 1_000_000_000;
-/// Loki's default `limit` of log queries.
-const DEFAULT_LIMIT: usize = 100;
 
 pub(crate) async fn push(
     state: State<AppState>,
@@ -130,25 +127,16 @@ fn time_range(params: &Params) -> Result<(i64, i64), PlainError> {
     Ok((start, end))
 }
 
-/// A LogQL stream selector (`{app="api", level=~"warn|error"}`); Loki requires at least one
-/// matcher that does not match the empty string.
+/// A LogQL stream selector (`{app="api", level=~"warn|error"}`, a pipeline is ignored); Loki
+/// requires at least one matcher that does not match the empty string.
 fn parse_stream_selector(src: &str) -> Result<Vec<Matcher>, PlainError> {
-    let text = src.trim();
-    if !text.starts_with('{') {
-        return Err(PlainError::new(
+    match crate::logql::parse_logql(src)? {
+        vigil_logql::ast::Expr::Log(log) => Ok(log.selector),
+        vigil_logql::ast::Expr::Metric(_) => Err(PlainError::new(
             ErrorKind::BadData,
-            format!("parse error : only stream selectors like {{app=\"x\"}} are supported here yet, got {src:?}"),
-        ));
+            format!("parse error : a stream selector is needed here, got a metric query {src:?}"),
+        )),
     }
-    parse_selector(text).map_err(|e| {
-        let empty_compatible = e.contains("empty") || e.contains("at least one");
-        let message = if empty_compatible {
-            "parse error : queries require at least one regexp or equality matcher that does not have an empty-compatible value. For instance, app=~\".*\" does not meet this requirement, but app=~\".+\" will".to_string()
-        } else {
-            format!("parse error : {e}")
-        };
-        PlainError::new(ErrorKind::BadData, message)
-    })
 }
 
 fn optional_selector(params: &Params) -> Result<Vec<Vec<Matcher>>, PlainError> {
@@ -160,14 +148,14 @@ fn optional_selector(params: &Params) -> Result<Vec<Vec<Matcher>>, PlainError> {
 
 /// What every read endpoint starts from: the tenant, the form parameters (query string, and the
 /// body of a form POST) and the time range.
-struct ReadRequest {
-    tenant: vigil_model::TenantId,
-    params: Params,
-    start: i64,
-    end: i64,
+pub(crate) struct ReadRequest {
+    pub tenant: vigil_model::TenantId,
+    pub params: Params,
+    pub start: i64,
+    pub end: i64,
 }
 
-async fn read_request(
+pub(crate) async fn read_request(
     method: Method,
     query: RawQuery,
     headers: &HeaderMap,
@@ -186,7 +174,7 @@ async fn read_request(
     })
 }
 
-fn json_response(body: serde_json::Value) -> Response {
+pub(crate) fn json_response(body: serde_json::Value) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
         body.to_string(),
@@ -198,7 +186,7 @@ fn string_list(values: Vec<String>) -> Response {
     json_response(serde_json::json!({"status": "success", "data": values}))
 }
 
-fn labels_object(labels: &Labels) -> serde_json::Value {
+pub(crate) fn labels_object(labels: &Labels) -> serde_json::Value {
     serde_json::Value::Object(
         labels
             .iter()
@@ -277,151 +265,6 @@ pub(crate) async fn series(
     ))
 }
 
-/// `GET|POST /loki/api/v1/query_range` for a plain stream selector: the newest (`backward`,
-/// the default) or oldest (`forward`) `limit` entries in `[start, end)`, grouped by stream.
-pub(crate) async fn query_range(
-    State(state): State<AppState>,
-    method: Method,
-    query: RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, PlainError> {
-    let ReadRequest {
-        tenant,
-        params,
-        start,
-        end,
-    } = read_request(method, query, &headers, body).await?;
-    let Some(text) = params.get("query") else {
-        return Err(PlainError::new(
-            ErrorKind::BadData,
-            "query parameter is required",
-        ));
-    };
-    let matchers = parse_stream_selector(text)?;
-    let limit = match params.get("limit") {
-        None | Some("") => DEFAULT_LIMIT,
-        Some(v) => v.parse::<usize>().map_err(|_| {
-            PlainError::new(
-                ErrorKind::BadData,
-                format!("invalid limit parameter: cannot parse {v:?} as a number"),
-            )
-        })?,
-    };
-    let forward = match params
-        .get("direction")
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        None | Some("") | Some("backward") => false,
-        Some("forward") => true,
-        Some(other) => {
-            return Err(PlainError::new(
-                ErrorKind::BadData,
-                format!("invalid direction parameter: {other:?} is neither forward nor backward"),
-            ))
-        }
-    };
-    let db = state.db()?.clone();
-    // `end` is exclusive in Loki's log queries.
-    let streams = db
-        .select_log_entries(&tenant, &matchers, start, end.saturating_sub(1))
-        .await
-        .map_err(db_error)?;
-    let body = tokio::task::block_in_place(|| streams_body(streams, limit, forward));
-    Ok((
-        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-        body,
-    )
-        .into_response())
-}
-
-/// Loki's `streams` result: the `limit` entries first in the query's direction over all
-/// streams, each stream's values in that direction.
-fn streams_body(streams: Vec<vigil_db::StreamData>, limit: usize, forward: bool) -> String {
-    // The cutoff: the limit-th timestamp in direction order over all streams.
-    let mut all: Vec<i64> = streams
-        .iter()
-        .flat_map(|s| s.entries.iter().map(|e| e.timestamp_ns))
-        .collect();
-    let cutoff = if all.len() > limit && limit > 0 {
-        if forward {
-            all.select_nth_unstable(limit - 1);
-        } else {
-            all.select_nth_unstable_by(limit - 1, |a, b| b.cmp(a));
-        }
-        Some(all[limit - 1])
-    } else {
-        None
-    };
-    drop(all);
-    let mut result = Vec::new();
-    for stream in streams {
-        let mut entries: Vec<_> = stream
-            .entries
-            .into_iter()
-            .filter(|e| match cutoff {
-                Some(c) if forward => e.timestamp_ns <= c,
-                Some(c) => e.timestamp_ns >= c,
-                None => true,
-            })
-            .collect();
-        if !forward {
-            entries.reverse();
-        }
-        if entries.is_empty() {
-            continue;
-        }
-        result.push((stream.labels, entries));
-    }
-    // Entries strictly inside the cutoff always fit; ties at the cutoff fill the rest of the
-    // limit in stream label order.
-    if let Some(c) = cutoff {
-        let strict: usize = result
-            .iter()
-            .map(|(_, e)| e.iter().filter(|x| x.timestamp_ns != c).count())
-            .sum();
-        let mut ties_left = limit.saturating_sub(strict);
-        for (_, entries) in result.iter_mut() {
-            entries.retain(|x| {
-                if x.timestamp_ns != c {
-                    return true;
-                }
-                if ties_left > 0 {
-                    ties_left -= 1;
-                    true
-                } else {
-                    false
-                }
-            });
-        }
-        result.retain(|(_, e)| !e.is_empty());
-    }
-    let mut out = String::with_capacity(1024);
-    out.push_str(r#"{"status":"success","data":{"resultType":"streams","result":["#);
-    for (i, (labels, entries)) in result.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(r#"{"stream":"#);
-        out.push_str(&labels_object(labels).to_string());
-        out.push_str(r#","values":["#);
-        for (j, e) in entries.iter().enumerate() {
-            if j > 0 {
-                out.push(',');
-            }
-            out.push_str("[\"");
-            out.push_str(&e.timestamp_ns.to_string());
-            out.push_str("\",");
-            out.push_str(&serde_json::Value::String(e.line.clone()).to_string());
-            out.push(']');
-        }
-        out.push_str("]}");
-    }
-    out.push_str(r#"],"stats":{}}}"#);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,38 +296,5 @@ mod tests {
         let e = parse_stream_selector(r#"{app=~".*"}"#).unwrap_err();
         assert!(e.message.contains("at least one"), "{}", e.message);
         assert!(parse_stream_selector("rate({a=\"b\"}[1m])").is_err());
-    }
-
-    fn stream(app: &str, ts: &[i64]) -> vigil_db::StreamData {
-        vigil_db::StreamData {
-            labels: Labels::from_unsorted(vec![vigil_model::Label::new("app", app)]),
-            entries: ts
-                .iter()
-                .map(|t| vigil_model::LogEntry {
-                    timestamp_ns: *t,
-                    line: format!("line {t}"),
-                    structured_metadata: vec![],
-                })
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn limit_takes_the_newest_entries_over_all_streams() {
-        let body = streams_body(
-            vec![stream("a", &[1, 4, 6]), stream("b", &[2, 5])],
-            3,
-            false,
-        );
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let result = &v["data"]["result"];
-        assert_eq!(result[0]["values"][0][0], "6");
-        assert_eq!(result[0]["values"][1][0], "4");
-        assert_eq!(result[1]["values"][0][0], "5");
-        assert_eq!(result.as_array().unwrap().len(), 2);
-        let body = streams_body(vec![stream("a", &[1, 4, 6]), stream("b", &[2, 5])], 2, true);
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["data"]["result"][0]["values"][0][1], "line 1");
-        assert_eq!(v["data"]["result"][1]["values"][0][1], "line 2");
     }
 }

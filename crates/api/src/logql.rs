@@ -1,0 +1,838 @@
+//! Loki's query API over the LogQL engine: `query_range` and `query` (log and metric queries,
+//! in Loki's `streams`/`matrix`/`vector`/`scalar` shapes), `format_query`, `status/buildinfo`,
+//! `index/stats`, `index/volume` and `volume_range`, and the live `tail` websocket.
+//! Loki answers errors on these endpoints as plain text.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, Method};
+use axum::response::{IntoResponse, Response};
+use vigil_db::Db;
+use vigil_logql::ast::Expr;
+use vigil_logql::{LogSource, MetricValue, ResultEntry, SourceStream, Steps, StreamResult};
+use vigil_model::{Labels, Matcher, TenantId};
+use vigil_promql::format::go_float;
+
+use crate::error::{db_error, ErrorKind, PlainError};
+use crate::loki::{json_response, labels_object, parse_loki_time, read_request, ReadRequest};
+use crate::prom::Params;
+use crate::{tenant, AppState};
+
+/// Loki's default `limit` of log queries.
+const DEFAULT_LIMIT: usize = 100;
+/// `max_entries_limit_per_query` (raised from Loki's 5,000 default, as the reference runs).
+const MAX_ENTRIES_LIMIT: usize = 10_000;
+/// Points per series a range query may produce.
+const MAX_POINTS: i64 = 11_000;
+/// How far back a tail starts when no `start` is given (Loki: 1h).
+const TAIL_DEFAULT_SINCE_NS: i64 = 3600 * 1_000_000_000;
+/// How often a tail looks for new lines.
+const TAIL_POLL: Duration = Duration::from_millis(200);
+
+fn bad(message: impl Into<String>) -> PlainError {
+    PlainError::new(ErrorKind::BadData, message)
+}
+
+/// Parses a LogQL query; errors read as Loki's (`parse error at line 1, col 13: ...`).
+pub(crate) fn parse_logql(text: &str) -> Result<Expr, PlainError> {
+    vigil_logql::parser::parse(text).map_err(|e| bad(e.to_string()))
+}
+
+/// The database as the LogQL engine's source. Runs on a blocking thread: reads block on the
+/// runtime handle.
+struct DbSource {
+    db: Arc<Db>,
+    tenant: TenantId,
+    runtime: tokio::runtime::Handle,
+}
+
+impl LogSource for DbSource {
+    fn select(
+        &self,
+        selector: &[Matcher],
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<Vec<SourceStream>, String> {
+        let streams = self
+            .runtime
+            .block_on(
+                self.db
+                    .select_log_entries(&self.tenant, selector, start_ns, end_ns),
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(streams
+            .into_iter()
+            .map(|s| SourceStream {
+                labels: s.labels,
+                entries: s.entries,
+            })
+            .collect())
+    }
+}
+
+fn eval_error(e: vigil_logql::EvalError) -> PlainError {
+    match e {
+        vigil_logql::EvalError::Storage(m) => PlainError::new(ErrorKind::Internal, m),
+        other => bad(other.to_string()),
+    }
+}
+
+/// Runs engine work on a blocking thread with the database as source.
+async fn run_blocking<T: Send + 'static>(
+    state: &AppState,
+    tenant: TenantId,
+    work: impl FnOnce(&DbSource) -> Result<T, vigil_logql::EvalError> + Send + 'static,
+) -> Result<T, PlainError> {
+    let source = DbSource {
+        db: state.db()?.clone(),
+        tenant,
+        runtime: tokio::runtime::Handle::current(),
+    };
+    tokio::task::spawn_blocking(move || work(&source))
+        .await
+        .map_err(|e| PlainError::new(ErrorKind::Internal, e.to_string()))?
+        .map_err(eval_error)
+}
+
+fn parse_limit(params: &Params) -> Result<usize, PlainError> {
+    let limit = match params.get("limit") {
+        None | Some("") => DEFAULT_LIMIT,
+        Some(v) => v.parse::<usize>().map_err(|_| {
+            bad(format!(
+                "invalid limit parameter: cannot parse {v:?} as a number"
+            ))
+        })?,
+    };
+    if limit > MAX_ENTRIES_LIMIT {
+        return Err(bad(format!(
+            "max entries limit per query exceeded, limit > max_entries_limit_per_query ({limit} > {MAX_ENTRIES_LIMIT})"
+        )));
+    }
+    Ok(limit)
+}
+
+fn parse_direction(params: &Params) -> Result<bool, PlainError> {
+    match params
+        .get("direction")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("") | Some("backward") => Ok(false),
+        Some("forward") => Ok(true),
+        Some(_) => Err(bad(format!(
+            "invalid direction '{}'",
+            params.get("direction").unwrap_or_default()
+        ))),
+    }
+}
+
+/// A step as Loki takes it: float seconds or a duration (`1m0s`, `60000ms`).
+fn parse_step(value: &str) -> Result<i64, PlainError> {
+    let ns = match value.parse::<f64>() {
+        Ok(seconds) => (seconds * 1e9).round() as i64,
+        Err(_) => vigil_logql::units::parse_duration(value)
+            .map_err(|_| bad(format!("invalid step parameter: cannot parse {value:?}")))?,
+    };
+    if ns <= 0 {
+        return Err(bad(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    Ok(ns)
+}
+
+/// Loki's default step: the range over 250 points, at least one second.
+fn default_step(start: i64, end: i64) -> i64 {
+    let seconds = ((end - start) as f64 / 1e9 / 250.0).ceil().max(1.0);
+    seconds as i64 * 1_000_000_000
+}
+
+/// `GET|POST /loki/api/v1/query_range`.
+pub(crate) async fn query_range(
+    State(state): State<AppState>,
+    method: Method,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, PlainError> {
+    let ReadRequest {
+        tenant,
+        params,
+        start,
+        end,
+    } = read_request(method, query, &headers, body).await?;
+    let expr = parse_logql(params.get("query").unwrap_or(""))?;
+    let limit = parse_limit(&params)?;
+    let forward = parse_direction(&params)?;
+    if end < start {
+        return Err(bad(
+            "end timestamp must not be before or equal to start time",
+        ));
+    }
+    match expr {
+        Expr::Log(log) => {
+            let streams = run_blocking(&state, tenant, move |src| {
+                vigil_logql::eval_log_query(&log, src, start, end, limit, forward)
+            })
+            .await?;
+            Ok(json_response_text(streams_body(
+                &streams,
+                categorize_labels(&headers),
+            )))
+        }
+        Expr::Metric(metric) => {
+            let step = match params.get("step") {
+                Some(v) if !v.is_empty() => parse_step(v)?,
+                _ => default_step(start, end),
+            };
+            if (end - start) / step > MAX_POINTS {
+                return Err(bad("exceeded maximum resolution of 11,000 points per time series. Try increasing the value of the step parameter"));
+            }
+            // Loki evaluates at multiples of the step.
+            let steps = Steps {
+                start_ns: start - start.rem_euclid(step),
+                end_ns: end - end.rem_euclid(step),
+                step_ns: step,
+            };
+            let value = run_blocking(&state, tenant, move |src| {
+                vigil_logql::eval_metric_query(&metric, src, steps, Default::default())
+            })
+            .await?;
+            Ok(json_response_text(matrix_body(&value, steps)))
+        }
+    }
+}
+
+/// `GET|POST /loki/api/v1/query`: metric queries at one instant.
+pub(crate) async fn query(
+    State(state): State<AppState>,
+    method: Method,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, PlainError> {
+    let tenant = tenant(&headers)?;
+    let params = Params::from_request(&method, query.0, &headers, body)
+        .await
+        .map_err(|e| PlainError::new(e.kind, e.message))?;
+    let time = match params.get("time") {
+        Some(v) if !v.is_empty() => parse_loki_time("time", v)?,
+        _ => vigil_db::now_ns(),
+    };
+    let expr = parse_logql(params.get("query").unwrap_or(""))?;
+    parse_limit(&params)?;
+    parse_direction(&params)?;
+    let Expr::Metric(metric) = expr else {
+        return Err(bad("log queries are not supported as an instant query type, please change your query to a range query type"));
+    };
+    let steps = Steps::instant(time);
+    let value = run_blocking(&state, tenant, move |src| {
+        vigil_logql::eval_metric_query(&metric, src, steps, Default::default())
+    })
+    .await?;
+    Ok(json_response_text(vector_body(&value, time)))
+}
+
+fn json_response_text(body: String) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/json; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn push_json_str(out: &mut String, s: &str) {
+    out.push_str(&serde_json::Value::String(s.to_string()).to_string());
+}
+
+fn push_labels(out: &mut String, labels: &Labels) {
+    out.push_str(&labels_object(labels).to_string());
+}
+
+/// Seconds as Loki writes sample timestamps: a JSON number, fractional only when needed.
+fn push_seconds(out: &mut String, ns: i64) {
+    if ns % 1_000_000_000 == 0 {
+        out.push_str(&(ns / 1_000_000_000).to_string());
+    } else {
+        let s = ns as f64 / 1e9;
+        out.push_str(format!("{s:.3}").trim_end_matches('0'));
+    }
+}
+
+const STATS: &str = r#""stats":{}"#;
+
+/// Whether the client asked for Loki 3's categorized labels (`X-Loki-Response-Encoding-Flags:
+/// categorize-labels`, as Grafana sends): stream labels stay the stored ones and each entry
+/// carries its structured metadata and parsed labels.
+fn categorize_labels(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("X-Loki-Response-Encoding-Flags")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|flag| flag.trim() == "categorize-labels")
+}
+
+fn push_pairs(out: &mut String, pairs: &[(String, String)]) {
+    out.push('{');
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_str(out, k);
+        out.push(':');
+        push_json_str(out, v);
+    }
+    out.push('}');
+}
+
+/// The `result` array of a streams answer.
+fn push_streams(out: &mut String, streams: &[StreamResult], categorize: bool) {
+    out.push('[');
+    let regrouped;
+    let groups: Vec<(&Labels, Vec<(&ResultEntry, &Labels)>)> = if categorize {
+        // Regroup by the stored stream, keeping the answer's order inside each stream.
+        let mut by_stream: BTreeMap<&Labels, Vec<(&ResultEntry, &Labels)>> = BTreeMap::new();
+        for s in streams {
+            for e in &s.entries {
+                by_stream.entry(&e.stream).or_default().push((e, &s.labels));
+            }
+        }
+        regrouped = by_stream;
+        regrouped.iter().map(|(k, v)| (*k, v.clone())).collect()
+    } else {
+        streams
+            .iter()
+            .map(|s| {
+                (
+                    &s.labels,
+                    s.entries.iter().map(|e| (e, &s.labels)).collect(),
+                )
+            })
+            .collect()
+    };
+    for (i, (labels, entries)) in groups.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(r#"{"stream":"#);
+        push_labels(out, labels);
+        out.push_str(r#","values":["#);
+        for (j, (e, line_labels)) in entries.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push_str("[\"");
+            out.push_str(&e.timestamp_ns.to_string());
+            out.push_str("\",");
+            push_json_str(out, &e.line);
+            if categorize {
+                let parsed = e.parsed(line_labels);
+                if !e.structured_metadata.is_empty() || !parsed.is_empty() {
+                    out.push_str(",{");
+                    let mut sep = "";
+                    if !e.structured_metadata.is_empty() {
+                        out.push_str(r#""structuredMetadata":"#);
+                        push_pairs(out, &e.structured_metadata);
+                        sep = ",";
+                    }
+                    if !parsed.is_empty() {
+                        out.push_str(sep);
+                        out.push_str(r#""parsed":"#);
+                        push_pairs(out, &parsed);
+                    }
+                    out.push('}');
+                }
+            }
+            out.push(']');
+        }
+        out.push_str("]}");
+    }
+    out.push(']');
+}
+
+fn streams_body(streams: &[StreamResult], categorize: bool) -> String {
+    let mut out = String::with_capacity(1024);
+    out.push_str(r#"{"status":"success","data":{"resultType":"streams","result":"#);
+    push_streams(&mut out, streams, categorize);
+    if categorize {
+        out.push_str(r#","encodingFlags":["categorize-labels"]"#);
+    }
+    out.push(',');
+    out.push_str(STATS);
+    out.push_str("}}");
+    out
+}
+
+fn matrix_body(value: &MetricValue, steps: Steps) -> String {
+    let mut out = String::with_capacity(1024);
+    out.push_str(r#"{"status":"success","data":{"resultType":"matrix","result":["#);
+    let scalar_series;
+    let series: &[vigil_logql::StepSeries] = match value {
+        MetricValue::Vector(s) => s,
+        MetricValue::Scalar(values) => {
+            scalar_series = [vigil_logql::StepSeries {
+                labels: Labels::from_sorted(Vec::new()),
+                values: values.iter().map(|v| Some(*v)).collect(),
+            }];
+            &scalar_series
+        }
+    };
+    let mut first = true;
+    for s in series {
+        if s.values.iter().all(Option::is_none) {
+            continue;
+        }
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str(r#"{"metric":"#);
+        push_labels(&mut out, &s.labels);
+        out.push_str(r#","values":["#);
+        let mut first_point = true;
+        for (i, v) in s.values.iter().enumerate() {
+            let Some(v) = v else { continue };
+            if !first_point {
+                out.push(',');
+            }
+            first_point = false;
+            out.push('[');
+            push_seconds(&mut out, steps.at(i));
+            out.push_str(",\"");
+            out.push_str(&go_float(*v));
+            out.push_str("\"]");
+        }
+        out.push_str("]}");
+    }
+    out.push_str("],");
+    out.push_str(STATS);
+    out.push_str("}}");
+    out
+}
+
+fn vector_body(value: &MetricValue, time_ns: i64) -> String {
+    let mut out = String::with_capacity(256);
+    match value {
+        MetricValue::Scalar(values) => {
+            out.push_str(r#"{"status":"success","data":{"resultType":"scalar","result":["#);
+            out.push_str(&(time_ns.div_euclid(1_000_000)).to_string());
+            out.push_str(",\"");
+            out.push_str(&go_float(values.first().copied().unwrap_or(f64::NAN)));
+            out.push_str("\"],");
+        }
+        MetricValue::Vector(series) => {
+            out.push_str(r#"{"status":"success","data":{"resultType":"vector","result":["#);
+            let mut first = true;
+            for s in series {
+                let Some(Some(v)) = s.values.first() else {
+                    continue;
+                };
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                out.push_str(r#"{"metric":"#);
+                push_labels(&mut out, &s.labels);
+                out.push_str(r#","value":["#);
+                push_seconds(&mut out, time_ns);
+                out.push_str(",\"");
+                out.push_str(&go_float(*v));
+                out.push_str("\"]}");
+            }
+            out.push_str("],");
+        }
+    }
+    out.push_str(STATS);
+    out.push_str("}}");
+    out
+}
+
+/// `GET|POST /loki/api/v1/format_query`: the query in Loki's canonical form.
+pub(crate) async fn format_query(
+    method: Method,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, PlainError> {
+    let params = Params::from_request(&method, query.0, &headers, body)
+        .await
+        .map_err(|e| PlainError::new(e.kind, e.message))?;
+    let expr = parse_logql(params.get("query").unwrap_or(""))?;
+    Ok(json_response(
+        serde_json::json!({"status": "success", "data": expr.to_string()}),
+    ))
+}
+
+/// `GET /loki/api/v1/status/buildinfo`.
+pub(crate) async fn buildinfo() -> Response {
+    json_response(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "revision": "",
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "rust",
+    }))
+}
+
+/// The stream selector of a `query` parameter that must be a plain log query.
+fn selector_param(params: &Params) -> Result<Vec<Matcher>, PlainError> {
+    match parse_logql(params.get("query").unwrap_or(""))? {
+        Expr::Log(log) => Ok(log.selector),
+        Expr::Metric(_) => Err(bad("only log queries (stream selectors) are accepted here")),
+    }
+}
+
+/// `GET|POST /loki/api/v1/index/stats`: streams, chunks, bytes and entries in range.
+pub(crate) async fn index_stats(
+    State(state): State<AppState>,
+    method: Method,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, PlainError> {
+    let ReadRequest {
+        tenant,
+        params,
+        start,
+        end,
+    } = read_request(method, query, &headers, body).await?;
+    let selector = selector_param(&params)?;
+    let db = state.db()?.clone();
+    let streams = db
+        .select_log_entries(&tenant, &selector, start, end.saturating_sub(1))
+        .await
+        .map_err(db_error)?;
+    let entries: usize = streams.iter().map(|s| s.entries.len()).sum();
+    let bytes: usize = streams
+        .iter()
+        .flat_map(|s| s.entries.iter())
+        .map(|e| e.line.len())
+        .sum();
+    Ok(json_response(serde_json::json!({
+        "streams": streams.len(),
+        "chunks": streams.len(),
+        "bytes": bytes,
+        "entries": entries,
+    })))
+}
+
+/// Bytes per group of streams for `index/volume` and `volume_range`.
+struct VolumeRequest {
+    tenant: TenantId,
+    selector: Vec<Matcher>,
+    start: i64,
+    end: i64,
+    limit: usize,
+    /// Group by these labels; by the selector's label names when `targetLabels` is absent.
+    target: Vec<String>,
+    step: i64,
+}
+
+async fn volume_request(
+    method: Method,
+    query: RawQuery,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<VolumeRequest, PlainError> {
+    let ReadRequest {
+        tenant,
+        params,
+        start,
+        end,
+    } = read_request(method, query, headers, body).await?;
+    let selector = selector_param(&params)?;
+    let limit = match params.get("limit") {
+        Some(v) if !v.is_empty() => v
+            .parse()
+            .map_err(|_| bad(format!("invalid limit parameter: {v:?}")))?,
+        _ => 100,
+    };
+    let aggregate_by_labels = params.get("aggregateBy") == Some("labels");
+    let target: Vec<String> = match params.get("targetLabels") {
+        Some(t) if !t.is_empty() => t.split(',').map(|s| s.trim().to_string()).collect(),
+        _ if aggregate_by_labels => Vec::new(),
+        _ => {
+            let mut names: Vec<String> = selector.iter().map(|m| m.name.clone()).collect();
+            names.dedup();
+            names
+        }
+    };
+    let step = match params.get("step") {
+        Some(v) if !v.is_empty() => parse_step(v)?,
+        _ => default_step(start, end),
+    };
+    Ok(VolumeRequest {
+        tenant,
+        selector,
+        start,
+        end,
+        limit,
+        target,
+        step,
+    })
+}
+
+fn volume_key(labels: &Labels, target: &[String]) -> Labels {
+    Labels::from_sorted(
+        labels
+            .iter()
+            .filter(|l| target.is_empty() || target.contains(&l.name))
+            .cloned()
+            .collect(),
+    )
+}
+
+/// `GET|POST /loki/api/v1/index/volume`: uncompressed bytes per stream group, largest first.
+pub(crate) async fn volume(
+    State(state): State<AppState>,
+    method: Method,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, PlainError> {
+    let req = volume_request(method, query, &headers, body).await?;
+    let db = state.db()?.clone();
+    let streams = db
+        .select_log_entries(
+            &req.tenant,
+            &req.selector,
+            req.start,
+            req.end.saturating_sub(1),
+        )
+        .await
+        .map_err(db_error)?;
+    let mut totals: BTreeMap<Labels, u64> = BTreeMap::new();
+    for s in &streams {
+        let bytes: u64 = s.entries.iter().map(|e| e.line.len() as u64).sum();
+        *totals
+            .entry(volume_key(&s.labels, &req.target))
+            .or_default() += bytes;
+    }
+    let mut ranked: Vec<(Labels, u64)> = totals.into_iter().collect();
+    ranked.sort_by_key(|r| std::cmp::Reverse(r.1));
+    ranked.truncate(req.limit);
+    let mut out = String::from(r#"{"status":"success","data":{"resultType":"vector","result":["#);
+    for (i, (labels, bytes)) in ranked.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(r#"{"metric":"#);
+        push_labels(&mut out, labels);
+        out.push_str(r#","value":["#);
+        push_seconds(&mut out, req.end - req.end.rem_euclid(1_000_000_000));
+        out.push_str(&format!(",\"{bytes}\"]}}"));
+    }
+    out.push_str("],");
+    out.push_str(STATS);
+    out.push_str("}}");
+    Ok(json_response_text(out))
+}
+
+/// `GET|POST /loki/api/v1/index/volume_range`: the same per step.
+pub(crate) async fn volume_range(
+    State(state): State<AppState>,
+    method: Method,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, PlainError> {
+    let req = volume_request(method, query, &headers, body).await?;
+    let db = state.db()?.clone();
+    let streams = db
+        .select_log_entries(
+            &req.tenant,
+            &req.selector,
+            req.start,
+            req.end.saturating_sub(1),
+        )
+        .await
+        .map_err(db_error)?;
+    let step = req.step;
+    let first = req.start - req.start.rem_euclid(step);
+    let mut totals: BTreeMap<Labels, BTreeMap<i64, u64>> = BTreeMap::new();
+    for s in &streams {
+        let per_step = totals
+            .entry(volume_key(&s.labels, &req.target))
+            .or_default();
+        for e in &s.entries {
+            // Each entry counts at the step that ends its bucket.
+            let bucket = first + (e.timestamp_ns - first).div_euclid(step) * step + step;
+            *per_step.entry(bucket).or_default() += e.line.len() as u64;
+        }
+    }
+    let mut ranked: Vec<(Labels, BTreeMap<i64, u64>)> = totals.into_iter().collect();
+    ranked.sort_by_key(|r| std::cmp::Reverse(r.1.values().sum::<u64>()));
+    ranked.truncate(req.limit);
+    let mut out = String::from(r#"{"status":"success","data":{"resultType":"matrix","result":["#);
+    for (i, (labels, points)) in ranked.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(r#"{"metric":"#);
+        push_labels(&mut out, labels);
+        out.push_str(r#","values":["#);
+        for (j, (t, bytes)) in points.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push('[');
+            push_seconds(&mut out, *t);
+            out.push_str(&format!(",\"{bytes}\"]"));
+        }
+        out.push_str("]}");
+    }
+    out.push_str("],");
+    out.push_str(STATS);
+    out.push_str("}}");
+    Ok(json_response_text(out))
+}
+
+/// `GET /loki/api/v1/tail` (websocket): the recent lines from `start` (default 1h ago, at
+/// most `limit`), then every new matching line as it is acknowledged, as Loki's
+/// `{"streams":[...]}` messages.
+pub(crate) async fn tail(
+    State(state): State<AppState>,
+    ws: WebSocketUpgrade,
+    query: RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, PlainError> {
+    let tenant = tenant(&headers)?;
+    let params = Params::from_request(&Method::GET, query.0, &headers, Body::empty())
+        .await
+        .map_err(|e| PlainError::new(e.kind, e.message))?;
+    let Expr::Log(log) = parse_logql(params.get("query").unwrap_or(""))? else {
+        return Err(bad("tail requires a log query"));
+    };
+    let limit = parse_limit(&params)?;
+    let now = vigil_db::now_ns();
+    let start = match params.get("start") {
+        Some(v) if !v.is_empty() => parse_loki_time("start", v)?,
+        _ => now - TAIL_DEFAULT_SINCE_NS,
+    };
+    state.db()?;
+    Ok(ws.on_upgrade(move |socket| run_tail(socket, state, tenant, log, start, limit)))
+}
+
+async fn run_tail(
+    mut socket: WebSocket,
+    state: AppState,
+    tenant: TenantId,
+    log: vigil_logql::ast::LogExpr,
+    start: i64,
+    limit: usize,
+) {
+    let log = Arc::new(log);
+    // Lines already sent at the newest timestamp seen, so the next poll does not repeat them.
+    let mut last_ts = start;
+    let mut sent_at_last: HashSet<(Labels, String)> = HashSet::new();
+    let mut first = true;
+    loop {
+        let end = vigil_db::now_ns() + 1;
+        let (from, batch_limit, forward) = if first {
+            (start, limit, false)
+        } else {
+            (last_ts, MAX_ENTRIES_LIMIT, true)
+        };
+        let query = log.clone();
+        let result = run_blocking(&state, tenant.clone(), move |src| {
+            vigil_logql::eval_log_query(&query, src, from, end, batch_limit, forward)
+        })
+        .await;
+        let streams = match result {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = socket.send(Message::Close(None)).await;
+                tracing::debug!(error = %e.message, "tail query failed");
+                return;
+            }
+        };
+        let mut fresh: Vec<StreamResult> = Vec::new();
+        let mut newest = last_ts;
+        for s in streams {
+            let mut entries: Vec<ResultEntry> = s
+                .entries
+                .into_iter()
+                .filter(|e| {
+                    e.timestamp_ns > last_ts
+                        || (e.timestamp_ns == last_ts
+                            && !sent_at_last.contains(&(s.labels.clone(), e.line.clone())))
+                })
+                .collect();
+            entries.sort_by_key(|e| e.timestamp_ns);
+            if let Some(e) = entries.last() {
+                newest = newest.max(e.timestamp_ns);
+            }
+            if !entries.is_empty() {
+                fresh.push(StreamResult {
+                    labels: s.labels,
+                    entries,
+                });
+            }
+        }
+        if newest > last_ts {
+            sent_at_last.clear();
+            last_ts = newest;
+        }
+        for s in &fresh {
+            for e in &s.entries {
+                if e.timestamp_ns == last_ts {
+                    sent_at_last.insert((s.labels.clone(), e.line.clone()));
+                }
+            }
+        }
+        if !fresh.is_empty() || first {
+            let message = tail_message(&fresh);
+            if socket.send(Message::Text(message.into())).await.is_err() {
+                return;
+            }
+        }
+        first = false;
+        tokio::select! {
+            _ = tokio::time::sleep(TAIL_POLL) => {}
+            incoming = socket.recv() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+fn tail_message(streams: &[StreamResult]) -> String {
+    let mut out = String::from(r#"{"streams":"#);
+    push_streams(&mut out, streams, false);
+    out.push_str(r#","dropped_entries":null}"#);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_parse_as_loki_does() {
+        assert_eq!(parse_step("60").unwrap(), 60_000_000_000);
+        assert_eq!(parse_step("0.5").unwrap(), 500_000_000);
+        assert!(parse_step("0").is_err());
+        assert_eq!(default_step(0, 3600 * 1_000_000_000), 15_000_000_000);
+    }
+
+    #[test]
+    fn sample_times_are_seconds() {
+        let mut s = String::new();
+        push_seconds(&mut s, 1_793_491_260_000_000_000);
+        assert_eq!(s, "1793491260");
+        s.clear();
+        push_seconds(&mut s, 1_793_491_260_500_000_000);
+        assert_eq!(s, "1793491260.5");
+    }
+}

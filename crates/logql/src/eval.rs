@@ -1,0 +1,1203 @@
+//! Evaluation of LogQL queries over a [`LogSource`]: log queries (entries through the pipeline,
+//! limited and ordered by direction) and metric queries (range aggregations over log lines
+//! evaluated at each step, then vector aggregations, binary operations and functions with
+//! Prometheus-like semantics, as Loki's engine does).
+
+use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
+use vigil_model::{Label, Labels, LogEntry, MatchOp, Matcher};
+
+use crate::ast::{
+    BinaryOp, GroupSide, Grouping, LogExpr, MetricExpr, RangeOp, Unwrap, UnwrapConversion,
+    VectorAggOp, VectorMatching,
+};
+use crate::labels::{errors, LabelsBuilder};
+use crate::pipeline::{parse_go_float, CompileError, LabelFilter, Pipeline};
+use crate::units::{parse_bytes, parse_go_duration};
+
+/// Where the engine reads log entries from.
+pub trait LogSource {
+    /// Every stream matching all `selector` matchers with its entries in `[start_ns, end_ns]`
+    /// (inclusive), sorted by time.
+    fn select(
+        &self,
+        selector: &[Matcher],
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<Vec<SourceStream>, String>;
+}
+
+/// One stream as a [`LogSource`] returns it.
+#[derive(Debug, Clone)]
+pub struct SourceStream {
+    pub labels: Labels,
+    pub entries: Vec<LogEntry>,
+}
+
+/// Limits that show in answers (Loki's defaults).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `max_query_series`.
+    pub max_series: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_series: 500 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("parse error : {0}")]
+    Compile(#[from] CompileError),
+    /// A line or sample kept an `__error__` label into a metric result.
+    #[error("pipeline error: '{error}' for series: '{series}'.\nUse a label filter to intentionally skip this error. (e.g | __error__!=\"{error}\").\nTo skip all potential errors you can match empty errors.(e.g __error__=\"\")\nThe label filter can also be specified after unwrap. (e.g | unwrap latency | __error__=\"\" )\n")]
+    Pipeline { error: String, series: String },
+    #[error("maximum of series ({0}) reached for a single query")]
+    TooManySeries(usize),
+    #[error("{0}")]
+    Storage(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Lines of one result stream, in the answer's order.
+#[derive(Debug, Clone)]
+pub struct StreamResult {
+    /// The line's labels after the pipeline (stream labels, structured metadata, parsed).
+    pub labels: Labels,
+    pub entries: Vec<ResultEntry>,
+}
+
+/// One line of a log query's answer.
+#[derive(Debug, Clone)]
+pub struct ResultEntry {
+    pub timestamp_ns: i64,
+    pub line: String,
+    /// The labels of the stream the line was stored in.
+    pub stream: Labels,
+    /// The entry's structured metadata as stored.
+    pub structured_metadata: Vec<(String, String)>,
+}
+
+impl ResultEntry {
+    /// Labels the pipeline added or changed: the line's labels that are neither the stream's
+    /// nor structured metadata (Loki's `parsed` category).
+    pub fn parsed(&self, labels: &Labels) -> Vec<(String, String)> {
+        labels
+            .iter()
+            .filter(|l| self.stream.get(&l.name) != Some(l.value.as_str()))
+            .filter(|l| {
+                !self
+                    .structured_metadata
+                    .iter()
+                    .any(|(k, v)| *k == l.name && *v == l.value)
+            })
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect()
+    }
+}
+
+type Candidate = (i64, usize, String, usize, Vec<(String, String)>);
+
+/// Runs a log query: entries in `[start_ns, end_ns)`, at most `limit` over all streams, the
+/// newest first (`forward == false`) or the oldest first.
+pub fn eval_log_query(
+    expr: &LogExpr,
+    source: &dyn LogSource,
+    start_ns: i64,
+    end_ns: i64,
+    limit: usize,
+    forward: bool,
+) -> Result<Vec<StreamResult>, EvalError> {
+    let pipeline = Pipeline::compile(&expr.pipeline)?;
+    if limit == 0 || end_ns <= start_ns {
+        return Ok(Vec::new());
+    }
+    let streams = source
+        .select(&expr.selector, start_ns, end_ns - 1)
+        .map_err(EvalError::Storage)?;
+    // Per stream at most `limit` lines can make the cut: walk each from the wanted end.
+    let mut keys: FxHashMap<Labels, usize> = FxHashMap::default();
+    let mut key_labels: Vec<Labels> = Vec::new();
+    // (time, result key, line, source stream, structured metadata)
+    let mut candidates: Vec<Candidate> = Vec::new();
+    let mut builder = LabelsBuilder::default();
+    let mut line = String::new();
+    let mut scratch = String::new();
+    for (stream_idx, stream) in streams.iter().enumerate() {
+        builder.reset(&stream.labels);
+        let stream_key = if pipeline.keeps_stream_labels() {
+            Some(intern(&mut keys, &mut key_labels, &stream.labels))
+        } else {
+            None
+        };
+        let mut taken = 0usize;
+        // Lines already taken at the current timestamp: Loki keeps one of identical entries
+        // (same labels, time and line after the pipeline).
+        let mut run_ts = i64::MIN;
+        let mut run: Vec<(usize, String)> = Vec::new();
+        let mut visit = |entry: &LogEntry| -> bool {
+            if entry.timestamp_ns < start_ns || entry.timestamp_ns >= end_ns {
+                return true;
+            }
+            builder.reset_to_base();
+            for (k, v) in &entry.structured_metadata {
+                builder.set(k, v);
+            }
+            line.clear();
+            line.push_str(&entry.line);
+            if !pipeline.process(entry.timestamp_ns, &mut line, &mut builder, &mut scratch) {
+                return true;
+            }
+            let key = match stream_key {
+                Some(k) if entry.structured_metadata.is_empty() => k,
+                _ => intern(&mut keys, &mut key_labels, &builder.labels()),
+            };
+            if entry.timestamp_ns != run_ts {
+                run_ts = entry.timestamp_ns;
+                run.clear();
+            } else if run.iter().any(|(k, l)| *k == key && *l == line) {
+                return true;
+            }
+            run.push((key, line.clone()));
+            candidates.push((
+                entry.timestamp_ns,
+                key,
+                line.clone(),
+                stream_idx,
+                entry.structured_metadata.clone(),
+            ));
+            taken += 1;
+            taken < limit
+        };
+        if forward {
+            for e in &stream.entries {
+                if !visit(e) {
+                    break;
+                }
+            }
+        } else {
+            for e in stream.entries.iter().rev() {
+                if !visit(e) {
+                    break;
+                }
+            }
+        }
+    }
+    if forward {
+        candidates.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    } else {
+        candidates.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    }
+    // Identical entries from different source streams that ended up with the same labels.
+    candidates.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.2 == b.2);
+    candidates.truncate(limit);
+    let mut per_key: Vec<Vec<ResultEntry>> = vec![Vec::new(); key_labels.len()];
+    for (timestamp_ns, key, line, stream_idx, structured_metadata) in candidates {
+        per_key[key].push(ResultEntry {
+            timestamp_ns,
+            line,
+            stream: streams[stream_idx].labels.clone(),
+            structured_metadata,
+        });
+    }
+    Ok(key_labels
+        .into_iter()
+        .zip(per_key)
+        .filter(|(_, e)| !e.is_empty())
+        .map(|(labels, entries)| StreamResult { labels, entries })
+        .collect())
+}
+
+fn intern(keys: &mut FxHashMap<Labels, usize>, all: &mut Vec<Labels>, labels: &Labels) -> usize {
+    if let Some(&k) = keys.get(labels) {
+        return k;
+    }
+    let k = all.len();
+    keys.insert(labels.clone(), k);
+    all.push(labels.clone());
+    k
+}
+
+/// The steps a metric query is evaluated at: `start`, `start + step`, ... `<= end`.
+#[derive(Debug, Clone, Copy)]
+pub struct Steps {
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub step_ns: i64,
+}
+
+impl Steps {
+    pub fn instant(time_ns: i64) -> Self {
+        Self {
+            start_ns: time_ns,
+            end_ns: time_ns,
+            step_ns: 1,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        if self.end_ns < self.start_ns {
+            return 0;
+        }
+        ((self.end_ns - self.start_ns) / self.step_ns.max(1)) as usize + 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn at(&self, i: usize) -> i64 {
+        self.start_ns + i as i64 * self.step_ns
+    }
+}
+
+/// A metric query's value: one scalar per step, or series with an optional value per step.
+#[derive(Debug, Clone)]
+pub enum MetricValue {
+    Scalar(Vec<f64>),
+    Vector(Vec<StepSeries>),
+}
+
+#[derive(Debug, Clone)]
+pub struct StepSeries {
+    pub labels: Labels,
+    pub values: Vec<Option<f64>>,
+}
+
+/// Evaluates a metric query at every step.
+pub fn eval_metric_query(
+    expr: &MetricExpr,
+    source: &dyn LogSource,
+    steps: Steps,
+    limits: Limits,
+) -> Result<MetricValue, EvalError> {
+    let evaluator = Evaluator {
+        source,
+        steps,
+        limits,
+    };
+    let value = evaluator.eval(expr)?;
+    if let MetricValue::Vector(series) = &value {
+        if series.len() > limits.max_series {
+            return Err(EvalError::TooManySeries(limits.max_series));
+        }
+    }
+    Ok(value)
+}
+
+struct Evaluator<'a> {
+    source: &'a dyn LogSource,
+    steps: Steps,
+    limits: Limits,
+}
+
+/// Samples of one series (after the pipeline and grouping), in time order.
+struct SampleSeries {
+    labels: Labels,
+    samples: Vec<(i64, f64)>,
+}
+
+impl Evaluator<'_> {
+    fn eval(&self, expr: &MetricExpr) -> Result<MetricValue, EvalError> {
+        let n = self.steps.len();
+        match expr {
+            MetricExpr::Literal(v) => Ok(MetricValue::Scalar(vec![*v; n])),
+            MetricExpr::Vector(v) => Ok(MetricValue::Vector(vec![StepSeries {
+                labels: Labels::from_sorted(Vec::new()),
+                values: vec![Some(*v); n],
+            }])),
+            MetricExpr::Range {
+                op,
+                log,
+                range_ns,
+                offset_ns,
+                unwrap,
+                param,
+                grouping,
+            } => self.eval_range(
+                *op,
+                log,
+                *range_ns,
+                *offset_ns,
+                unwrap.as_ref(),
+                *param,
+                grouping.as_ref(),
+            ),
+            MetricExpr::VectorAgg {
+                op,
+                param,
+                grouping,
+                inner,
+            } => {
+                let series = match self.eval(inner)? {
+                    MetricValue::Vector(s) => s,
+                    MetricValue::Scalar(_) => {
+                        return Err(EvalError::Invalid(
+                            "vector aggregation over a scalar".to_string(),
+                        ))
+                    }
+                };
+                Ok(MetricValue::Vector(aggregate(
+                    *op,
+                    *param,
+                    grouping.as_ref(),
+                    series,
+                    n,
+                )))
+            }
+            MetricExpr::Binary {
+                op,
+                return_bool,
+                matching,
+                lhs,
+                rhs,
+            } => {
+                let l = self.eval(lhs)?;
+                let r = self.eval(rhs)?;
+                binary(*op, *return_bool, matching.as_ref(), l, r, n)
+            }
+            MetricExpr::LabelReplace {
+                inner,
+                dst,
+                replacement,
+                src,
+                regex,
+            } => {
+                let re = regex::Regex::new(&format!("^(?s:{regex})$"))
+                    .map_err(|e| EvalError::Invalid(e.to_string()))?;
+                let series = match self.eval(inner)? {
+                    MetricValue::Vector(s) => s,
+                    MetricValue::Scalar(_) => {
+                        return Err(EvalError::Invalid(
+                            "label_replace over a scalar".to_string(),
+                        ))
+                    }
+                };
+                let mut out: Vec<StepSeries> = Vec::with_capacity(series.len());
+                for s in series {
+                    let value = s.labels.get(src).unwrap_or("");
+                    let labels = match re.captures(value) {
+                        None => s.labels.clone(),
+                        Some(caps) => {
+                            let mut expanded = String::new();
+                            caps.expand(replacement, &mut expanded);
+                            let mut pairs: Vec<Label> = s
+                                .labels
+                                .iter()
+                                .filter(|l| l.name != *dst)
+                                .cloned()
+                                .collect();
+                            if !expanded.is_empty() {
+                                pairs.push(Label::new(dst.as_str(), expanded));
+                            }
+                            Labels::from_unsorted(pairs)
+                        }
+                    };
+                    out.push(StepSeries {
+                        labels,
+                        values: s.values,
+                    });
+                }
+                Ok(MetricValue::Vector(merge_same_labels(out)))
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn eval_range(
+        &self,
+        op: RangeOp,
+        log: &LogExpr,
+        range_ns: i64,
+        offset_ns: i64,
+        unwrap: Option<&Unwrap>,
+        param: Option<f64>,
+        grouping: Option<&Grouping>,
+    ) -> Result<MetricValue, EvalError> {
+        let n = self.steps.len();
+        let pipeline = Pipeline::compile(&log.pipeline)?;
+        let post_filters = match unwrap {
+            Some(u) => u
+                .post_filters
+                .iter()
+                .map(LabelFilter::compile)
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
+        // Windows are (t - offset - range, t - offset].
+        let first = self.steps.start_ns - offset_ns - range_ns + 1;
+        let last = self.steps.end_ns - offset_ns;
+        let streams = self
+            .source
+            .select(&log.selector, first, last)
+            .map_err(EvalError::Storage)?;
+        let series = extract_samples(&streams, &pipeline, unwrap, &post_filters, op, grouping)?;
+        if op == RangeOp::AbsentOverTime {
+            return Ok(MetricValue::Vector(self.absent(
+                &series,
+                &log.selector,
+                range_ns,
+                offset_ns,
+            )));
+        }
+        let mut out = Vec::with_capacity(series.len());
+        for s in series {
+            let mut values = vec![None; n];
+            let (mut lo, mut hi) = (0usize, 0usize);
+            let mut any = false;
+            for (i, slot) in values.iter_mut().enumerate() {
+                let t = self.steps.at(i) - offset_ns;
+                while lo < s.samples.len() && s.samples[lo].0 <= t - range_ns {
+                    lo += 1;
+                }
+                if hi < lo {
+                    hi = lo;
+                }
+                while hi < s.samples.len() && s.samples[hi].0 <= t {
+                    hi += 1;
+                }
+                if hi > lo {
+                    *slot = range_value(op, &s.samples[lo..hi], range_ns, param);
+                    any |= slot.is_some();
+                }
+            }
+            if any {
+                out.push(StepSeries {
+                    labels: s.labels,
+                    values,
+                });
+            }
+        }
+        let _ = self.limits;
+        Ok(MetricValue::Vector(out))
+    }
+
+    fn absent(
+        &self,
+        series: &[SampleSeries],
+        selector: &[Matcher],
+        range_ns: i64,
+        offset_ns: i64,
+    ) -> Vec<StepSeries> {
+        let n = self.steps.len();
+        let mut values = vec![None; n];
+        let mut any = false;
+        for (i, slot) in values.iter_mut().enumerate() {
+            let t = self.steps.at(i) - offset_ns;
+            let present = series.iter().any(|s| {
+                let idx = s.samples.partition_point(|(ts, _)| *ts <= t - range_ns);
+                s.samples.get(idx).is_some_and(|(ts, _)| *ts <= t)
+            });
+            if !present {
+                *slot = Some(1.0);
+                any = true;
+            }
+        }
+        if !any {
+            return Vec::new();
+        }
+        let mut pairs: Vec<Label> = Vec::new();
+        for m in selector {
+            if m.op == MatchOp::Equal && !pairs.iter().any(|l| l.name == m.name) {
+                pairs.push(Label::new(m.name.as_str(), m.value.as_str()));
+            }
+        }
+        vec![StepSeries {
+            labels: Labels::from_unsorted(pairs),
+            values,
+        }]
+    }
+}
+
+/// Runs the pipeline over every entry and turns passing lines into samples, keyed by their
+/// final labels (grouped when the range aggregation has `by`/`without`).
+fn extract_samples(
+    streams: &[SourceStream],
+    pipeline: &Pipeline,
+    unwrap: Option<&Unwrap>,
+    post_filters: &[LabelFilter],
+    op: RangeOp,
+    grouping: Option<&Grouping>,
+) -> Result<Vec<SampleSeries>, EvalError> {
+    let mut index: FxHashMap<Labels, usize> = FxHashMap::default();
+    let mut out: Vec<SampleSeries> = Vec::new();
+    let mut builder = LabelsBuilder::default();
+    let mut line = String::new();
+    let mut scratch = String::new();
+    let fast_labels = pipeline.keeps_stream_labels() && unwrap.is_none() && grouping.is_none();
+    for stream in streams {
+        builder.reset(&stream.labels);
+        let mut stream_series: Option<usize> = None;
+        for entry in &stream.entries {
+            builder.reset_to_base();
+            for (k, v) in &entry.structured_metadata {
+                builder.set(k, v);
+            }
+            line.clear();
+            line.push_str(&entry.line);
+            if !pipeline.process(entry.timestamp_ns, &mut line, &mut builder, &mut scratch) {
+                continue;
+            }
+            let value = match unwrap {
+                None => match op {
+                    RangeOp::BytesOverTime | RangeOp::BytesRate => line.len() as f64,
+                    _ => 1.0,
+                },
+                Some(u) => {
+                    let raw = builder.get(&u.label).unwrap_or("");
+                    if raw.is_empty() {
+                        continue;
+                    }
+                    let converted = match u.conversion {
+                        UnwrapConversion::None => parse_go_float(raw),
+                        UnwrapConversion::Duration => {
+                            parse_go_duration(raw).map(|ns| ns as f64 / 1e9)
+                        }
+                        UnwrapConversion::Bytes => parse_bytes(raw).map(f64::trunc),
+                    };
+                    let v = match converted {
+                        Ok(v) => v,
+                        Err(details) => {
+                            builder.set_error(errors::SAMPLE_EXTRACTION, Some(&details));
+                            0.0
+                        }
+                    };
+                    if !post_filters.iter().all(|f| f.process(&mut builder)) {
+                        continue;
+                    }
+                    v
+                }
+            };
+            if let Some(error) = builder.error() {
+                return Err(EvalError::Pipeline {
+                    error: error.to_string(),
+                    series: builder.labels().to_string(),
+                });
+            }
+            let idx = if fast_labels && entry.structured_metadata.is_empty() {
+                match stream_series {
+                    Some(i) => i,
+                    None => {
+                        let i = series_index(&mut index, &mut out, &stream.labels);
+                        stream_series = Some(i);
+                        i
+                    }
+                }
+            } else {
+                let labels = match grouping {
+                    Some(g) => group_labels(builder.iter(), g),
+                    None => builder.labels(),
+                };
+                series_index(&mut index, &mut out, &labels)
+            };
+            out[idx].samples.push((entry.timestamp_ns, value));
+        }
+    }
+    for s in &mut out {
+        if !s.samples.windows(2).all(|w| w[0].0 <= w[1].0) {
+            s.samples.sort_by_key(|(ts, _)| *ts);
+        }
+    }
+    Ok(out)
+}
+
+fn series_index(
+    index: &mut FxHashMap<Labels, usize>,
+    out: &mut Vec<SampleSeries>,
+    labels: &Labels,
+) -> usize {
+    if let Some(&i) = index.get(labels) {
+        return i;
+    }
+    let i = out.len();
+    index.insert(labels.clone(), i);
+    out.push(SampleSeries {
+        labels: labels.clone(),
+        samples: Vec::new(),
+    });
+    i
+}
+
+fn group_labels<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>, g: &Grouping) -> Labels {
+    let kept: Vec<Label> = pairs
+        .filter(|(n, _)| g.labels.iter().any(|l| l == n) != g.without)
+        .map(|(n, v)| Label::new(n, v))
+        .collect();
+    Labels::from_unsorted(kept)
+}
+
+fn range_value(
+    op: RangeOp,
+    samples: &[(i64, f64)],
+    range_ns: i64,
+    param: Option<f64>,
+) -> Option<f64> {
+    let range_s = range_ns as f64 / 1e9;
+    let values = samples.iter().map(|(_, v)| *v);
+    Some(match op {
+        RangeOp::CountOverTime => samples.len() as f64,
+        RangeOp::Rate => values.sum::<f64>() / range_s,
+        RangeOp::BytesOverTime | RangeOp::SumOverTime => values.sum::<f64>(),
+        RangeOp::BytesRate => values.sum::<f64>() / range_s,
+        RangeOp::AvgOverTime => {
+            // Loki averages incrementally (as Prometheus does for large values).
+            let mut mean = 0.0;
+            for (i, v) in values.enumerate() {
+                mean += (v - mean) / (i as f64 + 1.0);
+            }
+            mean
+        }
+        RangeOp::MaxOverTime => {
+            values.fold(f64::NAN, |m, v| if m.is_nan() || v > m { v } else { m })
+        }
+        RangeOp::MinOverTime => {
+            values.fold(f64::NAN, |m, v| if m.is_nan() || v < m { v } else { m })
+        }
+        RangeOp::StdvarOverTime => variance(values),
+        RangeOp::StddevOverTime => variance(values).sqrt(),
+        RangeOp::QuantileOverTime => {
+            let mut v: Vec<f64> = values.collect();
+            quantile(param.unwrap_or(f64::NAN), &mut v)
+        }
+        RangeOp::FirstOverTime => samples.first()?.1,
+        RangeOp::LastOverTime => samples.last()?.1,
+        RangeOp::RateCounter => counter_rate(samples, range_ns)?,
+        RangeOp::AbsentOverTime => return None,
+    })
+}
+
+fn variance(values: impl Iterator<Item = f64>) -> f64 {
+    let (mut count, mut mean, mut m2) = (0.0, 0.0, 0.0);
+    for v in values {
+        count += 1.0;
+        let delta = v - mean;
+        mean += delta / count;
+        m2 += delta * (v - mean);
+    }
+    m2 / count
+}
+
+/// Prometheus' quantile: linear interpolation between the closest ranks.
+fn quantile(q: f64, values: &mut [f64]) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+/// Counter rate over the window with Prometheus' extrapolation (Loki's `rate_counter`).
+fn counter_rate(samples: &[(i64, f64)], range_ns: i64) -> Option<f64> {
+    if samples.len() < 2 {
+        return None;
+    }
+    let mut increase = samples[samples.len() - 1].1 - samples[0].1;
+    let mut prev = samples[0].1;
+    for (_, v) in &samples[1..] {
+        if *v < prev {
+            increase += prev;
+        }
+        prev = *v;
+    }
+    let first_t = samples[0].0 as f64 / 1e9;
+    let last_t = samples[samples.len() - 1].0 as f64 / 1e9;
+    let sampled = last_t - first_t;
+    let avg_interval = sampled / (samples.len() - 1) as f64;
+    let range_s = range_ns as f64 / 1e9;
+    let extrapolated = sampled + avg_interval.min(range_s - sampled).max(0.0);
+    Some(increase * (extrapolated / sampled) / range_s)
+}
+
+/// Merges series that ended up with the same labels (first value per step wins).
+fn merge_same_labels(series: Vec<StepSeries>) -> Vec<StepSeries> {
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut out: Vec<StepSeries> = Vec::with_capacity(series.len());
+    for s in series {
+        match index.get(&s.labels) {
+            Some(&i) => {
+                for (slot, v) in out[i].values.iter_mut().zip(s.values) {
+                    if slot.is_none() {
+                        *slot = v;
+                    }
+                }
+            }
+            None => {
+                index.insert(s.labels.clone(), out.len());
+                out.push(s);
+            }
+        }
+    }
+    out
+}
+
+fn grouping_key(labels: &Labels, grouping: Option<&Grouping>) -> Labels {
+    match grouping {
+        None => Labels::from_sorted(Vec::new()),
+        Some(g) => group_labels(
+            labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+            g,
+        ),
+    }
+}
+
+fn aggregate(
+    op: VectorAggOp,
+    param: Option<f64>,
+    grouping: Option<&Grouping>,
+    series: Vec<StepSeries>,
+    n: usize,
+) -> Vec<StepSeries> {
+    match op {
+        VectorAggOp::Sort | VectorAggOp::SortDesc => {
+            // Only an instant query's order shows: sort by the first step's value.
+            let mut series = series;
+            let key = |s: &StepSeries| s.values.first().copied().flatten().unwrap_or(f64::NAN);
+            series.sort_by(|a, b| {
+                let (x, y) = (key(a), key(b));
+                if op == VectorAggOp::Sort {
+                    x.total_cmp(&y)
+                } else {
+                    y.total_cmp(&x)
+                }
+            });
+            return series;
+        }
+        VectorAggOp::Topk | VectorAggOp::Bottomk => {
+            return top_k(op == VectorAggOp::Topk, param, grouping, series, n)
+        }
+        _ => {}
+    }
+    let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    for (i, s) in series.iter().enumerate() {
+        let key = grouping_key(&s.labels, grouping);
+        let g = *index.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push(i);
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    for (labels, members) in groups {
+        let mut values = vec![None; n];
+        let mut any = false;
+        for (step, slot) in values.iter_mut().enumerate() {
+            let present = members.iter().filter_map(|&m| series[m].values[step]);
+            let v = match op {
+                VectorAggOp::Sum => fold_present(present, |a, b| a + b),
+                VectorAggOp::Min => {
+                    fold_present(present, |a, b| if a.is_nan() || b < a { b } else { a })
+                }
+                VectorAggOp::Max => {
+                    fold_present(present, |a, b| if a.is_nan() || b > a { b } else { a })
+                }
+                VectorAggOp::Count => {
+                    let c = present.count();
+                    (c > 0).then_some(c as f64)
+                }
+                VectorAggOp::Avg => {
+                    let mut count = 0.0;
+                    let mut mean = 0.0;
+                    for v in present {
+                        count += 1.0;
+                        mean += (v - mean) / count;
+                    }
+                    (count > 0.0).then_some(mean)
+                }
+                VectorAggOp::Stdvar | VectorAggOp::Stddev => {
+                    let vals: Vec<f64> = present.collect();
+                    if vals.is_empty() {
+                        None
+                    } else {
+                        let var = variance(vals.into_iter());
+                        Some(if op == VectorAggOp::Stddev {
+                            var.sqrt()
+                        } else {
+                            var
+                        })
+                    }
+                }
+                _ => None,
+            };
+            *slot = v;
+            any |= v.is_some();
+        }
+        if any {
+            out.push(StepSeries { labels, values });
+        }
+    }
+    out
+}
+
+fn fold_present(mut values: impl Iterator<Item = f64>, f: impl Fn(f64, f64) -> f64) -> Option<f64> {
+    let first = values.next()?;
+    Some(values.fold(first, f))
+}
+
+fn top_k(
+    top: bool,
+    param: Option<f64>,
+    grouping: Option<&Grouping>,
+    series: Vec<StepSeries>,
+    n: usize,
+) -> Vec<StepSeries> {
+    let k = param.unwrap_or(0.0).max(0.0) as usize;
+    let mut out: Vec<StepSeries> = series
+        .iter()
+        .map(|s| StepSeries {
+            labels: s.labels.clone(),
+            values: vec![None; n],
+        })
+        .collect();
+    let mut groups: HashMap<Labels, Vec<usize>> = HashMap::new();
+    for (i, s) in series.iter().enumerate() {
+        groups
+            .entry(grouping_key(&s.labels, grouping))
+            .or_default()
+            .push(i);
+    }
+    for members in groups.values() {
+        for step in 0..n {
+            let mut present: Vec<(usize, f64)> = members
+                .iter()
+                .filter_map(|&m| series[m].values[step].map(|v| (m, v)))
+                .collect();
+            present.sort_by(|a, b| {
+                if a.1.is_nan() {
+                    std::cmp::Ordering::Greater
+                } else if b.1.is_nan() {
+                    std::cmp::Ordering::Less
+                } else if top {
+                    b.1.total_cmp(&a.1)
+                } else {
+                    a.1.total_cmp(&b.1)
+                }
+            });
+            for (m, v) in present.into_iter().take(k) {
+                out[m].values[step] = Some(v);
+            }
+        }
+    }
+    out.retain(|s| s.values.iter().any(Option::is_some));
+    out
+}
+
+fn binary(
+    op: BinaryOp,
+    return_bool: bool,
+    matching: Option<&VectorMatching>,
+    lhs: MetricValue,
+    rhs: MetricValue,
+    n: usize,
+) -> Result<MetricValue, EvalError> {
+    match (lhs, rhs) {
+        (MetricValue::Scalar(a), MetricValue::Scalar(b)) => Ok(MetricValue::Scalar(
+            a.iter()
+                .zip(&b)
+                .map(|(x, y)| {
+                    let v = arith(op, *x, *y);
+                    if op.is_comparison() {
+                        // Scalar comparisons need `bool`; without it Loki still answers 0/1.
+                        if v.is_some() {
+                            1.0
+                        } else {
+                            0.0
+                        }
+                    } else {
+                        v.unwrap_or(f64::NAN)
+                    }
+                })
+                .collect(),
+        )),
+        (MetricValue::Vector(v), MetricValue::Scalar(s)) => Ok(MetricValue::Vector(vector_scalar(
+            op,
+            return_bool,
+            v,
+            &s,
+            false,
+        ))),
+        (MetricValue::Scalar(s), MetricValue::Vector(v)) => Ok(MetricValue::Vector(vector_scalar(
+            op,
+            return_bool,
+            v,
+            &s,
+            true,
+        ))),
+        (MetricValue::Vector(l), MetricValue::Vector(r)) => Ok(MetricValue::Vector(vector_vector(
+            op,
+            return_bool,
+            matching,
+            l,
+            r,
+            n,
+        )?)),
+    }
+}
+
+/// The arithmetic result, or for comparisons `Some(lhs)` when true and `None` when false.
+fn arith(op: BinaryOp, a: f64, b: f64) -> Option<f64> {
+    Some(match op {
+        BinaryOp::Add => a + b,
+        BinaryOp::Sub => a - b,
+        BinaryOp::Mul => a * b,
+        BinaryOp::Div => a / b,
+        BinaryOp::Mod => a % b,
+        BinaryOp::Pow => a.powf(b),
+        BinaryOp::Eq => return (a == b).then_some(a),
+        BinaryOp::Ne => return (a != b).then_some(a),
+        BinaryOp::Gt => return (a > b).then_some(a),
+        BinaryOp::Ge => return (a >= b).then_some(a),
+        BinaryOp::Lt => return (a < b).then_some(a),
+        BinaryOp::Le => return (a <= b).then_some(a),
+        BinaryOp::And | BinaryOp::Or | BinaryOp::Unless => return None,
+    })
+}
+
+fn vector_scalar(
+    op: BinaryOp,
+    return_bool: bool,
+    series: Vec<StepSeries>,
+    scalar: &[f64],
+    scalar_left: bool,
+) -> Vec<StepSeries> {
+    let mut out = Vec::with_capacity(series.len());
+    for s in series {
+        let mut values = s.values;
+        for (step, slot) in values.iter_mut().enumerate() {
+            let Some(v) = *slot else { continue };
+            let (a, b) = if scalar_left {
+                (scalar[step], v)
+            } else {
+                (v, scalar[step])
+            };
+            let r = arith(op, a, b);
+            *slot = if op.is_comparison() {
+                if return_bool {
+                    Some(if r.is_some() { 1.0 } else { 0.0 })
+                } else {
+                    r.map(|_| v)
+                }
+            } else {
+                r
+            };
+        }
+        if values.iter().any(Option::is_some) {
+            out.push(StepSeries {
+                labels: s.labels,
+                values,
+            });
+        }
+    }
+    out
+}
+
+fn match_key(labels: &Labels, matching: Option<&VectorMatching>) -> Labels {
+    match matching {
+        None => labels.clone(),
+        Some(m) => Labels::from_sorted(
+            labels
+                .iter()
+                .filter(|l| m.labels.contains(&l.name) == m.on)
+                .cloned()
+                .collect(),
+        ),
+    }
+}
+
+fn vector_vector(
+    op: BinaryOp,
+    return_bool: bool,
+    matching: Option<&VectorMatching>,
+    lhs: Vec<StepSeries>,
+    rhs: Vec<StepSeries>,
+    n: usize,
+) -> Result<Vec<StepSeries>, EvalError> {
+    if op.is_set() {
+        return Ok(set_op(op, matching, lhs, rhs, n));
+    }
+    let group = matching.and_then(|m| m.group.as_ref());
+    // The "one" side is indexed by match key; the "many" side looks it up.
+    let (many, one, many_is_left) = match group {
+        Some(GroupSide::Right(_)) => (rhs, lhs, false),
+        _ => (lhs, rhs, true),
+    };
+    let mut one_index: HashMap<Labels, Vec<usize>> = HashMap::new();
+    for (i, s) in one.iter().enumerate() {
+        one_index
+            .entry(match_key(&s.labels, matching))
+            .or_default()
+            .push(i);
+    }
+    let include: &[String] = match group {
+        Some(GroupSide::Left(l)) | Some(GroupSide::Right(l)) => l,
+        None => &[],
+    };
+    let mut out: Vec<StepSeries> = Vec::new();
+    let mut out_index: HashMap<Labels, usize> = HashMap::new();
+    for m in &many {
+        let key = match_key(&m.labels, matching);
+        let Some(partners) = one_index.get(&key) else {
+            continue;
+        };
+        for &p in partners {
+            let o = &one[p];
+            let labels = result_labels(&m.labels, &o.labels, matching, include, op, return_bool);
+            let mut values = vec![None; n];
+            for (step, slot) in values.iter_mut().enumerate() {
+                let (Some(mv), Some(ov)) = (m.values[step], o.values[step]) else {
+                    continue;
+                };
+                let (a, b) = if many_is_left { (mv, ov) } else { (ov, mv) };
+                let r = arith(op, a, b);
+                *slot = if op.is_comparison() {
+                    if return_bool {
+                        Some(if r.is_some() { 1.0 } else { 0.0 })
+                    } else {
+                        r.map(|_| a)
+                    }
+                } else {
+                    r
+                };
+            }
+            if !values.iter().any(Option::is_some) {
+                continue;
+            }
+            match out_index.get(&labels) {
+                Some(&i) => {
+                    for (slot, v) in out[i].values.iter_mut().zip(values) {
+                        if v.is_some() {
+                            if slot.is_some() {
+                                return Err(EvalError::Invalid(
+                                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".to_string(),
+                                ));
+                            }
+                            *slot = v;
+                        }
+                    }
+                }
+                None => {
+                    out_index.insert(labels.clone(), out.len());
+                    out.push(StepSeries { labels, values });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn result_labels(
+    many: &Labels,
+    one: &Labels,
+    matching: Option<&VectorMatching>,
+    include: &[String],
+    op: BinaryOp,
+    return_bool: bool,
+) -> Labels {
+    let grouped = matching.is_some_and(|m| m.group.is_some());
+    if op.is_comparison() && !return_bool && !grouped {
+        return many.clone();
+    }
+    let mut pairs: Vec<Label> = if grouped {
+        many.iter().cloned().collect()
+    } else {
+        match_key(many, matching).iter().cloned().collect()
+    };
+    if !grouped {
+        if let Some(m) = matching {
+            if !m.on {
+                // ignoring(...): everything but the ignored labels.
+                pairs = many
+                    .iter()
+                    .filter(|l| !m.labels.contains(&l.name))
+                    .cloned()
+                    .collect();
+            }
+        }
+    }
+    for name in include {
+        pairs.retain(|l| l.name != *name);
+        if let Some(v) = one.get(name) {
+            pairs.push(Label::new(name.as_str(), v));
+        }
+    }
+    Labels::from_unsorted(pairs)
+}
+
+fn set_op(
+    op: BinaryOp,
+    matching: Option<&VectorMatching>,
+    lhs: Vec<StepSeries>,
+    rhs: Vec<StepSeries>,
+    n: usize,
+) -> Vec<StepSeries> {
+    let key_of = |s: &StepSeries| match matching {
+        Some(_) => match_key(&s.labels, matching),
+        None => s.labels.clone(),
+    };
+    let mut rhs_present: HashMap<Labels, Vec<bool>> = HashMap::new();
+    for s in &rhs {
+        let e = rhs_present
+            .entry(key_of(s))
+            .or_insert_with(|| vec![false; n]);
+        for (slot, v) in e.iter_mut().zip(&s.values) {
+            *slot |= v.is_some();
+        }
+    }
+    match op {
+        BinaryOp::And | BinaryOp::Unless => {
+            let keep_when_present = op == BinaryOp::And;
+            lhs.into_iter()
+                .filter_map(|mut s| {
+                    let present = rhs_present.get(&key_of(&s));
+                    for (step, slot) in s.values.iter_mut().enumerate() {
+                        let p = present.is_some_and(|p| p[step]);
+                        if p != keep_when_present {
+                            *slot = None;
+                        }
+                    }
+                    s.values.iter().any(Option::is_some).then_some(s)
+                })
+                .collect()
+        }
+        _ => {
+            let mut lhs_present: HashMap<Labels, Vec<bool>> = HashMap::new();
+            for s in &lhs {
+                let e = lhs_present
+                    .entry(key_of(s))
+                    .or_insert_with(|| vec![false; n]);
+                for (slot, v) in e.iter_mut().zip(&s.values) {
+                    *slot |= v.is_some();
+                }
+            }
+            let mut out = lhs;
+            for mut s in rhs {
+                let present = lhs_present.get(&key_of(&s));
+                for (step, slot) in s.values.iter_mut().enumerate() {
+                    if present.is_some_and(|p| p[step]) {
+                        *slot = None;
+                    }
+                }
+                if s.values.iter().any(Option::is_some) {
+                    out.push(s);
+                }
+            }
+            // A right-hand series with a left-hand twin fills the twin's empty steps.
+            merge_same_labels(out)
+        }
+    }
+}

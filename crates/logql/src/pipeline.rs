@@ -1,0 +1,528 @@
+//! A log pipeline compiled from its stages: what runs once per line. Line filters work on the
+//! raw bytes (memchr substring search, regexes compiled once), parsers add labels, formatters
+//! rewrite the line or labels, label filters drop lines, as Loki's `log` package does.
+
+use memchr::memmem;
+use regex::Regex;
+
+use crate::ast::{
+    CmpOp, LabelFilterExpr, LabelFormatItem, LabelSelection, LineFilter, LineFilterOp,
+    LineFilterValue, ParserStage, Stage,
+};
+use crate::extract::{
+    decolorize, IpFilter, JsonParser, LogfmtParser, PatternParser, RegexpParser, UnpackParser,
+};
+use crate::labels::{errors, LabelsBuilder, ERROR_DETAILS_LABEL, ERROR_LABEL};
+use crate::template::Template;
+use crate::units::{parse_bytes, parse_go_duration};
+
+/// A stage that cannot be built from valid syntax (bad regex, bad pattern, bad template):
+/// reported to the user as a parse error.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct CompileError(pub String);
+
+/// The compiled pipeline of a log expression.
+pub struct Pipeline {
+    stages: Vec<CompiledStage>,
+    /// True when no stage can change labels: the stream's labels are the line's labels.
+    keeps_stream_labels: bool,
+}
+
+enum CompiledStage {
+    LineFilter(LineFilterMatcher),
+    Json(JsonParser),
+    Logfmt(LogfmtParser),
+    Regexp(RegexpParser),
+    Pattern(PatternParser),
+    Unpack(UnpackParser),
+    LabelFilter(LabelFilter),
+    LineFormat(Template),
+    LabelFormat(Vec<(String, LabelFormat)>),
+    Drop(Vec<LabelSelection>),
+    Keep(Vec<LabelSelection>),
+    Decolorize,
+}
+
+enum LabelFormat {
+    Rename(String),
+    Template(Template),
+}
+
+/// One line filter stage: alternatives joined by `or`.
+pub struct LineFilterMatcher {
+    negated: bool,
+    alternatives: Vec<LineMatch>,
+}
+
+enum LineMatch {
+    Contains(Box<memmem::Finder<'static>>),
+    Regex(Regex),
+    Pattern(PatternParser),
+    Ip(IpFilter),
+}
+
+impl LineMatch {
+    fn matches(&self, line: &str) -> bool {
+        match self {
+            LineMatch::Contains(f) => f.find(line.as_bytes()).is_some(),
+            LineMatch::Regex(re) => re.is_match(line),
+            LineMatch::Pattern(p) => p.matches(line),
+            LineMatch::Ip(ip) => ip.matches_line(line),
+        }
+    }
+}
+
+impl LineFilterMatcher {
+    pub fn compile(filter: &LineFilter) -> Result<Self, CompileError> {
+        let negated = matches!(
+            filter.op,
+            LineFilterOp::NotContains | LineFilterOp::NotRegex | LineFilterOp::NotPattern
+        );
+        let mut alternatives = Vec::with_capacity(filter.values.len());
+        for value in &filter.values {
+            let alt = match value {
+                LineFilterValue::Ip(pattern) => {
+                    LineMatch::Ip(IpFilter::new(pattern).map_err(|e| stage_error(filter, &e))?)
+                }
+                LineFilterValue::Text(text) => match filter.op {
+                    LineFilterOp::Contains | LineFilterOp::NotContains => LineMatch::Contains(
+                        Box::new(memmem::Finder::new(text.as_bytes()).into_owned()),
+                    ),
+                    LineFilterOp::Regex | LineFilterOp::NotRegex => LineMatch::Regex(
+                        Regex::new(text).map_err(|e| stage_error(filter, &e.to_string()))?,
+                    ),
+                    LineFilterOp::Pattern | LineFilterOp::NotPattern => LineMatch::Pattern(
+                        PatternParser::new_line_filter(text)
+                            .map_err(|e| stage_error(filter, &e))?,
+                    ),
+                },
+            };
+            alternatives.push(alt);
+        }
+        Ok(Self {
+            negated,
+            alternatives,
+        })
+    }
+
+    pub fn matches(&self, line: &str) -> bool {
+        let any = self.alternatives.iter().any(|m| m.matches(line));
+        any != self.negated
+    }
+}
+
+fn stage_error(filter: &LineFilter, reason: &str) -> CompileError {
+    let op = match filter.op {
+        LineFilterOp::Contains => "|=",
+        LineFilterOp::NotContains => "!=",
+        LineFilterOp::Regex => "|~",
+        LineFilterOp::NotRegex => "!~",
+        LineFilterOp::Pattern => "|>",
+        LineFilterOp::NotPattern => "!>",
+    };
+    let value = match filter.values.first() {
+        Some(LineFilterValue::Text(t)) => format!("{t:?}"),
+        Some(LineFilterValue::Ip(t)) => format!("ip({t:?})"),
+        None => String::new(),
+    };
+    CompileError(format!("stage '{op} {value}' : {reason}"))
+}
+
+/// A compiled label filter expression.
+pub enum LabelFilter {
+    And(Box<LabelFilter>, Box<LabelFilter>),
+    Or(Box<LabelFilter>, Box<LabelFilter>),
+    Matcher(vigil_model::Matcher),
+    Number {
+        name: String,
+        op: CmpOp,
+        value: f64,
+    },
+    Duration {
+        name: String,
+        op: CmpOp,
+        seconds: f64,
+    },
+    Bytes {
+        name: String,
+        op: CmpOp,
+        bytes: f64,
+    },
+    Ip {
+        name: String,
+        negated: bool,
+        filter: IpFilter,
+    },
+}
+
+impl LabelFilter {
+    pub fn compile(expr: &LabelFilterExpr) -> Result<Self, CompileError> {
+        Ok(match expr {
+            LabelFilterExpr::And(a, b) => {
+                LabelFilter::And(Box::new(Self::compile(a)?), Box::new(Self::compile(b)?))
+            }
+            LabelFilterExpr::Or(a, b) => {
+                LabelFilter::Or(Box::new(Self::compile(a)?), Box::new(Self::compile(b)?))
+            }
+            LabelFilterExpr::Matcher(m) => LabelFilter::Matcher(m.clone()),
+            LabelFilterExpr::Number { name, op, value } => LabelFilter::Number {
+                name: name.clone(),
+                op: *op,
+                value: *value,
+            },
+            LabelFilterExpr::Duration { name, op, seconds } => LabelFilter::Duration {
+                name: name.clone(),
+                op: *op,
+                seconds: *seconds,
+            },
+            LabelFilterExpr::Bytes { name, op, bytes } => LabelFilter::Bytes {
+                name: name.clone(),
+                op: *op,
+                bytes: *bytes,
+            },
+            LabelFilterExpr::Ip {
+                name,
+                negated,
+                pattern,
+            } => LabelFilter::Ip {
+                name: name.clone(),
+                negated: *negated,
+                filter: IpFilter::new(pattern).map_err(CompileError)?,
+            },
+        })
+    }
+
+    /// Whether the line passes; may record a `LabelFilterErr` (the line then passes, as in
+    /// Loki, so that `| __error__=""` can drop it).
+    pub fn process(&self, labels: &mut LabelsBuilder) -> bool {
+        match self {
+            LabelFilter::And(a, b) => {
+                let left = a.process(labels);
+                let right = b.process(labels);
+                left && right
+            }
+            LabelFilter::Or(a, b) => a.process(labels) || b.process(labels),
+            LabelFilter::Matcher(m) => m.matches(labels.get(&m.name).unwrap_or("")),
+            LabelFilter::Number { name, op, value } => {
+                compare_label(labels, name, *op, *value, parse_go_float)
+            }
+            LabelFilter::Duration { name, op, seconds } => {
+                compare_label(labels, name, *op, *seconds, |v| {
+                    parse_go_duration(v).map(|ns| ns as f64 / 1e9)
+                })
+            }
+            LabelFilter::Bytes { name, op, bytes } => {
+                compare_label(labels, name, *op, *bytes, |v| {
+                    parse_bytes(v).map(f64::trunc)
+                })
+            }
+            LabelFilter::Ip {
+                name,
+                negated,
+                filter,
+            } => {
+                if labels.has_error() {
+                    return true;
+                }
+                match labels.get(name) {
+                    None => false,
+                    Some(v) => filter.matches_value(v) != *negated,
+                }
+            }
+        }
+    }
+}
+
+/// Formatting errors replace an earlier error, as in Loki.
+fn replace_error(labels: &mut LabelsBuilder, error: &str, details: &str) {
+    labels.set(ERROR_LABEL, error);
+    labels.set(ERROR_DETAILS_LABEL, details);
+}
+
+fn compare_label(
+    labels: &mut LabelsBuilder,
+    name: &str,
+    op: CmpOp,
+    expected: f64,
+    convert: impl Fn(&str) -> Result<f64, String>,
+) -> bool {
+    let Some(raw) = labels.get(name) else {
+        return false;
+    };
+    match convert(raw) {
+        Ok(v) => compare(v, op, expected),
+        Err(details) => {
+            labels.set_error(errors::LABEL_FILTER, Some(&details));
+            true
+        }
+    }
+}
+
+fn compare(v: f64, op: CmpOp, expected: f64) -> bool {
+    match op {
+        CmpOp::Eq => v == expected,
+        CmpOp::Ne => v != expected,
+        CmpOp::Gt => v > expected,
+        CmpOp::Ge => v >= expected,
+        CmpOp::Lt => v < expected,
+        CmpOp::Le => v <= expected,
+    }
+}
+
+/// Go's `strconv.ParseFloat`, with its error text.
+pub fn parse_go_float(s: &str) -> Result<f64, String> {
+    let valid =
+        !s.is_empty() && !s.starts_with(char::is_whitespace) && !s.ends_with(char::is_whitespace);
+    match s.parse::<f64>() {
+        Ok(v) if valid => Ok(v),
+        _ => Err(format!(
+            "strconv.ParseFloat: parsing {}: invalid syntax",
+            go_quote(s)
+        )),
+    }
+}
+
+/// Go's `strconv.Quote` for the error texts Loki shows.
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+impl Pipeline {
+    pub fn compile(stages: &[Stage]) -> Result<Self, CompileError> {
+        let mut compiled = Vec::with_capacity(stages.len());
+        let mut keeps_stream_labels = true;
+        for stage in stages {
+            let c = match stage {
+                Stage::LineFilter(f) => CompiledStage::LineFilter(LineFilterMatcher::compile(f)?),
+                Stage::Parser(p) => {
+                    keeps_stream_labels = false;
+                    match p {
+                        ParserStage::Json { params } => {
+                            CompiledStage::Json(JsonParser::new(params).map_err(CompileError)?)
+                        }
+                        ParserStage::Logfmt {
+                            strict,
+                            keep_empty,
+                            params,
+                        } => CompiledStage::Logfmt(
+                            LogfmtParser::new(*strict, *keep_empty, params)
+                                .map_err(CompileError)?,
+                        ),
+                        ParserStage::Regexp(re) => {
+                            CompiledStage::Regexp(RegexpParser::new(re).map_err(CompileError)?)
+                        }
+                        ParserStage::Pattern(p) => {
+                            CompiledStage::Pattern(PatternParser::new(p).map_err(CompileError)?)
+                        }
+                        ParserStage::Unpack => CompiledStage::Unpack(UnpackParser),
+                    }
+                }
+                Stage::LabelFilter(f) => {
+                    // Filters may set __error__ (LabelFilterErr).
+                    keeps_stream_labels = false;
+                    CompiledStage::LabelFilter(LabelFilter::compile(f)?)
+                }
+                Stage::LineFormat(t) => {
+                    keeps_stream_labels = false;
+                    CompiledStage::LineFormat(
+                        Template::parse(t)
+                            .map_err(|e| CompileError(format!("invalid line template: {e}")))?,
+                    )
+                }
+                Stage::LabelFormat(items) => {
+                    keeps_stream_labels = false;
+                    let mut formats = Vec::with_capacity(items.len());
+                    for item in items {
+                        formats.push(match item {
+                            LabelFormatItem::Rename { dst, src } => {
+                                (dst.clone(), LabelFormat::Rename(src.clone()))
+                            }
+                            LabelFormatItem::Template { dst, template } => (
+                                dst.clone(),
+                                LabelFormat::Template(Template::parse_label(template).map_err(
+                                    |e| {
+                                        CompileError(format!(
+                                            "invalid template for label '{dst}': {e}"
+                                        ))
+                                    },
+                                )?),
+                            ),
+                        });
+                    }
+                    CompiledStage::LabelFormat(formats)
+                }
+                Stage::Drop(sel) => {
+                    keeps_stream_labels = false;
+                    CompiledStage::Drop(sel.clone())
+                }
+                Stage::Keep(sel) => {
+                    keeps_stream_labels = false;
+                    CompiledStage::Keep(sel.clone())
+                }
+                Stage::Decolorize => CompiledStage::Decolorize,
+            };
+            compiled.push(c);
+        }
+        Ok(Self {
+            stages: compiled,
+            keeps_stream_labels,
+        })
+    }
+
+    /// True when lines always keep their stream's labels (only line filters and decolorize).
+    pub fn keeps_stream_labels(&self) -> bool {
+        self.keeps_stream_labels
+    }
+
+    /// True when the pipeline has no stage at all.
+    pub fn is_empty(&self) -> bool {
+        self.stages.is_empty()
+    }
+
+    /// Runs the pipeline over one line. `line` holds the line and is rewritten in place by
+    /// formatting stages; `labels` must be reset to the stream by the caller. Returns whether
+    /// the line passes.
+    pub fn process(
+        &self,
+        timestamp_ns: i64,
+        line: &mut String,
+        labels: &mut LabelsBuilder,
+        scratch: &mut String,
+    ) -> bool {
+        for stage in &self.stages {
+            match stage {
+                CompiledStage::LineFilter(f) => {
+                    if !f.matches(line) {
+                        return false;
+                    }
+                }
+                CompiledStage::Json(p) => p.process(line, labels),
+                CompiledStage::Logfmt(p) => p.process(line, labels),
+                CompiledStage::Regexp(p) => p.process(line, labels),
+                CompiledStage::Pattern(p) => p.process(line, labels),
+                CompiledStage::Unpack(p) => {
+                    if let Some(entry) = p.process(line, labels) {
+                        *line = entry;
+                    }
+                }
+                CompiledStage::LabelFilter(f) => {
+                    if !f.process(labels) {
+                        return false;
+                    }
+                }
+                CompiledStage::LineFormat(t) => {
+                    scratch.clear();
+                    match t.render(labels, line, timestamp_ns, scratch) {
+                        Ok(()) => std::mem::swap(line, scratch),
+                        Err(details) => replace_error(labels, errors::TEMPLATE_FORMAT, &details),
+                    }
+                }
+                CompiledStage::LabelFormat(formats) => {
+                    // Templates see the labels as they were before this stage.
+                    let before = (formats.len() > 1).then(|| labels.clone());
+                    for (dst, format) in formats {
+                        match format {
+                            LabelFormat::Rename(src) => {
+                                if let Some(v) = labels.get(src).map(str::to_string) {
+                                    labels.set(dst, &v);
+                                    labels.del(src);
+                                }
+                            }
+                            LabelFormat::Template(t) => {
+                                scratch.clear();
+                                let view = before.as_ref().unwrap_or(labels);
+                                match t.render(view, line, timestamp_ns, scratch) {
+                                    Ok(()) => {
+                                        let value = std::mem::take(scratch);
+                                        labels.set(dst, &value);
+                                        *scratch = value;
+                                    }
+                                    Err(details) => {
+                                        replace_error(labels, errors::TEMPLATE_FORMAT, &details)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                CompiledStage::Drop(selections) => {
+                    for sel in selections {
+                        match sel {
+                            LabelSelection::Name(n) => labels.del(n),
+                            LabelSelection::Matcher(m) => {
+                                if labels.get(&m.name).is_some_and(|v| m.matches(v)) {
+                                    labels.del(&m.name);
+                                }
+                            }
+                        }
+                    }
+                }
+                CompiledStage::Keep(selections) => labels.retain(|name, value| {
+                    selections.iter().any(|sel| match sel {
+                        LabelSelection::Name(n) => n == name,
+                        LabelSelection::Matcher(m) => m.name == name && m.matches(value),
+                    })
+                }),
+                CompiledStage::Decolorize => {
+                    if let std::borrow::Cow::Owned(clean) = decolorize(line) {
+                        *line = clean;
+                    }
+                }
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_float_errors_read_like_go() {
+        assert_eq!(parse_go_float("1.5"), Ok(1.5));
+        assert_eq!(
+            parse_go_float("n/a").unwrap_err(),
+            r#"strconv.ParseFloat: parsing "n/a": invalid syntax"#
+        );
+        assert!(parse_go_float(" 1").is_err());
+        assert!(parse_go_float("").is_err());
+    }
+
+    #[test]
+    fn line_filters_with_alternatives() {
+        let f = LineFilterMatcher::compile(&LineFilter {
+            op: LineFilterOp::NotContains,
+            values: vec![
+                LineFilterValue::Text("a".into()),
+                LineFilterValue::Text("b".into()),
+            ],
+        })
+        .unwrap();
+        assert!(f.matches("xyz"));
+        assert!(!f.matches("xbz"));
+        let f = LineFilterMatcher::compile(&LineFilter {
+            op: LineFilterOp::Regex,
+            values: vec![LineFilterValue::Text("(?i)timeout".into())],
+        })
+        .unwrap();
+        assert!(f.matches("a TIMEOUT b"));
+    }
+}
