@@ -73,16 +73,16 @@ kill -TERM "$PID"; wait "$PID" || true; PID=
 start_vigil
 
 QUERIES=(
-    'log|selector, limit 1000|{app="openssh"}'
-    'log|`{app="openssh"} |= "error"`|{app="openssh"} |= "error"'
-    'log|`{namespace="web"} |~ "Invalid user (admin|root|test)"`|{namespace="web"} |~ "Invalid user (admin|root|test)"'
-    'metric|`sum by (level) (count_over_time({namespace="data"}[1m]))`|sum by (level) (count_over_time({namespace="data"}[1m]))'
-    'metric|`sum(rate({app="openssh"} |= "Failed" [5m]))`|sum(rate({app="openssh"} |= "Failed" [5m]))'
-    'log|json parse + label filter|{app="hadoop"} | json | level="WARN"'
-    'log|logfmt parse + numeric filter|{app="zookeeper"} | logfmt | line >= 500'
-    'metric|`topk(5, sum by (app) (bytes_over_time({env="prod"}[5m])))`|topk(5, sum by (app) (bytes_over_time({env="prod"}[5m])))'
-    'log|needle: a token in a handful of lines|{namespace=~".+"} |= "blk_-1046472716157313227"'
-    'log|no-match substring over everything|{namespace=~".+"} |= "zqxjv-no-such-text"'
+    'log@@selector, limit 1000@@{app="openssh"}'
+    'log@@`{app="openssh"} |= "error"`@@{app="openssh"} |= "error"'
+    'log@@`{namespace="web"} |~ "Invalid user (admin|root|test)"`@@{namespace="web"} |~ "Invalid user (admin|root|test)"'
+    'metric@@`sum by (level) (count_over_time({namespace="data"}[1m]))`@@sum by (level) (count_over_time({namespace="data"}[1m]))'
+    'metric@@`sum(rate({app="openssh"} |= "Failed" [5m]))`@@sum(rate({app="openssh"} |= "Failed" [5m]))'
+    'log@@json parse + label filter@@{app="hadoop"} | json | logger="org.apache.hadoop.ipc.Client"'
+    'log@@logfmt parse + numeric filter@@{app="zookeeper"} | logfmt | line >= 500'
+    'metric@@`topk(5, sum by (app) (bytes_over_time({env="prod"}[5m])))`@@topk(5, sum by (app) (bytes_over_time({env="prod"}[5m])))'
+    'log@@needle: a token in a handful of lines@@{namespace=~".+"} |= "blk_-1046472716157313227"'
+    'log@@no-match substring over everything@@{namespace=~".+"} |= "zqxjv-no-such-text"'
 )
 
 OUT=$WORK/results.md
@@ -92,7 +92,7 @@ OUT=$WORK/results.md
 } >"$OUT"
 NOMATCH_MS=
 for q in "${QUERIES[@]}"; do
-    kind=${q%%|*}; rest=${q#*|}; name=${rest%%|*}; query=${rest#*|}
+    kind=${q%%@@*}; rest=${q#*@@}; name=${rest%%@@*}; query=${rest#*@@}
     args=(--data-urlencode "query=$query" --data-urlencode "start=$START" --data-urlencode "end=$END")
     if [[ $kind == log ]]; then args+=(--data-urlencode "limit=1000"); else args+=(--data-urlencode "step=60"); fi
     curl -fsS -G "${args[@]}" "$URL/loki/api/v1/query_range" -o "$WORK/answer.json" || die "query failed: $query"
@@ -104,7 +104,7 @@ for q in "${QUERIES[@]}"; do
     p50=${stats% *}; min=${stats#* }
     series=$(jq '.data.result | length' "$WORK/answer.json")
     entries=$(jq '[.data.result[] | (.values // []) | length] | add // 0' "$WORK/answer.json")
-    echo "| $name | $p50 | $min | $series | $entries |" >>"$OUT"
+    echo "| ${name//|/\\|} | $p50 | $min | $series | $entries |" >>"$OUT"
     log "$name: p50 $p50 ms (min $min), $series streams/series, $entries entries"
     [[ $name == no-match* ]] && NOMATCH_MS=$p50
 done

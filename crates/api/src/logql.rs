@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use vigil_db::Db;
 use vigil_logql::ast::Expr;
 use vigil_logql::{LogSource, MetricValue, ResultEntry, SourceStream, Steps, StreamResult};
-use vigil_model::{Labels, Matcher, TenantId};
+use vigil_model::{Labels, LogReadFilter, Matcher, TenantId};
 use vigil_promql::format::go_float;
 
 use crate::error::{db_error, ErrorKind, PlainError};
@@ -57,13 +57,17 @@ impl LogSource for DbSource {
         selector: &[Matcher],
         start_ns: i64,
         end_ns: i64,
+        filter: &LogReadFilter,
     ) -> Result<Vec<SourceStream>, String> {
         let streams = self
             .runtime
-            .block_on(
-                self.db
-                    .select_log_entries(&self.tenant, selector, start_ns, end_ns),
-            )
+            .block_on(self.db.select_log_entries_where(
+                &self.tenant,
+                selector,
+                start_ns,
+                end_ns,
+                filter.clone(),
+            ))
             .map_err(|e| e.to_string())?;
         Ok(streams
             .into_iter()

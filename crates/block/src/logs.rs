@@ -35,7 +35,7 @@ use bytes::Bytes;
 use parquet::arrow::arrow_reader::{
     ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
 };
-use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter};
+use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter, ProjectionMask};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::column::page::{CompressedPage, Page, PageWriteSpec, PageWriter};
 use parquet::column::writer::ColumnWriterImpl;
@@ -53,7 +53,7 @@ use roaring::RoaringBitmap;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use vigil_index::Postings;
-use vigil_model::{Labels, LogEntry};
+use vigil_model::{Labels, LogEntry, LogReadFilter};
 
 use crate::{
     zstd, BlockError, BlockFile, BlockMeta, EncodedBlock, BLOCK_FORMAT_VERSION, INDEX_FILE,
@@ -572,6 +572,18 @@ pub fn read_log_entries(
     min_ns: i64,
     max_ns: i64,
 ) -> Result<BTreeMap<u32, Vec<LogEntry>>, BlockError> {
+    read_log_entries_where(entries_file, ids, min_ns, max_ns, &LogReadFilter::default())
+}
+
+/// [`read_log_entries`] keeping only entries whose line `filter` keeps; when it skips lines the
+/// line column is not decoded at all.
+pub fn read_log_entries_where(
+    entries_file: Bytes,
+    ids: &RoaringBitmap,
+    min_ns: i64,
+    max_ns: i64,
+    filter: &LogReadFilter,
+) -> Result<BTreeMap<u32, Vec<LogEntry>>, BlockError> {
     let mut out: BTreeMap<u32, Vec<LogEntry>> = BTreeMap::new();
     if ids.is_empty() || min_ns > max_ns {
         return Ok(out);
@@ -586,6 +598,14 @@ pub fn read_log_entries(
     let Some((row_groups, selection)) = plan(builder.metadata(), &request)? else {
         return Ok(out);
     };
+    let lines_needed = !filter.skip_lines || filter.line_filter.is_some();
+    let builder = if lines_needed {
+        builder
+    } else {
+        let mask =
+            ProjectionMask::columns(builder.parquet_schema(), [STREAM_ID, TIMESTAMP, METADATA]);
+        builder.with_projection(mask)
+    };
     let reader = builder
         .with_batch_size(READ_BATCH_ROWS)
         .with_row_groups(row_groups)
@@ -596,7 +616,11 @@ pub fn read_log_entries(
         let column = |name: &'static str| batch.column_by_name(name).ok_or_else(|| malformed(name));
         let sid = downcast::<UInt32Array>(column(STREAM_ID)?, STREAM_ID)?;
         let ts = downcast::<Int64Array>(column(TIMESTAMP)?, TIMESTAMP)?;
-        let line = downcast::<StringArray>(column(LINE)?, LINE)?;
+        let line = if lines_needed {
+            Some(downcast::<StringArray>(column(LINE)?, LINE)?)
+        } else {
+            None
+        };
         let meta = downcast::<StringArray>(column(METADATA)?, METADATA)?;
         let mut i = 0;
         while i < batch.num_rows() {
@@ -612,6 +636,10 @@ pub fn read_log_entries(
                     if t < min_ns || t > max_ns {
                         continue;
                     }
+                    let text = line.map_or("", |l| l.value(row));
+                    if !filter.keeps(text) {
+                        continue;
+                    }
                     let structured_metadata = if meta.is_null(row) {
                         Vec::new()
                     } else {
@@ -619,7 +647,7 @@ pub fn read_log_entries(
                     };
                     out.entry(id).or_default().push(LogEntry {
                         timestamp_ns: t,
-                        line: line.value(row).to_string(),
+                        line: filter.line(text),
                         structured_metadata,
                     });
                 }

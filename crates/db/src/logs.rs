@@ -12,7 +12,7 @@ use roaring::RoaringBitmap;
 use vigil_block::logs::{ENTRIES_FILE, STREAMS_FILE};
 use vigil_head::logs::{sort_and_dedupe, LogAppendError, LogHead, MemStream};
 use vigil_log_ingest::{LogBatch, Rejection};
-use vigil_model::{Labels, LogEntry, Matcher, TenantId};
+use vigil_model::{Labels, LogEntry, LogReadFilter, Matcher, TenantId};
 use vigil_wal::record;
 
 use crate::catalog::{BlockEntry, BlockLocation};
@@ -354,33 +354,64 @@ impl Db {
         start_ns: i64,
         end_ns: i64,
     ) -> Result<Vec<StreamData>, DbError> {
-        // The head first, then the blocks: a cut registers its block before the head lets go.
-        let mut merged: BTreeMap<Labels, Vec<LogEntry>> = BTreeMap::new();
-        if let Some(head) = self.existing_log_head(tenant) {
-            let streams = head.select(matchers);
-            let decoded = tokio::task::spawn_blocking(move || {
-                streams
-                    .iter()
-                    .map(|s| (s.labels.clone(), s.entries(start_ns, end_ns)))
-                    .collect::<Vec<_>>()
-            })
+        self.select_log_entries_where(tenant, matchers, start_ns, end_ns, LogReadFilter::default())
             .await
-            .map_err(|e| DbError::Task(e.to_string()))?;
-            for (labels, entries) in decoded {
-                if !entries.is_empty() {
-                    merged.entry(labels).or_default().extend(entries);
+    }
+
+    /// [`select_log_entries`](Self::select_log_entries) keeping only what `filter` wants; the
+    /// head and every block are decoded in parallel on blocking threads.
+    pub async fn select_log_entries_where(
+        &self,
+        tenant: &TenantId,
+        matchers: &[Matcher],
+        start_ns: i64,
+        end_ns: i64,
+        filter: LogReadFilter,
+    ) -> Result<Vec<StreamData>, DbError> {
+        // The head is listed before the blocks: a cut registers its block before the head
+        // lets go, so an entry is never missed (a repeat is merged away).
+        let head_streams = self
+            .existing_log_head(tenant)
+            .map(|head| head.select(matchers))
+            .unwrap_or_default();
+        let head_filter = filter.clone();
+        let head_task = tokio::task::spawn_blocking(move || {
+            head_streams
+                .iter()
+                .map(|s| {
+                    (
+                        s.labels.clone(),
+                        s.entries_where(start_ns, end_ns, &head_filter),
+                    )
+                })
+                .collect::<Vec<_>>()
+        });
+        let block_reads = self
+            .log_blocks(tenant, start_ns, end_ns)
+            .into_iter()
+            .filter_map(|block| {
+                let ids = block.index.postings.select(matchers);
+                (!ids.is_empty()).then_some((block, ids))
+            })
+            .map(|(block, ids)| {
+                let filter = filter.clone();
+                async move {
+                    let entries = self
+                        .read_block_entries(&block, ids, start_ns, end_ns, filter)
+                        .await?;
+                    Ok::<_, DbError>((block, entries))
                 }
+            });
+        let blocks = futures::future::try_join_all(block_reads).await?;
+        let decoded = head_task.await.map_err(|e| DbError::Task(e.to_string()))?;
+        let mut merged: BTreeMap<Labels, Vec<LogEntry>> = BTreeMap::new();
+        for (labels, entries) in decoded {
+            if !entries.is_empty() {
+                merged.entry(labels).or_default().extend(entries);
             }
         }
-        for block in self.log_blocks(tenant, start_ns, end_ns) {
-            let ids = block.index.postings.select(matchers);
-            if ids.is_empty() {
-                continue;
-            }
-            for (id, entries) in self
-                .read_block_entries(&block, ids, start_ns, end_ns)
-                .await?
-            {
+        for (block, entries) in blocks {
+            for (id, entries) in entries {
                 if let Some(labels) = block.index.labels.get(id as usize) {
                     merged.entry(labels.clone()).or_default().extend(entries);
                 }
@@ -389,7 +420,11 @@ impl Db {
         Ok(merged
             .into_iter()
             .map(|(labels, mut entries)| {
-                sort_and_dedupe(&mut entries);
+                if filter.skip_lines {
+                    entries.sort_by_key(|e| e.timestamp_ns);
+                } else {
+                    sort_and_dedupe(&mut entries);
+                }
                 StreamData { labels, entries }
             })
             .filter(|s| !s.entries.is_empty())
@@ -410,10 +445,11 @@ impl Db {
         ids: RoaringBitmap,
         start_ns: i64,
         end_ns: i64,
+        filter: LogReadFilter,
     ) -> Result<BTreeMap<u32, Vec<LogEntry>>, DbError> {
         let bytes = self.block_file_bytes(block, ENTRIES_FILE).await?;
         tokio::task::spawn_blocking(move || {
-            vigil_block::logs::read_log_entries(bytes, &ids, start_ns, end_ns)
+            vigil_block::logs::read_log_entries_where(bytes, &ids, start_ns, end_ns, &filter)
         })
         .await
         .map_err(|e| DbError::Task(e.to_string()))?

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use vigil_model::{Labels, LogEntry, Matcher};
+use vigil_model::{Labels, LogEntry, LogReadFilter, Matcher};
 
 use crate::{labels_hash, widen_range, AtomicI64Opt, Keyed, SeriesTable};
 
@@ -106,6 +106,11 @@ impl LogChunk {
 
     /// The chunk's entries, sorted by time.
     fn entries(&self) -> Vec<LogEntry> {
+        self.entries_where(i64::MIN, i64::MAX, &LogReadFilter::default())
+    }
+
+    /// The chunk's entries in `[min_ns, max_ns]` that `filter` keeps, sorted by time.
+    fn entries_where(&self, min_ns: i64, max_ns: i64, filter: &LogReadFilter) -> Vec<LogEntry> {
         let raw = match self.data.split_first() {
             Some((1, compressed)) => {
                 zstd::bulk::decompress(compressed, self.raw_bytes).unwrap_or_default()
@@ -113,7 +118,7 @@ impl LogChunk {
             Some((_, raw)) => raw.to_vec(),
             None => Vec::new(),
         };
-        decode_entries(&raw, self.min_ns).unwrap_or_default()
+        decode_entries(&raw, self.min_ns, min_ns, max_ns, filter).unwrap_or_default()
     }
 }
 
@@ -145,24 +150,42 @@ fn entry_bytes(entry: &LogEntry) -> usize {
             .sum::<usize>()
 }
 
-fn decode_entries(raw: &[u8], min_ns: i64) -> Option<Vec<LogEntry>> {
+/// Decodes a chunk's entries (timestamps delta-coded from `base_ns`), keeping those in
+/// `[min_ns, max_ns]` whose line `filter` keeps; a skipped entry costs no allocation.
+fn decode_entries(
+    raw: &[u8],
+    base_ns: i64,
+    min_ns: i64,
+    max_ns: i64,
+    filter: &LogReadFilter,
+) -> Option<Vec<LogEntry>> {
     let mut pos = 0;
     let count = get_uvarint(raw, &mut pos)? as usize;
-    let mut entries = Vec::with_capacity(count.min(raw.len()));
-    let mut ts = min_ns;
+    let mut entries = Vec::with_capacity(if filter.line_filter.is_some() {
+        0
+    } else {
+        count.min(raw.len())
+    });
+    let mut ts = base_ns;
     for _ in 0..count {
         ts = ts.wrapping_add(get_uvarint(raw, &mut pos)? as i64);
-        let line = get_string(raw, &mut pos)?;
+        let line = get_str(raw, &mut pos)?;
         let pairs = get_uvarint(raw, &mut pos)? as usize;
-        let mut structured_metadata = Vec::with_capacity(pairs.min(64));
+        let wanted = ts >= min_ns && ts <= max_ns && filter.keeps(line);
+        let mut structured_metadata = Vec::with_capacity(if wanted { pairs.min(64) } else { 0 });
         for _ in 0..pairs {
-            structured_metadata.push((get_string(raw, &mut pos)?, get_string(raw, &mut pos)?));
+            let (name, value) = (get_str(raw, &mut pos)?, get_str(raw, &mut pos)?);
+            if wanted {
+                structured_metadata.push((name.to_string(), value.to_string()));
+            }
         }
-        entries.push(LogEntry {
-            timestamp_ns: ts,
-            line,
-            structured_metadata,
-        });
+        if wanted {
+            entries.push(LogEntry {
+                timestamp_ns: ts,
+                line: filter.line(line),
+                structured_metadata,
+            });
+        }
     }
     Some(entries)
 }
@@ -193,11 +216,11 @@ fn get_uvarint(buf: &[u8], pos: &mut usize) -> Option<u64> {
     None
 }
 
-fn get_string(buf: &[u8], pos: &mut usize) -> Option<String> {
+fn get_str<'a>(buf: &'a [u8], pos: &mut usize) -> Option<&'a str> {
     let len = get_uvarint(buf, pos)? as usize;
     let bytes = buf.get(*pos..pos.checked_add(len)?)?;
     *pos += len;
-    String::from_utf8(bytes.to_vec()).ok()
+    std::str::from_utf8(bytes).ok()
 }
 
 /// Sorts by time (arrival order among equal timestamps) and drops exact repeats of an entry
@@ -270,6 +293,12 @@ impl MemStream {
 
     /// Entries with `min_ns <= t <= max_ns`, sorted by time, exact repeats removed.
     pub fn entries(&self, min_ns: i64, max_ns: i64) -> Vec<LogEntry> {
+        self.entries_where(min_ns, max_ns, &LogReadFilter::default())
+    }
+
+    /// Entries in `[min_ns, max_ns]` that `filter` keeps (lines emptied when it skips them),
+    /// sorted by time, exact repeats removed.
+    pub fn entries_where(&self, min_ns: i64, max_ns: i64, filter: &LogReadFilter) -> Vec<LogEntry> {
         let data = self.data.lock();
         let chunks: Vec<&LogChunk> = data
             .sealed
@@ -281,19 +310,27 @@ impl MemStream {
             .open
             .iter()
             .filter(|e| e.timestamp_ns >= min_ns && e.timestamp_ns <= max_ns)
+            .filter(|e| filter.keeps(&e.line))
             .cloned()
             .collect();
+        if filter.skip_lines {
+            // Repeats are told apart by their lines: drop them before the lines go.
+            sort_and_dedupe(&mut out);
+            for e in &mut out {
+                e.line = String::new();
+            }
+        }
         // Decompress outside the lock would need copies of the chunks; they are small.
         for chunk in chunks {
-            out.extend(
-                chunk
-                    .entries()
-                    .into_iter()
-                    .filter(|e| e.timestamp_ns >= min_ns && e.timestamp_ns <= max_ns),
-            );
+            out.extend(chunk.entries_where(min_ns, max_ns, filter));
         }
         drop(data);
-        sort_and_dedupe(&mut out);
+        if filter.skip_lines {
+            // Chunks hold no repeats; lines are empty, so only sort.
+            out.sort_by_key(|e| e.timestamp_ns);
+        } else {
+            sort_and_dedupe(&mut out);
+        }
         out
     }
 

@@ -4,28 +4,49 @@
 //! Prometheus-like semantics, as Loki's engine does).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
-use vigil_model::{Label, Labels, LogEntry, MatchOp, Matcher};
+use vigil_model::{Label, Labels, LineFilterFn, LogEntry, LogReadFilter, MatchOp, Matcher};
 
 use crate::ast::{
     BinaryOp, GroupSide, Grouping, LogExpr, MetricExpr, RangeOp, Unwrap, UnwrapConversion,
     VectorAggOp, VectorMatching,
 };
 use crate::labels::{errors, LabelsBuilder};
-use crate::pipeline::{parse_go_float, CompileError, LabelFilter, Pipeline};
+use crate::pipeline::{parse_go_float, split_prefilter, CompileError, LabelFilter, Pipeline};
 use crate::units::{parse_bytes, parse_go_duration};
 
 /// Where the engine reads log entries from.
 pub trait LogSource {
     /// Every stream matching all `selector` matchers with its entries in `[start_ns, end_ns]`
     /// (inclusive), sorted by time.
+    /// Entries whose line `filter` rejects may be left out, and lines left empty when it skips
+    /// them.
     fn select(
         &self,
         selector: &[Matcher],
         start_ns: i64,
         end_ns: i64,
+        filter: &LogReadFilter,
     ) -> Result<Vec<SourceStream>, String>;
+}
+
+/// The storage side of a pipeline: its leading line filters as a [`LogReadFilter`] (lines kept
+/// when `keep_lines`), and the stages that remain for the engine.
+fn plan_read(
+    expr: &LogExpr,
+    keep_lines: impl FnOnce(&Pipeline) -> bool,
+) -> Result<(LogReadFilter, Pipeline), EvalError> {
+    let (prefilter, rest) = split_prefilter(&expr.pipeline)?;
+    let filter = LogReadFilter {
+        skip_lines: !keep_lines(&rest),
+        line_filter: prefilter.map(|p| {
+            let p = Arc::new(p);
+            Arc::new(move |line: &str| p.matches(line)) as LineFilterFn
+        }),
+    };
+    Ok((filter, rest))
 }
 
 /// One stream as a [`LogSource`] returns it.
@@ -112,12 +133,12 @@ pub fn eval_log_query(
     limit: usize,
     forward: bool,
 ) -> Result<Vec<StreamResult>, EvalError> {
-    let pipeline = Pipeline::compile(&expr.pipeline)?;
+    let (filter, pipeline) = plan_read(expr, |_| true)?;
     if limit == 0 || end_ns <= start_ns {
         return Ok(Vec::new());
     }
     let streams = source
-        .select(&expr.selector, start_ns, end_ns - 1)
+        .select(&expr.selector, start_ns, end_ns - 1, &filter)
         .map_err(EvalError::Storage)?;
     // Per stream at most `limit` lines can make the cut: walk each from the wanted end.
     let mut keys: FxHashMap<Labels, usize> = FxHashMap::default();
@@ -419,7 +440,12 @@ impl Evaluator<'_> {
         grouping: Option<&Grouping>,
     ) -> Result<MetricValue, EvalError> {
         let n = self.steps.len();
-        let pipeline = Pipeline::compile(&log.pipeline)?;
+        // Counting needs no lines once storage has applied the line filters.
+        let counts_only = matches!(
+            op,
+            RangeOp::CountOverTime | RangeOp::Rate | RangeOp::AbsentOverTime
+        ) && unwrap.is_none();
+        let (filter, pipeline) = plan_read(log, |rest| !(counts_only && rest.is_empty()))?;
         let post_filters = match unwrap {
             Some(u) => u
                 .post_filters
@@ -433,7 +459,7 @@ impl Evaluator<'_> {
         let last = self.steps.end_ns - offset_ns;
         let streams = self
             .source
-            .select(&log.selector, first, last)
+            .select(&log.selector, first, last, &filter)
             .map_err(EvalError::Storage)?;
         let series = extract_samples(&streams, &pipeline, unwrap, &post_filters, op, grouping)?;
         if op == RangeOp::AbsentOverTime {
@@ -588,9 +614,22 @@ fn extract_samples(
                     }
                 }
             } else {
-                let labels = match grouping {
-                    Some(g) => group_labels(builder.iter(), g),
-                    None => builder.labels(),
+                let labels = match (grouping, unwrap) {
+                    (Some(g), _) if !g.without => group_labels(builder.iter(), g),
+                    // Without `by`, the unwrapped label leaves the series (as in Loki).
+                    (g, Some(u)) => {
+                        let mut dropped = g.map(|g| g.labels.clone()).unwrap_or_default();
+                        dropped.push(u.label.clone());
+                        group_labels(
+                            builder.iter(),
+                            &Grouping {
+                                without: true,
+                                labels: dropped,
+                            },
+                        )
+                    }
+                    (Some(g), None) => group_labels(builder.iter(), g),
+                    (None, None) => builder.labels(),
                 };
                 series_index(&mut index, &mut out, &labels)
             };

@@ -304,6 +304,38 @@ pub fn go_quote(s: &str) -> String {
     out
 }
 
+/// The leading line filters of a pipeline, which storage applies while it decodes, so lines
+/// that fail them are never copied out.
+pub struct LinePrefilter(Vec<LineFilterMatcher>);
+
+impl LinePrefilter {
+    pub fn matches(&self, line: &str) -> bool {
+        self.0.iter().all(|f| f.matches(line))
+    }
+}
+
+/// Splits a pipeline into its leading line filters (if any) and the compiled rest.
+pub fn split_prefilter(
+    stages: &[Stage],
+) -> Result<(Option<LinePrefilter>, Pipeline), CompileError> {
+    let leading = stages
+        .iter()
+        .take_while(|s| matches!(s, Stage::LineFilter(_)))
+        .count();
+    let filters = stages[..leading]
+        .iter()
+        .filter_map(|s| match s {
+            Stage::LineFilter(f) => Some(LineFilterMatcher::compile(f)),
+            _ => None,
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let rest = Pipeline::compile(&stages[leading..])?;
+    Ok((
+        (!filters.is_empty()).then_some(LinePrefilter(filters)),
+        rest,
+    ))
+}
+
 impl Pipeline {
     pub fn compile(stages: &[Stage]) -> Result<Self, CompileError> {
         let mut compiled = Vec::with_capacity(stages.len());

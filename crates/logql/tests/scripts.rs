@@ -24,7 +24,7 @@ use std::path::Path;
 
 use vigil_logql::ast::Expr;
 use vigil_logql::{LogSource, MetricValue, SourceStream, Steps};
-use vigil_model::{Label, Labels, LogEntry, Matcher};
+use vigil_model::{Label, Labels, LogEntry, LogReadFilter, Matcher};
 
 #[derive(Default)]
 struct MemSource {
@@ -37,6 +37,7 @@ impl LogSource for MemSource {
         selector: &[Matcher],
         start_ns: i64,
         end_ns: i64,
+        filter: &LogReadFilter,
     ) -> Result<Vec<SourceStream>, String> {
         Ok(self
             .streams
@@ -52,7 +53,11 @@ impl LogSource for MemSource {
                     .entries
                     .iter()
                     .filter(|e| e.timestamp_ns >= start_ns && e.timestamp_ns <= end_ns)
-                    .cloned()
+                    .filter(|e| filter.keeps(&e.line))
+                    .map(|e| LogEntry {
+                        line: filter.line(&e.line),
+                        ..e.clone()
+                    })
                     .collect(),
             })
             .collect())

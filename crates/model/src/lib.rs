@@ -57,3 +57,48 @@ pub struct LogEntry {
     pub line: String,
     pub structured_metadata: Vec<(String, String)>,
 }
+
+/// A predicate over log lines that storage applies while decoding.
+pub type LineFilterFn = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// What a log read needs of each entry, so that storage can skip work: lines that fail the
+/// query's leading line filters are never copied out, and lines are left empty when only
+/// timestamps (and structured metadata) matter, e.g. for `count_over_time({app="x"}[1m])`.
+#[derive(Clone, Default)]
+pub struct LogReadFilter {
+    /// Entries are returned with an empty line. Exact repeats (same time, line and metadata)
+    /// are then only removed within one head buffer, chunk or block, not across them.
+    pub skip_lines: bool,
+    /// Only entries whose line passes are returned.
+    pub line_filter: Option<LineFilterFn>,
+}
+
+impl LogReadFilter {
+    /// Whether an entry with this line is wanted.
+    pub fn keeps(&self, line: &str) -> bool {
+        self.line_filter.as_ref().is_none_or(|f| f(line))
+    }
+
+    /// The line as the reader returns it.
+    pub fn line(&self, line: &str) -> String {
+        if self.skip_lines {
+            String::new()
+        } else {
+            line.to_string()
+        }
+    }
+
+    /// True when nothing is filtered or skipped.
+    pub fn is_everything(&self) -> bool {
+        !self.skip_lines && self.line_filter.is_none()
+    }
+}
+
+impl std::fmt::Debug for LogReadFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogReadFilter")
+            .field("skip_lines", &self.skip_lines)
+            .field("line_filter", &self.line_filter.is_some())
+            .finish()
+    }
+}
