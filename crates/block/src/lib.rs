@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use vigil_index::Postings;
 use vigil_model::{Label, Labels, Sample};
 
+pub mod linegrams;
 pub mod logs;
 
 pub const SERIES_FILE: &str = "series.parquet";
@@ -48,6 +49,8 @@ pub enum BlockError {
     Index(#[from] vigil_index::IndexError),
     #[error("block file {file} is malformed: {reason}")]
     Malformed { file: &'static str, reason: String },
+    #[error("compressing the line trigram index: {0}")]
+    Compress(#[from] std::io::Error),
 }
 
 /// `meta.json`.

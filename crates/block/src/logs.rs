@@ -41,7 +41,7 @@ use parquet::column::page::{CompressedPage, Page, PageWriteSpec, PageWriter};
 use parquet::column::writer::ColumnWriterImpl;
 use parquet::data_type::{ByteArray, ByteArrayType, Int32Type, Int64Type};
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, SortingColumn};
+use parquet::file::metadata::{KeyValue, PageIndexPolicy, ParquetMetaData, SortingColumn};
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::properties::{
     DeltaBinaryPackedEncoderOptions, EnabledStatistics, WriterProperties, WriterPropertiesPtr,
@@ -54,6 +54,8 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use vigil_index::Postings;
 use vigil_model::{Labels, LogEntry, LogReadFilter};
+
+use crate::linegrams::{self, LineGrams, LineGramsWriter};
 
 use crate::{
     zstd, BlockError, BlockFile, BlockMeta, EncodedBlock, BLOCK_FORMAT_VERSION, INDEX_FILE,
@@ -338,6 +340,7 @@ struct EntriesWriter {
     metadata_ends: Vec<usize>,
     metadata_defs: Vec<i16>,
     bytes: usize,
+    grams: LineGramsWriter,
 }
 
 impl EntriesWriter {
@@ -377,6 +380,7 @@ impl EntriesWriter {
             metadata_ends: Vec::new(),
             metadata_defs: Vec::new(),
             bytes: 0,
+            grams: LineGramsWriter::default(),
         })
     }
 
@@ -406,6 +410,7 @@ impl EntriesWriter {
         if self.ids.is_empty() {
             return Ok(());
         }
+        self.grams.add_row_group(&self.lines, &self.line_ends);
         // The next row group's text needs about as much room: no regrowing (and copying).
         let capacity = self.lines.capacity();
         let lines = byte_arrays(
@@ -475,6 +480,9 @@ impl EntriesWriter {
 
     fn finish(mut self) -> Result<Bytes, BlockError> {
         self.flush_row_group()?;
+        let grams = std::mem::take(&mut self.grams).finish()?;
+        self.writer
+            .append_key_value_metadata(KeyValue::new(linegrams::KEY.to_string(), grams));
         Ok(Bytes::from(self.writer.into_inner()?))
     }
 }
@@ -590,10 +598,20 @@ pub fn read_log_entries_where(
     }
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
     let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(entries_file, options)?;
+    let grams = match (&filter.required_substrings[..], builder.metadata()) {
+        ([], _) => None,
+        (_, metadata) => metadata
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|kv| kv.key == linegrams::KEY))
+            .and_then(|kv| kv.value.as_deref())
+            .and_then(|v| LineGrams::decode(v, metadata.num_row_groups())),
+    };
     let request = Request {
         ids,
         min_ns,
         max_ns,
+        substrings: grams.as_ref().map(|g| (g, &filter.required_substrings[..])),
     };
     let Some((row_groups, selection)) = plan(builder.metadata(), &request)? else {
         return Ok(out);
@@ -676,6 +694,8 @@ struct Request<'a> {
     ids: &'a RoaringBitmap,
     min_ns: i64,
     max_ns: i64,
+    /// Row groups whose trigram bitmap misses a required substring are skipped.
+    substrings: Option<(&'a LineGrams, &'a [Vec<String>])>,
 }
 
 impl Request<'_> {
@@ -724,6 +744,10 @@ fn plan(
             }
             _ => true,
         };
+        let keep = keep
+            && request
+                .substrings
+                .is_none_or(|(grams, clauses)| grams.may_match(rg_idx, clauses));
         if !keep {
             continue;
         }
@@ -1571,6 +1595,51 @@ mod tests {
     }
 
     #[test]
+    fn skips_row_groups_without_the_trigrams_of_a_required_substring() {
+        let (block, entries) = striped_block(&small(LineCompression::Template));
+        let needle = "stream 4 entry 2";
+        let filter = LogReadFilter {
+            line_filter: Some(std::sync::Arc::new(move |l: &str| l.contains(needle))),
+            required_substrings: vec![vec![needle.to_string()]],
+            ..Default::default()
+        };
+        let ids: RoaringBitmap = (0u32..10).collect();
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file(&block, ENTRIES_FILE)).unwrap();
+        let metadata = builder.metadata();
+        let grams = metadata
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|kv| kv.key == linegrams::KEY))
+            .and_then(|kv| kv.value.as_deref())
+            .and_then(|v| LineGrams::decode(v, metadata.num_row_groups()))
+            .unwrap();
+        let request = Request {
+            ids: &ids,
+            min_ns: i64::MIN,
+            max_ns: i64::MAX,
+            substrings: Some((&grams, &filter.required_substrings)),
+        };
+        // Stream 4 is row groups 12..15; entries 1xx (row group 13) lack "y 2".
+        let (groups, _) = plan(metadata, &request).unwrap().unwrap();
+        assert_eq!(groups, vec![12, 14]);
+        let got = read_log_entries_where(
+            file(&block, ENTRIES_FILE),
+            &ids,
+            i64::MIN,
+            i64::MAX,
+            &filter,
+        )
+        .unwrap();
+        let want: Vec<LogEntry> = entries[4]
+            .iter()
+            .filter(|e| e.line.contains(needle))
+            .cloned()
+            .collect();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[&4], want);
+    }
+
+    #[test]
     fn filters_by_stream_and_time() {
         for options in [LogBlockOptions::default(), small(LineCompression::Template)] {
             let (block, entries) = striped_block(&options);
@@ -1626,6 +1695,7 @@ mod tests {
             ids: &ids,
             min_ns: 100_000,
             max_ns: 199_999,
+            substrings: None,
         };
         let (groups, selection) = plan(metadata, &request).unwrap().unwrap();
         // Entries 100..199 of streams 2 and 7: row group 1 of each stream only.
@@ -1638,6 +1708,7 @@ mod tests {
             ids: &ids,
             min_ns: 150_000,
             max_ns: 150_500,
+            substrings: None,
         };
         let (groups, selection) = plan(metadata, &request).unwrap().unwrap();
         assert_eq!(groups, vec![7]);
@@ -1647,6 +1718,7 @@ mod tests {
             ids: &ids,
             min_ns: 1_000_000,
             max_ns: i64::MAX,
+            substrings: None,
         };
         assert!(plan(metadata, &request).unwrap().is_none());
         // Streams 3..=6 lie between the two requested ids: their row groups are skipped
@@ -1656,6 +1728,7 @@ mod tests {
             ids: &ids,
             min_ns: i64::MIN,
             max_ns: i64::MAX,
+            substrings: None,
         };
         let (groups, _) = plan(metadata, &request).unwrap().unwrap();
         assert_eq!(groups, vec![6, 7, 8, 21, 22, 23]);

@@ -14,7 +14,9 @@ use crate::ast::{
     VectorAggOp, VectorMatching,
 };
 use crate::labels::{errors, LabelsBuilder};
-use crate::pipeline::{parse_go_float, split_prefilter, CompileError, LabelFilter, Pipeline};
+use crate::pipeline::{
+    parse_go_float, required_substrings, split_prefilter, CompileError, LabelFilter, Pipeline,
+};
 use crate::units::{parse_bytes, parse_go_duration};
 
 /// Where the engine reads log entries from.
@@ -41,6 +43,7 @@ fn plan_read(
     let (prefilter, rest) = split_prefilter(&expr.pipeline)?;
     let filter = LogReadFilter {
         skip_lines: !keep_lines(&rest),
+        required_substrings: required_substrings(&expr.pipeline),
         line_filter: prefilter.map(|p| {
             let p = Arc::new(p);
             Arc::new(move |line: &str| p.matches(line)) as LineFilterFn

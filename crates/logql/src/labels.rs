@@ -28,6 +28,8 @@ pub struct LabelsBuilder {
     current: Vec<(String, String)>,
     error: Option<String>,
     error_details: Option<String>,
+    /// Whether anything changed since the last reset (a clean builder needs no reset).
+    dirty: bool,
 }
 
 impl LabelsBuilder {
@@ -39,6 +41,7 @@ impl LabelsBuilder {
 
     /// Starts over from a stream's labels.
     pub fn reset(&mut self, stream: &Labels) {
+        self.dirty = true;
         self.base.clear();
         self.base.extend(
             stream
@@ -50,10 +53,14 @@ impl LabelsBuilder {
 
     /// Starts over from the same stream's labels (cheaper than [`reset`](Self::reset)).
     pub fn reset_to_base(&mut self) {
+        if !self.dirty {
+            return;
+        }
         self.current.clear();
         self.current.extend(self.base.iter().cloned());
         self.error = None;
         self.error_details = None;
+        self.dirty = false;
     }
 
     /// Whether the stream itself has this label.
@@ -80,6 +87,7 @@ impl LabelsBuilder {
 
     /// Sets (adds or overwrites) a label.
     pub fn set(&mut self, name: &str, value: &str) {
+        self.dirty = true;
         match name {
             ERROR_LABEL => self.error = Some(value.to_string()),
             ERROR_DETAILS_LABEL => self.error_details = Some(value.to_string()),
@@ -95,6 +103,7 @@ impl LabelsBuilder {
 
     /// Removes a label (no-op when absent).
     pub fn del(&mut self, name: &str) {
+        self.dirty = true;
         match name {
             ERROR_LABEL => self.error = None,
             ERROR_DETAILS_LABEL => self.error_details = None,
@@ -105,6 +114,7 @@ impl LabelsBuilder {
     /// Keeps only the labels for which `keep` answers true. The error pair is not a label here
     /// (as in Loki, `keep` leaves it alone; `drop __error__` removes it).
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
+        self.dirty = true;
         self.current.retain(|(n, v)| keep(n, v));
     }
 
@@ -113,6 +123,7 @@ impl LabelsBuilder {
         if self.error.is_some() {
             return;
         }
+        self.dirty = true;
         self.error = Some(error.to_string());
         if let Some(d) = details {
             self.error_details = Some(d.to_string());

@@ -336,6 +336,28 @@ pub fn split_prefilter(
     ))
 }
 
+/// What the leading line filters imply every passing line contains: one clause per `|=` stage,
+/// listing its alternatives (a stage with an `ip(...)` alternative implies nothing).
+pub fn required_substrings(stages: &[Stage]) -> Vec<Vec<String>> {
+    stages
+        .iter()
+        .map_while(|s| match s {
+            Stage::LineFilter(f) => Some(f),
+            _ => None,
+        })
+        .filter(|f| f.op == LineFilterOp::Contains)
+        .filter_map(|f| {
+            f.values
+                .iter()
+                .map(|v| match v {
+                    LineFilterValue::Text(t) => Some(t.clone()),
+                    LineFilterValue::Ip(_) => None,
+                })
+                .collect::<Option<Vec<String>>>()
+        })
+        .collect()
+}
+
 impl Pipeline {
     pub fn compile(stages: &[Stage]) -> Result<Self, CompileError> {
         let mut compiled = Vec::with_capacity(stages.len());

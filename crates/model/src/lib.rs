@@ -71,6 +71,10 @@ pub struct LogReadFilter {
     pub skip_lines: bool,
     /// Only entries whose line passes are returned.
     pub line_filter: Option<LineFilterFn>,
+    /// Substrings every wanted line holds: each clause lists alternatives of which a wanted
+    /// line contains at least one (what `line_filter` implies; lets storage skip row groups
+    /// by their trigram index).
+    pub required_substrings: Vec<Vec<String>>,
 }
 
 impl LogReadFilter {
@@ -90,7 +94,7 @@ impl LogReadFilter {
 
     /// True when nothing is filtered or skipped.
     pub fn is_everything(&self) -> bool {
-        !self.skip_lines && self.line_filter.is_none()
+        !self.skip_lines && self.line_filter.is_none() && self.required_substrings.is_empty()
     }
 }
 
@@ -99,6 +103,7 @@ impl std::fmt::Debug for LogReadFilter {
         f.debug_struct("LogReadFilter")
             .field("skip_lines", &self.skip_lines)
             .field("line_filter", &self.line_filter.is_some())
+            .field("required_substrings", &self.required_substrings)
             .finish()
     }
 }
