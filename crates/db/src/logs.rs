@@ -359,7 +359,7 @@ impl Db {
     }
 
     /// [`select_log_entries`](Self::select_log_entries) keeping only what `filter` wants; the
-    /// head and every block are decoded in parallel on blocking threads.
+    /// head, then the blocks (in parallel), are decoded on blocking threads.
     pub async fn select_log_entries_where(
         &self,
         tenant: &TenantId,
@@ -368,8 +368,8 @@ impl Db {
         end_ns: i64,
         filter: LogReadFilter,
     ) -> Result<Vec<StreamData>, DbError> {
-        // The head is listed before the blocks: a cut registers its block before the head
-        // lets go, so an entry is never missed (a repeat is merged away).
+        // The head is read before the blocks are listed: a cut registers its block before the
+        // head lets go, so an entry is never missed (a repeat is merged away).
         let head_streams = self
             .existing_log_head(tenant)
             .map(|head| head.select(matchers))
@@ -386,34 +386,61 @@ impl Db {
                 })
                 .collect::<Vec<_>>()
         });
-        let block_reads = self
+        // Blocks are listed only once the head has been read (see above).
+        let decoded = head_task.await.map_err(|e| DbError::Task(e.to_string()))?;
+        let mut blocks: Vec<(Arc<BlockEntry>, RoaringBitmap)> = self
             .log_blocks(tenant, start_ns, end_ns)
             .into_iter()
             .filter_map(|block| {
                 let ids = block.index.postings.select(matchers);
                 (!ids.is_empty()).then_some((block, ids))
             })
-            .map(|(block, ids)| {
-                let filter = filter.clone();
-                async move {
-                    let entries = self
-                        .read_block_entries(&block, ids, start_ns, end_ns, filter)
-                        .await?;
-                    Ok::<_, DbError>((block, entries))
-                }
-            });
-        let blocks = futures::future::try_join_all(block_reads).await?;
-        let decoded = head_task.await.map_err(|e| DbError::Task(e.to_string()))?;
+            .collect();
+        // With a limit, blocks are read in the wanted time order, a few at a time, until the
+        // entries held reach past every block left.
+        let wave = match filter.limit {
+            Some((_, forward)) => {
+                blocks.sort_by_key(|(b, _)| {
+                    let meta = &b.index.meta;
+                    if forward {
+                        meta.min_time_ms
+                    } else {
+                        -meta.max_time_ms
+                    }
+                });
+                READ_WAVE_BLOCKS
+            }
+            None => blocks.len().max(1),
+        };
         let mut merged: BTreeMap<Labels, Vec<LogEntry>> = BTreeMap::new();
         for (labels, entries) in decoded {
             if !entries.is_empty() {
                 merged.entry(labels).or_default().extend(entries);
             }
         }
-        for (block, entries) in blocks {
-            for (id, entries) in entries {
-                if let Some(labels) = block.index.labels.get(id as usize) {
-                    merged.entry(labels.clone()).or_default().extend(entries);
+        let mut rest = blocks.as_slice();
+        while !rest.is_empty() {
+            if let Some((limit, forward)) = filter.limit {
+                if limit_reached(&merged, limit, forward, &rest[0].0) {
+                    break;
+                }
+            }
+            let (now, later) = rest.split_at(wave.min(rest.len()));
+            rest = later;
+            let reads = now.iter().map(|(block, ids)| {
+                let filter = filter.clone();
+                async move {
+                    let entries = self
+                        .read_block_entries(block, ids.clone(), start_ns, end_ns, filter)
+                        .await?;
+                    Ok::<_, DbError>((block, entries))
+                }
+            });
+            for (block, entries) in futures::future::try_join_all(reads).await? {
+                for (id, entries) in entries {
+                    if let Some(labels) = block.index.labels.get(id as usize) {
+                        merged.entry(labels.clone()).or_default().extend(entries);
+                    }
                 }
             }
         }
@@ -454,6 +481,51 @@ impl Db {
         .await
         .map_err(|e| DbError::Task(e.to_string()))?
         .map_err(DbError::from)
+    }
+}
+
+/// Blocks read at once when a limit lets later ones be skipped (2 cores: two decoders).
+const READ_WAVE_BLOCKS: usize = 2;
+
+/// Whether `merged` already holds `limit` distinct entries that all come before (`forward`) or
+/// after every entry `next` can hold, so no later block in that order can make the cut.
+fn limit_reached(
+    merged: &BTreeMap<Labels, Vec<LogEntry>>,
+    limit: usize,
+    forward: bool,
+    next: &BlockEntry,
+) -> bool {
+    if limit == 0 || merged.values().map(Vec::len).sum::<usize>() < limit {
+        return false;
+    }
+    let mut times: Vec<i64> = Vec::new();
+    for entries in merged.values() {
+        // Distinct entries only: a repeat in two sources counts once.
+        let mut refs: Vec<&LogEntry> = entries.iter().collect();
+        refs.sort_by(|a, b| {
+            (a.timestamp_ns, &a.line, &a.structured_metadata).cmp(&(
+                b.timestamp_ns,
+                &b.line,
+                &b.structured_metadata,
+            ))
+        });
+        refs.dedup();
+        times.extend(refs.iter().map(|e| e.timestamp_ns));
+    }
+    if times.len() < limit {
+        return false;
+    }
+    let meta = &next.index.meta;
+    if forward {
+        let (_, kth, _) = times.select_nth_unstable(limit - 1);
+        // The next block starts at or after its min time (ms, so the whole ms counts).
+        *kth < meta.min_time_ms.saturating_mul(NS_PER_MS)
+    } else {
+        let (_, kth, _) = times.select_nth_unstable_by(limit - 1, |a, b| b.cmp(a));
+        *kth > meta
+            .max_time_ms
+            .saturating_mul(NS_PER_MS)
+            .saturating_add(NS_PER_MS - 1)
     }
 }
 

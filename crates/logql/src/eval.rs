@@ -44,6 +44,7 @@ fn plan_read(
     let filter = LogReadFilter {
         skip_lines: !keep_lines(&rest),
         required_substrings: required_substrings(&expr.pipeline),
+        limit: None,
         line_filter: prefilter.map(|p| {
             let p = Arc::new(p);
             Arc::new(move |line: &str| p.matches(line)) as LineFilterFn
@@ -136,11 +137,15 @@ pub fn eval_log_query(
     limit: usize,
     forward: bool,
 ) -> Result<Vec<StreamResult>, EvalError> {
-    let (filter, pipeline) = plan_read(expr, |_| true)?;
+    let (mut filter, pipeline) = plan_read(expr, |_| true)?;
     if limit == 0 || end_ns <= start_ns {
         return Ok(Vec::new());
     }
-    let streams = source
+    if pipeline.is_empty() {
+        // Storage applies every stage: the first `limit` entries it finds in order are the answer.
+        filter.limit = Some((limit, forward));
+    }
+    let mut streams = source
         .select(&expr.selector, start_ns, end_ns - 1, &filter)
         .map_err(EvalError::Storage)?;
     // Per stream at most `limit` lines can make the cut: walk each from the wanted end.
@@ -149,9 +154,8 @@ pub fn eval_log_query(
     // (time, result key, line, source stream, structured metadata)
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut builder = LabelsBuilder::default();
-    let mut line = String::new();
     let mut scratch = String::new();
-    for (stream_idx, stream) in streams.iter().enumerate() {
+    for (stream_idx, stream) in streams.iter_mut().enumerate() {
         builder.reset(&stream.labels);
         let stream_key = if pipeline.keeps_stream_labels() {
             Some(intern(&mut keys, &mut key_labels, &stream.labels))
@@ -159,11 +163,11 @@ pub fn eval_log_query(
             None
         };
         let mut taken = 0usize;
-        // Lines already taken at the current timestamp: Loki keeps one of identical entries
+        // Candidates taken at the current timestamp: Loki keeps one of identical entries
         // (same labels, time and line after the pipeline).
         let mut run_ts = i64::MIN;
-        let mut run: Vec<(usize, String)> = Vec::new();
-        let mut visit = |entry: &LogEntry| -> bool {
+        let mut run_start = candidates.len();
+        let mut visit = |entry: &mut LogEntry| -> bool {
             if entry.timestamp_ns < start_ns || entry.timestamp_ns >= end_ns {
                 return true;
             }
@@ -171,8 +175,8 @@ pub fn eval_log_query(
             for (k, v) in &entry.structured_metadata {
                 builder.set(k, v);
             }
-            line.clear();
-            line.push_str(&entry.line);
+            // The source's line is ours: formatted in place, no copy.
+            let mut line = std::mem::take(&mut entry.line);
             if !pipeline.process(entry.timestamp_ns, &mut line, &mut builder, &mut scratch) {
                 return true;
             }
@@ -182,29 +186,31 @@ pub fn eval_log_query(
             };
             if entry.timestamp_ns != run_ts {
                 run_ts = entry.timestamp_ns;
-                run.clear();
-            } else if run.iter().any(|(k, l)| *k == key && *l == line) {
+                run_start = candidates.len();
+            } else if candidates[run_start..]
+                .iter()
+                .any(|c| c.1 == key && c.2 == line)
+            {
                 return true;
             }
-            run.push((key, line.clone()));
             candidates.push((
                 entry.timestamp_ns,
                 key,
-                line.clone(),
+                line,
                 stream_idx,
-                entry.structured_metadata.clone(),
+                std::mem::take(&mut entry.structured_metadata),
             ));
             taken += 1;
             taken < limit
         };
         if forward {
-            for e in &stream.entries {
+            for e in stream.entries.iter_mut() {
                 if !visit(e) {
                     break;
                 }
             }
         } else {
-            for e in stream.entries.iter().rev() {
+            for e in stream.entries.iter_mut().rev() {
                 if !visit(e) {
                     break;
                 }
@@ -464,7 +470,7 @@ impl Evaluator<'_> {
             .source
             .select(&log.selector, first, last, &filter)
             .map_err(EvalError::Storage)?;
-        let series = extract_samples(&streams, &pipeline, unwrap, &post_filters, op, grouping)?;
+        let series = extract_samples(streams, &pipeline, unwrap, &post_filters, op, grouping)?;
         if op == RangeOp::AbsentOverTime {
             return Ok(MetricValue::Vector(self.absent(
                 &series,
@@ -545,7 +551,7 @@ impl Evaluator<'_> {
 /// Runs the pipeline over every entry and turns passing lines into samples, keyed by their
 /// final labels (grouped when the range aggregation has `by`/`without`).
 fn extract_samples(
-    streams: &[SourceStream],
+    streams: Vec<SourceStream>,
     pipeline: &Pipeline,
     unwrap: Option<&Unwrap>,
     post_filters: &[LabelFilter],
@@ -555,19 +561,17 @@ fn extract_samples(
     let mut index: FxHashMap<Labels, usize> = FxHashMap::default();
     let mut out: Vec<SampleSeries> = Vec::new();
     let mut builder = LabelsBuilder::default();
-    let mut line = String::new();
     let mut scratch = String::new();
     let fast_labels = pipeline.keeps_stream_labels() && unwrap.is_none() && grouping.is_none();
     for stream in streams {
         builder.reset(&stream.labels);
         let mut stream_series: Option<usize> = None;
-        for entry in &stream.entries {
+        for entry in stream.entries {
             builder.reset_to_base();
             for (k, v) in &entry.structured_metadata {
                 builder.set(k, v);
             }
-            line.clear();
-            line.push_str(&entry.line);
+            let mut line = entry.line;
             if !pipeline.process(entry.timestamp_ns, &mut line, &mut builder, &mut scratch) {
                 continue;
             }

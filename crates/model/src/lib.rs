@@ -75,6 +75,10 @@ pub struct LogReadFilter {
     /// line contains at least one (what `line_filter` implies; lets storage skip row groups
     /// by their trigram index).
     pub required_substrings: Vec<Vec<String>>,
+    /// Only the first `limit` entries in time order (`forward`) or the last ones are wanted,
+    /// over all selected streams together: storage may stop reading older (newer) data once
+    /// it holds that many.
+    pub limit: Option<(usize, bool)>,
 }
 
 impl LogReadFilter {
@@ -94,7 +98,10 @@ impl LogReadFilter {
 
     /// True when nothing is filtered or skipped.
     pub fn is_everything(&self) -> bool {
-        !self.skip_lines && self.line_filter.is_none() && self.required_substrings.is_empty()
+        !self.skip_lines
+            && self.line_filter.is_none()
+            && self.required_substrings.is_empty()
+            && self.limit.is_none()
     }
 }
 
@@ -104,6 +111,7 @@ impl std::fmt::Debug for LogReadFilter {
             .field("skip_lines", &self.skip_lines)
             .field("line_filter", &self.line_filter.is_some())
             .field("required_substrings", &self.required_substrings)
+            .field("limit", &self.limit)
             .finish()
     }
 }
