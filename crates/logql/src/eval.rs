@@ -125,7 +125,7 @@ impl ResultEntry {
     }
 }
 
-type Candidate = (i64, usize, String, usize, Vec<(String, String)>);
+type Candidate = (i64, usize, String, Labels, Vec<(String, String)>);
 
 /// Runs a log query: entries in `[start_ns, end_ns)`, at most `limit` over all streams, the
 /// newest first (`forward == false`) or the oldest first.
@@ -145,9 +145,6 @@ pub fn eval_log_query(
         // Storage applies every stage: the first `limit` entries it finds in order are the answer.
         filter.limit = Some((limit, forward));
     }
-    let mut streams = source
-        .select(&expr.selector, start_ns, end_ns - 1, &filter)
-        .map_err(EvalError::Storage)?;
     // Per stream at most `limit` lines can make the cut: walk each from the wanted end.
     let mut keys: FxHashMap<Labels, usize> = FxHashMap::default();
     let mut key_labels: Vec<Labels> = Vec::new();
@@ -155,82 +152,65 @@ pub fn eval_log_query(
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut builder = LabelsBuilder::default();
     let mut scratch = String::new();
-    for (stream_idx, stream) in streams.iter_mut().enumerate() {
-        builder.reset(&stream.labels);
-        let stream_key = if pipeline.keeps_stream_labels() {
-            Some(intern(&mut keys, &mut key_labels, &stream.labels))
+    // When the engine filters (parsers, label filters), storage cannot stop at the limit: read
+    // time slices from the wanted end, growing, until `limit` lines passed; older (newer)
+    // slices cannot make the cut then.
+    let mut slice_ns = if pipeline.is_empty() {
+        end_ns - start_ns
+    } else {
+        ((end_ns - start_ns) / 16).max(MIN_SLICE_NS)
+    };
+    let (mut lo, mut hi) = if forward {
+        (start_ns, (start_ns + slice_ns).min(end_ns))
+    } else {
+        ((end_ns - slice_ns).max(start_ns), end_ns)
+    };
+    loop {
+        let mut streams = source
+            .select(&expr.selector, lo, hi - 1, &filter)
+            .map_err(EvalError::Storage)?;
+        for stream in streams.iter_mut() {
+            collect_stream(
+                stream,
+                &pipeline,
+                (lo, hi),
+                limit,
+                forward,
+                &mut builder,
+                &mut scratch,
+                &mut keys,
+                &mut key_labels,
+                &mut candidates,
+            );
+        }
+        let done = if forward {
+            hi >= end_ns
         } else {
-            None
+            lo <= start_ns
         };
-        let mut taken = 0usize;
-        // Candidates taken at the current timestamp: Loki keeps one of identical entries
-        // (same labels, time and line after the pipeline).
-        let mut run_ts = i64::MIN;
-        let mut run_start = candidates.len();
-        let mut visit = |entry: &mut LogEntry| -> bool {
-            if entry.timestamp_ns < start_ns || entry.timestamp_ns >= end_ns {
-                return true;
-            }
-            builder.reset_to_base();
-            for (k, v) in &entry.structured_metadata {
-                builder.set(k, v);
-            }
-            // The source's line is ours: formatted in place, no copy.
-            let mut line = std::mem::take(&mut entry.line);
-            if !pipeline.process(entry.timestamp_ns, &mut line, &mut builder, &mut scratch) {
-                return true;
-            }
-            let key = match stream_key {
-                Some(k) if entry.structured_metadata.is_empty() => k,
-                _ => intern(&mut keys, &mut key_labels, &builder.labels()),
-            };
-            if entry.timestamp_ns != run_ts {
-                run_ts = entry.timestamp_ns;
-                run_start = candidates.len();
-            } else if candidates[run_start..]
-                .iter()
-                .any(|c| c.1 == key && c.2 == line)
-            {
-                return true;
-            }
-            candidates.push((
-                entry.timestamp_ns,
-                key,
-                line,
-                stream_idx,
-                std::mem::take(&mut entry.structured_metadata),
-            ));
-            taken += 1;
-            taken < limit
-        };
+        if !done {
+            order_candidates(&mut candidates, forward);
+        }
+        if done || candidates.len() >= limit {
+            break;
+        }
+        slice_ns = slice_ns.saturating_mul(2);
         if forward {
-            for e in stream.entries.iter_mut() {
-                if !visit(e) {
-                    break;
-                }
-            }
+            lo = hi;
+            hi = hi.saturating_add(slice_ns).min(end_ns);
         } else {
-            for e in stream.entries.iter_mut().rev() {
-                if !visit(e) {
-                    break;
-                }
-            }
+            hi = lo;
+            lo = lo.saturating_sub(slice_ns).max(start_ns);
         }
     }
-    if forward {
-        candidates.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-    } else {
-        candidates.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-    }
-    // Identical entries from different source streams that ended up with the same labels.
-    candidates.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.2 == b.2);
+    order_candidates(&mut candidates, forward);
     candidates.truncate(limit);
     let mut per_key: Vec<Vec<ResultEntry>> = vec![Vec::new(); key_labels.len()];
-    for (timestamp_ns, key, line, stream_idx, structured_metadata) in candidates {
+    for (timestamp_ns, key, line, stream, structured_metadata) in candidates {
         per_key[key].push(ResultEntry {
             timestamp_ns,
             line,
-            stream: streams[stream_idx].labels.clone(),
+            stream,
             structured_metadata,
         });
     }
@@ -240,6 +220,98 @@ pub fn eval_log_query(
         .filter(|(_, e)| !e.is_empty())
         .map(|(labels, entries)| StreamResult { labels, entries })
         .collect())
+}
+
+/// Sorts candidates in answer order and drops identical entries (same time, labels and line)
+/// that came from different source streams.
+fn order_candidates(candidates: &mut Vec<Candidate>, forward: bool) {
+    if forward {
+        candidates.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    } else {
+        candidates.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    }
+    candidates.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.2 == b.2);
+}
+
+/// The first slice of a log query that the engine filters.
+const MIN_SLICE_NS: i64 = 15 * 60 * 1_000_000_000;
+
+/// Runs one stream's entries in `[lo, hi)` through the pipeline from the wanted end, adding at
+/// most `limit` passing lines to `candidates`.
+#[allow(clippy::too_many_arguments)]
+fn collect_stream(
+    stream: &mut SourceStream,
+    pipeline: &Pipeline,
+    (lo, hi): (i64, i64),
+    limit: usize,
+    forward: bool,
+    builder: &mut LabelsBuilder,
+    scratch: &mut String,
+    keys: &mut FxHashMap<Labels, usize>,
+    key_labels: &mut Vec<Labels>,
+    candidates: &mut Vec<Candidate>,
+) {
+    builder.reset(&stream.labels);
+    let stream_key = if pipeline.keeps_stream_labels() {
+        Some(intern(keys, key_labels, &stream.labels))
+    } else {
+        None
+    };
+    let mut taken = 0usize;
+    // Candidates taken at the current timestamp: Loki keeps one of identical entries (same
+    // labels, time and line after the pipeline).
+    let mut run_ts = i64::MIN;
+    let mut run_start = candidates.len();
+    let labels = stream.labels.clone();
+    let mut visit = |entry: &mut LogEntry| -> bool {
+        if entry.timestamp_ns < lo || entry.timestamp_ns >= hi {
+            return true;
+        }
+        builder.reset_to_base();
+        for (k, v) in &entry.structured_metadata {
+            builder.set(k, v);
+        }
+        // The source's line is ours: formatted in place, no copy.
+        let mut line = std::mem::take(&mut entry.line);
+        if !pipeline.process(entry.timestamp_ns, &mut line, builder, scratch) {
+            return true;
+        }
+        let key = match stream_key {
+            Some(k) if entry.structured_metadata.is_empty() => k,
+            _ => intern(keys, key_labels, &builder.labels()),
+        };
+        if entry.timestamp_ns != run_ts {
+            run_ts = entry.timestamp_ns;
+            run_start = candidates.len();
+        } else if candidates[run_start..]
+            .iter()
+            .any(|c| c.1 == key && c.2 == line)
+        {
+            return true;
+        }
+        candidates.push((
+            entry.timestamp_ns,
+            key,
+            line,
+            labels.clone(),
+            std::mem::take(&mut entry.structured_metadata),
+        ));
+        taken += 1;
+        taken < limit
+    };
+    if forward {
+        for e in stream.entries.iter_mut() {
+            if !visit(e) {
+                break;
+            }
+        }
+    } else {
+        for e in stream.entries.iter_mut().rev() {
+            if !visit(e) {
+                break;
+            }
+        }
+    }
 }
 
 fn intern(keys: &mut FxHashMap<Labels, usize>, all: &mut Vec<Labels>, labels: &Labels) -> usize {
