@@ -586,6 +586,28 @@ async fn volume_request(
     })
 }
 
+/// A volume request and the entries it covers.
+async fn volume_streams(
+    state: &AppState,
+    method: Method,
+    query: RawQuery,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(VolumeRequest, Vec<vigil_db::StreamData>), PlainError> {
+    let req = volume_request(method, query, headers, body).await?;
+    let db = state.db()?.clone();
+    let streams = db
+        .select_log_entries(
+            &req.tenant,
+            &req.selector,
+            req.start,
+            req.end.saturating_sub(1),
+        )
+        .await
+        .map_err(db_error)?;
+    Ok((req, streams))
+}
+
 fn volume_key(labels: &Labels, target: &[String]) -> Labels {
     Labels::from_sorted(
         labels
@@ -604,17 +626,7 @@ pub(crate) async fn volume(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, PlainError> {
-    let req = volume_request(method, query, &headers, body).await?;
-    let db = state.db()?.clone();
-    let streams = db
-        .select_log_entries(
-            &req.tenant,
-            &req.selector,
-            req.start,
-            req.end.saturating_sub(1),
-        )
-        .await
-        .map_err(db_error)?;
+    let (req, streams) = volume_streams(&state, method, query, &headers, body).await?;
     let mut totals: BTreeMap<Labels, u64> = BTreeMap::new();
     for s in &streams {
         let bytes: u64 = s.entries.iter().map(|e| e.line.len() as u64).sum();
@@ -650,17 +662,7 @@ pub(crate) async fn volume_range(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, PlainError> {
-    let req = volume_request(method, query, &headers, body).await?;
-    let db = state.db()?.clone();
-    let streams = db
-        .select_log_entries(
-            &req.tenant,
-            &req.selector,
-            req.start,
-            req.end.saturating_sub(1),
-        )
-        .await
-        .map_err(db_error)?;
+    let (req, streams) = volume_streams(&state, method, query, &headers, body).await?;
     let step = req.step;
     let first = req.start - req.start.rem_euclid(step);
     let mut totals: BTreeMap<Labels, BTreeMap<i64, u64>> = BTreeMap::new();

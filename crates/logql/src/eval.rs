@@ -568,7 +568,7 @@ impl Evaluator<'_> {
                     hi += 1;
                 }
                 if hi > lo {
-                    *slot = range_value(op, &s.samples[lo..hi], range_ns, param);
+                    *slot = range_value(op, &s.samples[lo..hi], t, range_ns, param);
                     any |= slot.is_some();
                 }
             }
@@ -748,9 +748,11 @@ fn group_labels<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>, g: &Groupin
     Labels::from_unsorted(kept)
 }
 
+/// The value of a range aggregation over the samples of the window `(end - range, end]`.
 fn range_value(
     op: RangeOp,
     samples: &[(i64, f64)],
+    end_ns: i64,
     range_ns: i64,
     param: Option<f64>,
 ) -> Option<f64> {
@@ -783,7 +785,7 @@ fn range_value(
         }
         RangeOp::FirstOverTime => samples.first()?.1,
         RangeOp::LastOverTime => samples.last()?.1,
-        RangeOp::RateCounter => counter_rate(samples, range_ns)?,
+        RangeOp::RateCounter => counter_rate(samples, end_ns, range_ns)?,
         RangeOp::AbsentOverTime => return None,
     })
 }
@@ -819,26 +821,44 @@ fn quantile(q: f64, values: &mut [f64]) -> f64 {
     values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
 }
 
-/// Counter rate over the window with Prometheus' extrapolation (Loki's `rate_counter`).
-fn counter_rate(samples: &[(i64, f64)], range_ns: i64) -> Option<f64> {
+/// Per-second rate of a counter over the window `(end - range, end]`, with counter resets and
+/// Prometheus' extrapolation to the window's edges (Loki's `rate_counter`, as its
+/// `extrapolatedRate`).
+fn counter_rate(samples: &[(i64, f64)], end_ns: i64, range_ns: i64) -> Option<f64> {
+    let (first, last) = (samples.first()?, samples.last()?);
     if samples.len() < 2 {
         return None;
     }
-    let mut increase = samples[samples.len() - 1].1 - samples[0].1;
-    let mut prev = samples[0].1;
+    let mut increase = last.1 - first.1;
+    let mut prev = first.1;
     for (_, v) in &samples[1..] {
         if *v < prev {
             increase += prev;
         }
         prev = *v;
     }
-    let first_t = samples[0].0 as f64 / 1e9;
-    let last_t = samples[samples.len() - 1].0 as f64 / 1e9;
-    let sampled = last_t - first_t;
-    let avg_interval = sampled / (samples.len() - 1) as f64;
-    let range_s = range_ns as f64 / 1e9;
-    let extrapolated = sampled + avg_interval.min(range_s - sampled).max(0.0);
-    Some(increase * (extrapolated / sampled) / range_s)
+    let seconds = |ns: i64| ns as f64 / 1e9;
+    let mut to_start = seconds(first.0 - (end_ns - range_ns));
+    let to_end = seconds(end_ns - last.0);
+    let sampled = seconds(last.0 - first.0);
+    let average_gap = sampled / (samples.len() - 1) as f64;
+    // A counter does not extrapolate below zero.
+    if increase > 0.0 && first.1 >= 0.0 {
+        to_start = to_start.min(sampled * (first.1 / increase));
+    }
+    let threshold = average_gap * 1.1;
+    let mut interval = sampled;
+    interval += if to_start < threshold {
+        to_start
+    } else {
+        average_gap / 2.0
+    };
+    interval += if to_end < threshold {
+        to_end
+    } else {
+        average_gap / 2.0
+    };
+    Some(increase * (interval / sampled) / seconds(range_ns))
 }
 
 /// Merges series that ended up with the same labels (first value per step wins).

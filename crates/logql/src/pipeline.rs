@@ -278,30 +278,9 @@ pub fn parse_go_float(s: &str) -> Result<f64, String> {
         Ok(v) if valid => Ok(v),
         _ => Err(format!(
             "strconv.ParseFloat: parsing {}: invalid syntax",
-            go_quote(s)
+            crate::format::quote(s)
         )),
     }
-}
-
-/// Go's `strconv.Quote` for the error texts Loki shows.
-pub fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// The leading line filters of a pipeline, which storage applies while it decodes, so lines
