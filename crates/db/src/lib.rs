@@ -3,6 +3,7 @@
 //! blocks by time, uploads blocks to object storage, and truncates the WAL only once the data is
 //! safe in an uploaded block. Reads merge the head with every block that overlaps the range.
 
+mod cache;
 mod catalog;
 pub mod logs;
 pub mod metrics;
@@ -86,6 +87,8 @@ pub struct DbConfig {
     pub upload_backoff: Backoff,
     /// How often the head is checked for ranges to cut.
     pub maintenance_interval: Duration,
+    /// Memory for recently read log block files; 0 disables the cache.
+    pub log_block_cache_bytes: usize,
 }
 
 impl DbConfig {
@@ -105,6 +108,7 @@ pub struct Db {
     ingest_barrier: tokio::sync::RwLock<()>,
     catalog: Catalog,
     log_catalog: Catalog,
+    log_block_cache: cache::BlockFileCache,
     store: Arc<dyn ObjectStore>,
     pending_store: Arc<dyn ObjectStore>,
     pending_dir: PathBuf,
@@ -201,6 +205,7 @@ impl Db {
 
         let (upload_tx, upload_rx) = mpsc::unbounded_channel();
         let (shutdown, _) = watch::channel(false);
+        let log_block_cache = cache::BlockFileCache::new(config.log_block_cache_bytes);
         let db = Arc::new(Self {
             config,
             wal,
@@ -209,6 +214,7 @@ impl Db {
             ingest_barrier: tokio::sync::RwLock::new(()),
             catalog: Catalog::default(),
             log_catalog: Catalog::default(),
+            log_block_cache,
             store,
             pending_store,
             pending_dir,

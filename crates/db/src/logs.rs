@@ -474,7 +474,15 @@ impl Db {
         end_ns: i64,
         filter: LogReadFilter,
     ) -> Result<BTreeMap<u32, Vec<LogEntry>>, DbError> {
-        let bytes = self.block_file_bytes(block, ENTRIES_FILE).await?;
+        let key = block.ulid();
+        let bytes = match self.log_block_cache.get(key) {
+            Some(bytes) => bytes,
+            None => {
+                let bytes = self.block_file_bytes(block, ENTRIES_FILE).await?;
+                self.log_block_cache.insert(key, bytes.clone());
+                bytes
+            }
+        };
         tokio::task::spawn_blocking(move || {
             vigil_block::logs::read_log_entries_where(bytes, &ids, start_ns, end_ns, &filter)
         })

@@ -65,6 +65,9 @@ pub struct Config {
     pub query_timeout: Duration,
     /// Most samples one query may hold in memory. Default 50000000 (Prometheus').
     pub query_max_samples: usize,
+    /// Memory for recently read log block files (`entries.parquet`), so repeated queries over
+    /// the same hours do not fetch them again; 0 disables. Default 134217728 (128 MiB).
+    pub log_block_cache_bytes: usize,
     /// Log filter (`error`, `warn`, `info`, `debug`, or a tracing filter). Default `info`.
     pub log_level: String,
 }
@@ -86,6 +89,7 @@ impl Default for Config {
             max_series_per_tenant: 0,
             max_label_names_per_series: 30,
             max_line_size: 256 << 10,
+            log_block_cache_bytes: 128 << 20,
             max_line_size_truncate: false,
             reject_older_than: None,
             object_store_timeout: Duration::from_secs(30),
@@ -214,6 +218,9 @@ pub struct ServeArgs {
     /// Most samples one query may hold in memory [default: 50000000].
     #[arg(long, env = "VIGIL_QUERY_MAX_SAMPLES")]
     pub query_max_samples: Option<usize>,
+    /// Memory for recently read log block files, 0 = off [default: 134217728].
+    #[arg(long, env = "VIGIL_LOG_BLOCK_CACHE_BYTES")]
+    pub log_block_cache_bytes: Option<usize>,
     /// Log filter [default: info].
     #[arg(long, env = "VIGIL_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -254,6 +261,7 @@ impl ServeArgs {
         set!(query_lookback_delta);
         set!(query_timeout);
         set!(query_max_samples);
+        set!(log_block_cache_bytes);
         set!(log_level);
         if self.object_store.is_some() {
             config.object_store = self.object_store;
