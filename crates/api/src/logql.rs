@@ -82,7 +82,16 @@ impl LogSource for DbSource {
 fn eval_error(e: vigil_logql::EvalError) -> PlainError {
     match e {
         vigil_logql::EvalError::Storage(m) => PlainError::new(ErrorKind::Internal, m),
+        vigil_logql::EvalError::Timeout => PlainError::new(ErrorKind::Timeout, e.to_string()),
         other => bad(other.to_string()),
+    }
+}
+
+/// A query's limits: Loki's defaults and the server's query timeout.
+fn query_limits(state: &AppState) -> vigil_logql::Limits {
+    vigil_logql::Limits {
+        deadline: std::time::Instant::now().checked_add(state.engine.timeout),
+        ..Default::default()
     }
 }
 
@@ -180,8 +189,9 @@ pub(crate) async fn query_range(
     }
     match expr {
         Expr::Log(log) => {
+            let limits = query_limits(&state);
             let streams = run_blocking(&state, tenant, move |src| {
-                vigil_logql::eval_log_query(&log, src, start, end, limit, forward)
+                vigil_logql::eval_log_query(&log, src, start, end, limit, forward, limits)
             })
             .await?;
             Ok(json_response_text(streams_body(
@@ -203,8 +213,9 @@ pub(crate) async fn query_range(
                 end_ns: end - end.rem_euclid(step),
                 step_ns: step,
             };
+            let limits = query_limits(&state);
             let value = run_blocking(&state, tenant, move |src| {
-                vigil_logql::eval_metric_query(&metric, src, steps, Default::default())
+                vigil_logql::eval_metric_query(&metric, src, steps, limits)
             })
             .await?;
             Ok(json_response_text(matrix_body(&value, steps)))
@@ -235,8 +246,9 @@ pub(crate) async fn query(
         return Err(bad("log queries are not supported as an instant query type, please change your query to a range query type"));
     };
     let steps = Steps::instant(time);
+    let limits = query_limits(&state);
     let value = run_blocking(&state, tenant, move |src| {
-        vigil_logql::eval_metric_query(&metric, src, steps, Default::default())
+        vigil_logql::eval_metric_query(&metric, src, steps, limits)
     })
     .await?;
     Ok(json_response_text(vector_body(&value, time)))
@@ -750,8 +762,9 @@ async fn run_tail(
             (last_ts, MAX_ENTRIES_LIMIT, true)
         };
         let query = log.clone();
+        let limits = query_limits(&state);
         let result = run_blocking(&state, tenant.clone(), move |src| {
-            vigil_logql::eval_log_query(&query, src, from, end, batch_limit, forward)
+            vigil_logql::eval_log_query(&query, src, from, end, batch_limit, forward, limits)
         })
         .await;
         let streams = match result {

@@ -60,18 +60,35 @@ pub struct SourceStream {
     pub entries: Vec<LogEntry>,
 }
 
-/// Limits that show in answers (Loki's defaults).
+/// Limits of one query: those that show in answers (Loki's defaults) and its deadline.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// `max_query_series`.
     pub max_series: usize,
+    /// When the query must have finished (checked between streams and every few thousand lines).
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_series: 500 }
+        Self {
+            max_series: 500,
+            deadline: None,
+        }
     }
 }
+
+impl Limits {
+    fn check_deadline(&self) -> Result<(), EvalError> {
+        match self.deadline {
+            Some(d) if std::time::Instant::now() >= d => Err(EvalError::Timeout),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Lines processed between two deadline checks.
+const DEADLINE_CHECK_LINES: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
@@ -82,6 +99,8 @@ pub enum EvalError {
     Pipeline { error: String, series: String },
     #[error("maximum of series ({0}) reached for a single query")]
     TooManySeries(usize),
+    #[error("query timed out")]
+    Timeout,
     #[error("{0}")]
     Storage(String),
     #[error("{0}")]
@@ -136,6 +155,7 @@ pub fn eval_log_query(
     end_ns: i64,
     limit: usize,
     forward: bool,
+    limits: Limits,
 ) -> Result<Vec<StreamResult>, EvalError> {
     let (mut filter, pipeline) = plan_read(expr, |_| true)?;
     if limit == 0 || end_ns <= start_ns {
@@ -166,10 +186,12 @@ pub fn eval_log_query(
         ((end_ns - slice_ns).max(start_ns), end_ns)
     };
     loop {
+        limits.check_deadline()?;
         let mut streams = source
             .select(&expr.selector, lo, hi - 1, &filter)
             .map_err(EvalError::Storage)?;
         for stream in streams.iter_mut() {
+            limits.check_deadline()?;
             collect_stream(
                 stream,
                 &pipeline,
@@ -181,7 +203,8 @@ pub fn eval_log_query(
                 &mut keys,
                 &mut key_labels,
                 &mut candidates,
-            );
+                &limits,
+            )?;
         }
         let done = if forward {
             hi >= end_ns
@@ -250,8 +273,11 @@ fn collect_stream(
     keys: &mut FxHashMap<Labels, usize>,
     key_labels: &mut Vec<Labels>,
     candidates: &mut Vec<Candidate>,
-) {
+    limits: &Limits,
+) -> Result<(), EvalError> {
     builder.reset(&stream.labels);
+    let mut until_check = DEADLINE_CHECK_LINES;
+    let mut expired = false;
     let stream_key = if pipeline.keeps_stream_labels() {
         Some(intern(keys, key_labels, &stream.labels))
     } else {
@@ -264,6 +290,14 @@ fn collect_stream(
     let mut run_start = candidates.len();
     let labels = stream.labels.clone();
     let mut visit = |entry: &mut LogEntry| -> bool {
+        until_check -= 1;
+        if until_check == 0 {
+            until_check = DEADLINE_CHECK_LINES;
+            if limits.check_deadline().is_err() {
+                expired = true;
+                return false;
+            }
+        }
         if entry.timestamp_ns < lo || entry.timestamp_ns >= hi {
             return true;
         }
@@ -312,6 +346,10 @@ fn collect_stream(
             }
         }
     }
+    if expired {
+        return Err(EvalError::Timeout);
+    }
+    Ok(())
 }
 
 fn intern(keys: &mut FxHashMap<Labels, usize>, all: &mut Vec<Labels>, labels: &Labels) -> usize {
@@ -542,7 +580,15 @@ impl Evaluator<'_> {
             .source
             .select(&log.selector, first, last, &filter)
             .map_err(EvalError::Storage)?;
-        let series = extract_samples(streams, &pipeline, unwrap, &post_filters, op, grouping)?;
+        let series = extract_samples(
+            streams,
+            &pipeline,
+            unwrap,
+            &post_filters,
+            op,
+            grouping,
+            &self.limits,
+        )?;
         if op == RangeOp::AbsentOverTime {
             return Ok(MetricValue::Vector(self.absent(
                 &series,
@@ -579,7 +625,6 @@ impl Evaluator<'_> {
                 });
             }
         }
-        let _ = self.limits;
         Ok(MetricValue::Vector(out))
     }
 
@@ -629,6 +674,7 @@ fn extract_samples(
     post_filters: &[LabelFilter],
     op: RangeOp,
     grouping: Option<&Grouping>,
+    limits: &Limits,
 ) -> Result<Vec<SampleSeries>, EvalError> {
     let mut index: FxHashMap<Labels, usize> = FxHashMap::default();
     let mut out: Vec<SampleSeries> = Vec::new();
@@ -638,7 +684,11 @@ fn extract_samples(
     for stream in streams {
         builder.reset(&stream.labels);
         let mut stream_series: Option<usize> = None;
-        for entry in stream.entries {
+        limits.check_deadline()?;
+        for (n, entry) in stream.entries.into_iter().enumerate() {
+            if n % DEADLINE_CHECK_LINES == DEADLINE_CHECK_LINES - 1 {
+                limits.check_deadline()?;
+            }
             builder.reset_to_base();
             for (k, v) in &entry.structured_metadata {
                 builder.set(k, v);

@@ -211,6 +211,7 @@ fn run_eval(source: &MemSource, header: &str) -> Result<Vec<String>, String> {
                 parse_time(&args[1]),
                 args[2].parse().expect("limit"),
                 forward,
+                Default::default(),
             )
             .map_err(|e| e.to_string())?;
             streams.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -406,4 +407,38 @@ fn logql_scripts() {
         all_failures.extend(failures);
     }
     assert!(all_failures.is_empty(), "{}", all_failures.join("\n"));
+}
+
+#[test]
+fn queries_past_their_deadline_fail_with_a_timeout() {
+    let mut source = MemSource::default();
+    for i in 0..10_000 {
+        source.streams.push(SourceStream {
+            labels: Labels::from_unsorted(vec![
+                Label::new("app", "a"),
+                Label::new("i", i.to_string()),
+            ]),
+            entries: vec![LogEntry {
+                timestamp_ns: 1,
+                line: "x".into(),
+                structured_metadata: vec![],
+            }],
+        });
+    }
+    let limits = vigil_logql::Limits {
+        deadline: Some(std::time::Instant::now()),
+        ..Default::default()
+    };
+    let Expr::Log(log) = vigil_logql::parser::parse(r#"{app="a"} | logfmt"#).unwrap() else {
+        panic!("log query expected")
+    };
+    let err = vigil_logql::eval_log_query(&log, &source, 0, 10, 100, false, limits).unwrap_err();
+    assert!(matches!(err, vigil_logql::EvalError::Timeout), "{err}");
+    let Expr::Metric(m) =
+        vigil_logql::parser::parse(r#"sum(count_over_time({app="a"}[1m]))"#).unwrap()
+    else {
+        panic!("metric query expected")
+    };
+    let err = vigil_logql::eval_metric_query(&m, &source, Steps::instant(10), limits).unwrap_err();
+    assert!(matches!(err, vigil_logql::EvalError::Timeout), "{err}");
 }
