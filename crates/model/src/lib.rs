@@ -95,14 +95,6 @@ impl LogReadFilter {
             line.to_string()
         }
     }
-
-    /// True when nothing is filtered or skipped.
-    pub fn is_everything(&self) -> bool {
-        !self.skip_lines
-            && self.line_filter.is_none()
-            && self.required_substrings.is_empty()
-            && self.limit.is_none()
-    }
 }
 
 impl std::fmt::Debug for LogReadFilter {
