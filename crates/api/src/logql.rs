@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use vigil_db::Db;
 use vigil_logql::ast::Expr;
 use vigil_logql::{LogSource, MetricValue, ResultEntry, SourceStream, Steps, StreamResult};
-use vigil_model::{Labels, LogReadFilter, Matcher, TenantId};
+use vigil_model::{Labels, LogReadFilter, LogSampleValue, LogSamples, Matcher, TenantId};
 use vigil_promql::format::go_float;
 
 use crate::error::{db_error, ErrorKind, PlainError};
@@ -76,6 +76,26 @@ impl LogSource for DbSource {
                 entries: s.entries,
             })
             .collect())
+    }
+
+    fn select_samples(
+        &self,
+        selector: &[Matcher],
+        start_ns: i64,
+        end_ns: i64,
+        filter: &LogReadFilter,
+        value: LogSampleValue,
+    ) -> Result<Vec<LogSamples>, String> {
+        self.runtime
+            .block_on(self.db.select_log_samples(
+                &self.tenant,
+                selector,
+                start_ns,
+                end_ns,
+                filter.clone(),
+                value,
+            ))
+            .map_err(|e| e.to_string())
     }
 }
 

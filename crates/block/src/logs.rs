@@ -24,7 +24,7 @@
 //! is decompressed and compared before it is written; if that ever fails, or zstd rejects the
 //! sequences, the page is compressed with stock zstd instead.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
@@ -53,7 +53,7 @@ use roaring::RoaringBitmap;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use vigil_index::Postings;
-use vigil_model::{Labels, LogEntry, LogReadFilter};
+use vigil_model::{Labels, LogEntry, LogReadFilter, LogSampleValue};
 
 use crate::linegrams::{self, LineGrams, LineGramsWriter};
 
@@ -593,8 +593,138 @@ pub fn read_log_entries_where(
     filter: &LogReadFilter,
 ) -> Result<BTreeMap<u32, Vec<LogEntry>>, BlockError> {
     let mut out: BTreeMap<u32, Vec<LogEntry>> = BTreeMap::new();
+    let lines_needed = !filter.skip_lines || filter.line_filter.is_some();
+    let mut current: Option<(u32, Vec<LogEntry>)> = None;
+    visit_rows(
+        entries_file,
+        ids,
+        min_ns,
+        max_ns,
+        filter,
+        lines_needed,
+        |id, timestamp_ns, line, meta| {
+            let structured_metadata = match meta {
+                None => Vec::new(),
+                Some(json) => serde_json::from_str::<Pairs>(json)?.0,
+            };
+            let entry = LogEntry {
+                timestamp_ns,
+                line: filter.line(line),
+                structured_metadata,
+            };
+            match &mut current {
+                Some((cur, entries)) if *cur == id => entries.push(entry),
+                _ => {
+                    if let Some((cur, entries)) = current.replace((id, vec![entry])) {
+                        append(&mut out, cur, entries);
+                    }
+                }
+            }
+            Ok(())
+        },
+    )?;
+    if let Some((cur, entries)) = current {
+        append(&mut out, cur, entries);
+    }
+    Ok(out)
+}
+
+fn append(out: &mut BTreeMap<u32, Vec<LogEntry>>, id: u32, entries: Vec<LogEntry>) {
+    match out.entry(id) {
+        std::collections::btree_map::Entry::Vacant(slot) => {
+            slot.insert(entries);
+        }
+        std::collections::btree_map::Entry::Occupied(mut slot) => slot.get_mut().extend(entries),
+    }
+}
+
+/// Samples of the streams in `ids` in [min_ns, max_ns] whose line `filter` keeps, one per
+/// entry with the value `value` asks for, grouped by stream id and structured metadata (as
+/// stored: a JSON object, `None` without) and sorted by time within each group. The line
+/// column is decoded only when the filter or the value needs it.
+pub fn read_log_samples(
+    entries_file: Bytes,
+    ids: &RoaringBitmap,
+    min_ns: i64,
+    max_ns: i64,
+    filter: &LogReadFilter,
+    value: LogSampleValue,
+) -> Result<Vec<StreamSamples>, BlockError> {
+    let lines_needed = value == LogSampleValue::LineBytes || filter.line_filter.is_some();
+    let mut groups: HashMap<(u32, Option<String>), usize> = HashMap::new();
+    let mut out: Vec<StreamSamples> = Vec::new();
+    // Rows come in runs of one stream, mostly without metadata: remember the last group.
+    let mut last: Option<(u32, usize)> = None;
+    visit_rows(
+        entries_file,
+        ids,
+        min_ns,
+        max_ns,
+        filter,
+        lines_needed,
+        |id, timestamp_ns, line, meta| {
+            let v = value.of(line);
+            let idx = match (meta, last) {
+                (None, Some((cur, idx))) if cur == id => idx,
+                _ => {
+                    let key = (id, meta.map(str::to_string));
+                    let idx = match groups.get(&key) {
+                        Some(&idx) => idx,
+                        None => {
+                            let structured_metadata = match meta {
+                                None => Vec::new(),
+                                Some(json) => serde_json::from_str::<Pairs>(json)?.0,
+                            };
+                            out.push(StreamSamples {
+                                stream_id: id,
+                                structured_metadata,
+                                samples: Vec::new(),
+                            });
+                            groups.insert(key, out.len() - 1);
+                            out.len() - 1
+                        }
+                    };
+                    if meta.is_none() {
+                        last = Some((id, idx));
+                    }
+                    idx
+                }
+            };
+            out[idx].samples.push((timestamp_ns, v));
+            Ok(())
+        },
+    )?;
+    for group in &mut out {
+        if !group.samples.is_sorted_by_key(|s| s.0) {
+            group.samples.sort_by_key(|s| s.0);
+        }
+    }
+    Ok(out)
+}
+
+/// Samples of one stream of a block with the same structured metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSamples {
+    pub stream_id: u32,
+    pub structured_metadata: Vec<(String, String)>,
+    pub samples: Vec<(i64, f64)>,
+}
+
+/// Calls `visit(stream id, timestamp, line, structured metadata JSON)` for every row of the
+/// streams in `ids` in [min_ns, max_ns] whose line `filter` keeps, in file order (by stream,
+/// then time). Row groups and pages that cannot match are not decoded; when `lines_needed` is
+/// false the line column is not decoded either and lines read as empty.
+fn visit_rows(
+    entries_file: Bytes,
+    ids: &RoaringBitmap,
+    min_ns: i64,
+    max_ns: i64,
+    filter: &LogReadFilter,
+    lines_needed: bool,
+    mut visit: impl FnMut(u32, i64, &str, Option<&str>) -> Result<(), BlockError>,
+) -> Result<(), BlockError> {
     if ids.is_empty() || min_ns > max_ns {
-        return Ok(out);
+        return Ok(());
     }
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
     let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(entries_file, options)?;
@@ -614,9 +744,8 @@ pub fn read_log_entries_where(
         substrings: grams.as_ref().map(|g| (g, &filter.required_substrings[..])),
     };
     let Some((row_groups, selection)) = plan(builder.metadata(), &request)? else {
-        return Ok(out);
+        return Ok(());
     };
-    let lines_needed = !filter.skip_lines || filter.line_filter.is_some();
     let builder = if lines_needed {
         builder
     } else {
@@ -658,22 +787,14 @@ pub fn read_log_entries_where(
                     if !filter.keeps(text) {
                         continue;
                     }
-                    let structured_metadata = if meta.is_null(row) {
-                        Vec::new()
-                    } else {
-                        serde_json::from_str::<Pairs>(meta.value(row))?.0
-                    };
-                    out.entry(id).or_default().push(LogEntry {
-                        timestamp_ns: t,
-                        line: filter.line(text),
-                        structured_metadata,
-                    });
+                    let json = (!meta.is_null(row)).then(|| meta.value(row));
+                    visit(id, t, text, json)?;
                 }
             }
             i = end;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn malformed(what: &str) -> BlockError {
@@ -1362,7 +1483,7 @@ mod tests {
     use super::*;
     use crate::BlockIndex;
     use parquet::file::reader::{FileReader, SerializedFileReader};
-    use vigil_model::{Label, MatchOp, Matcher};
+    use vigil_model::{Label, LogSamples, MatchOp, Matcher};
 
     fn labels(app: &str, pod: &str) -> Labels {
         Labels::from_unsorted(vec![Label::new("app", app), Label::new("pod", pod)])
@@ -1637,6 +1758,58 @@ mod tests {
             .collect();
         assert_eq!(got.len(), 1);
         assert_eq!(got[&4], want);
+    }
+
+    #[test]
+    fn samples_agree_with_entries() {
+        let (_, mut entries) = striped_block(&small(LineCompression::Template));
+        // Give a few entries of stream 3 structured metadata: they form their own group.
+        for e in entries[3].iter_mut().skip(6).step_by(26) {
+            e.structured_metadata = vec![("trace".into(), "x".into())];
+        }
+        let streams: Vec<Labels> = (0..10)
+            .map(|i| labels("app", &format!("pod-{i:02}")))
+            .collect();
+        let block = encode_log_block_with(
+            "t",
+            streams.iter().zip(&entries).map(|(l, e)| (l, e.as_slice())),
+            &small(LineCompression::Template),
+        )
+        .unwrap();
+        let ids: RoaringBitmap = [3u32, 4].into_iter().collect();
+        let filter = LogReadFilter {
+            line_filter: Some(std::sync::Arc::new(|l: &str| l.contains("took 3"))),
+            ..Default::default()
+        };
+        for value in [LogSampleValue::One, LogSampleValue::LineBytes] {
+            let got = read_log_samples(
+                file(&block, ENTRIES_FILE),
+                &ids,
+                20_000,
+                250_000,
+                &filter,
+                value,
+            )
+            .unwrap();
+            let mut want: Vec<StreamSamples> = Vec::new();
+            for id in [3u32, 4] {
+                let kept: Vec<LogEntry> = entries[id as usize]
+                    .iter()
+                    .filter(|e| (20_000..=250_000).contains(&e.timestamp_ns))
+                    .filter(|e| e.line.contains("took 3"))
+                    .cloned()
+                    .collect();
+                for g in LogSamples::from_entries(&streams[id as usize], kept, value) {
+                    want.push(StreamSamples {
+                        stream_id: id,
+                        structured_metadata: g.structured_metadata,
+                        samples: g.samples,
+                    });
+                }
+            }
+            assert!(want.iter().any(|g| !g.structured_metadata.is_empty()));
+            assert_eq!(got, want, "{value:?}");
+        }
     }
 
     #[test]

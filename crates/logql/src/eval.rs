@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
-use vigil_model::{Label, Labels, LineFilterFn, LogEntry, LogReadFilter, MatchOp, Matcher};
+use vigil_model::{
+    Label, Labels, LineFilterFn, LogEntry, LogReadFilter, LogSampleValue, LogSamples, MatchOp,
+    Matcher,
+};
 
 use crate::ast::{
     BinaryOp, GroupSide, Grouping, LogExpr, MetricExpr, RangeOp, Unwrap, UnwrapConversion,
@@ -32,6 +35,29 @@ pub trait LogSource {
         end_ns: i64,
         filter: &LogReadFilter,
     ) -> Result<Vec<SourceStream>, String>;
+
+    /// Samples of every stream matching `selector` in `[start_ns, end_ns]`: one per entry whose
+    /// line `filter` keeps, valued as `value` asks, grouped by stream and structured metadata,
+    /// sorted by time. For metric queries whose pipeline is only line filters, so that storage
+    /// need not hand out lines.
+    fn select_samples(
+        &self,
+        selector: &[Matcher],
+        start_ns: i64,
+        end_ns: i64,
+        filter: &LogReadFilter,
+        value: LogSampleValue,
+    ) -> Result<Vec<LogSamples>, String> {
+        let filter = LogReadFilter {
+            skip_lines: value == LogSampleValue::One,
+            ..filter.clone()
+        };
+        let streams = self.select(selector, start_ns, end_ns, &filter)?;
+        Ok(streams
+            .into_iter()
+            .flat_map(|s| LogSamples::from_entries(&s.labels, s.entries, value))
+            .collect())
+    }
 }
 
 /// The storage side of a pipeline: its leading line filters as a [`LogReadFilter`] (lines kept
@@ -576,19 +602,39 @@ impl Evaluator<'_> {
         // Windows are (t - offset - range, t - offset].
         let first = self.steps.start_ns - offset_ns - range_ns + 1;
         let last = self.steps.end_ns - offset_ns;
-        let streams = self
-            .source
-            .select(&log.selector, first, last, &filter)
-            .map_err(EvalError::Storage)?;
-        let series = extract_samples(
-            streams,
-            &pipeline,
-            unwrap,
-            &post_filters,
-            op,
-            grouping,
-            &self.limits,
-        )?;
+        let sample_value = match op {
+            RangeOp::BytesOverTime | RangeOp::BytesRate => Some(LogSampleValue::LineBytes),
+            RangeOp::CountOverTime | RangeOp::Rate | RangeOp::AbsentOverTime => {
+                Some(LogSampleValue::One)
+            }
+            _ => None,
+        };
+        let series = match sample_value {
+            // Nothing left for the engine to do per line: storage counts or measures them.
+            Some(value) if unwrap.is_none() && pipeline.is_empty() => {
+                let groups = self
+                    .source
+                    .select_samples(&log.selector, first, last, &filter, value)
+                    .map_err(EvalError::Storage)?;
+                self.limits.check_deadline()?;
+                group_samples(groups, grouping)
+            }
+            _ => {
+                let streams = self
+                    .source
+                    .select(&log.selector, first, last, &filter)
+                    .map_err(EvalError::Storage)?;
+                extract_samples(
+                    streams,
+                    &pipeline,
+                    unwrap,
+                    &post_filters,
+                    op,
+                    grouping,
+                    &self.limits,
+                )?
+            }
+        };
         if op == RangeOp::AbsentOverTime {
             return Ok(MetricValue::Vector(self.absent(
                 &series,
@@ -771,6 +817,45 @@ fn extract_samples(
         }
     }
     Ok(out)
+}
+
+/// Series of samples read from storage: each group's labels are its stream's with its
+/// structured metadata added (what an empty pipeline leaves), grouped by the range
+/// aggregation's `by`/`without`.
+fn group_samples(groups: Vec<LogSamples>, grouping: Option<&Grouping>) -> Vec<SampleSeries> {
+    let mut index: FxHashMap<Labels, usize> = FxHashMap::default();
+    let mut out: Vec<SampleSeries> = Vec::new();
+    let mut builder = LabelsBuilder::default();
+    for group in groups {
+        let labels = if group.structured_metadata.is_empty() && grouping.is_none() {
+            group.labels
+        } else {
+            builder.reset(&group.labels);
+            for (k, v) in &group.structured_metadata {
+                builder.set(k, v);
+            }
+            match grouping {
+                Some(g) => group_labels(builder.iter(), g),
+                None => builder.labels(),
+            }
+        };
+        match index.get(&labels) {
+            Some(&i) => out[i].samples.extend(group.samples),
+            None => {
+                index.insert(labels.clone(), out.len());
+                out.push(SampleSeries {
+                    labels,
+                    samples: group.samples,
+                });
+            }
+        }
+    }
+    for s in &mut out {
+        if !s.samples.is_sorted_by_key(|(ts, _)| *ts) {
+            s.samples.sort_by_key(|(ts, _)| *ts);
+        }
+    }
+    out
 }
 
 fn series_index(

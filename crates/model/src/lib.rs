@@ -58,6 +58,62 @@ pub struct LogEntry {
     pub structured_metadata: Vec<(String, String)>,
 }
 
+/// What a sample read turns each kept log entry into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogSampleValue {
+    /// 1 per entry (`count_over_time`, `rate`).
+    One,
+    /// The line's length in bytes (`bytes_over_time`, `bytes_rate`).
+    LineBytes,
+}
+
+/// Samples of the entries of one stream that carry the same structured metadata: what a
+/// metric query over a bare selector (and line filters) needs, without the lines themselves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogSamples {
+    pub labels: Labels,
+    pub structured_metadata: Vec<(String, String)>,
+    /// (timestamp ns, value), sorted by time.
+    pub samples: Vec<(i64, f64)>,
+}
+
+impl LogSampleValue {
+    /// The sample value of an entry with this line.
+    pub fn of(self, line: &str) -> f64 {
+        match self {
+            LogSampleValue::One => 1.0,
+            LogSampleValue::LineBytes => line.len() as f64,
+        }
+    }
+}
+
+impl LogSamples {
+    /// Samples of one stream's entries (sorted by time), one group per set of structured
+    /// metadata, in order of first appearance.
+    pub fn from_entries(
+        labels: &Labels,
+        entries: Vec<LogEntry>,
+        value: LogSampleValue,
+    ) -> Vec<Self> {
+        let mut groups: Vec<LogSamples> = Vec::new();
+        for entry in entries {
+            let sample = (entry.timestamp_ns, value.of(&entry.line));
+            match groups
+                .iter_mut()
+                .find(|g| g.structured_metadata == entry.structured_metadata)
+            {
+                Some(group) => group.samples.push(sample),
+                None => groups.push(LogSamples {
+                    labels: labels.clone(),
+                    structured_metadata: entry.structured_metadata,
+                    samples: vec![sample],
+                }),
+            }
+        }
+        groups
+    }
+}
+
 /// A predicate over log lines that storage applies while decoding.
 pub type LineFilterFn = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
