@@ -198,10 +198,12 @@ pub fn eval_log_query(
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut builder = LabelsBuilder::default();
     let mut scratch = String::new();
-    // When the engine filters (parsers, label filters), storage cannot stop at the limit: read
-    // time slices from the wanted end, growing, until `limit` lines passed; older (newer)
-    // slices cannot make the cut then.
-    let mut slice_ns = if pipeline.is_empty() {
+    // Read time slices from the wanted end, growing, until `limit` lines passed; older (newer)
+    // slices cannot make the cut then. When the engine filters (parsers, label filters),
+    // storage cannot stop at the limit itself. A bare selector is sliced too: every entry
+    // counts, so the first slice mostly suffices and spares decoding whole blocks. Storage
+    // line filters alone are not: their matches may be rare, and storage stops at the limit.
+    let mut slice_ns = if pipeline.is_empty() && filter.line_filter.is_some() {
         end_ns - start_ns
     } else {
         ((end_ns - start_ns) / 16).max(MIN_SLICE_NS)
@@ -282,7 +284,7 @@ fn order_candidates(candidates: &mut Vec<Candidate>, forward: bool) {
     candidates.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.2 == b.2);
 }
 
-/// The first slice of a log query that the engine filters.
+/// The shortest first slice of a log query.
 const MIN_SLICE_NS: i64 = 15 * 60 * 1_000_000_000;
 
 /// Runs one stream's entries in `[lo, hi)` through the pipeline from the wanted end, adding at
