@@ -14,9 +14,9 @@
 #   4. Each query of QUERIES below over the whole 6 h (log queries: limit 1000, backward; metric
 #      queries: step 60 s) is run LQ_RUNS times after one warm-up; the p50 and min of curl's
 #      time_total are reported, with the number of result streams/series and entries.
-#   5. Scan throughput: raw line bytes of the corpus / p50 of the no-match regex (a regex gets no
-#      help from the trigram index, so every line is decompressed and searched; the no-match
-#      substring query above it shows what the index skips).
+#   5. Scan throughput: raw line bytes of the corpus / p50 of the no-match regex without literal
+#      prefixes (`\w+ ...` gets no help from the trigram index, so every line is decompressed and
+#      searched; the no-match substring and literal-prefix regex above show what the index skips).
 #
 # Environment: LQ_RUNS [7]  LQ_BUILD [1]  LOG_CORPUS_DIR [/tmp/logcorpus]  LQ_WORK_DIR [mktemp]
 #   LQ_VIGIL_ARGS []  extra `vigil serve` flags
@@ -85,7 +85,8 @@ QUERIES=(
     'metric@@`topk(5, sum by (app) (bytes_over_time({env="prod"}[5m])))`@@topk(5, sum by (app) (bytes_over_time({env="prod"}[5m])))'
     'log@@needle: a token in a handful of lines@@{namespace=~".+"} |= "blk_-1046472716157313227"'
     'log@@no-match substring over everything@@{namespace=~".+"} |= "zqxjv-no-such-text"'
-    'log@@no-match regex over everything (full decode and scan, no index)@@{namespace=~".+"} |~ "zqxjv-no-such-text"'
+    'log@@no-match regex with literal prefixes (index)@@{namespace=~".+"} |~ "zqxjv-(no|such)-text"'
+    'log@@no-match regex over everything (full decode and scan, no index)@@{namespace=~".+"} |~ `\w+ zqxjv-no-such-text`'
 )
 
 OUT=$WORK/results.md

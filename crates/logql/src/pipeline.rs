@@ -315,8 +315,10 @@ pub fn split_prefilter(
     ))
 }
 
-/// What the leading line filters imply every passing line contains: one clause per `|=` stage,
-/// listing its alternatives (a stage with an `ip(...)` alternative implies nothing).
+/// What the leading line filters imply every passing line contains: one clause per `|=` or `|~`
+/// stage, listing its alternatives (for a regex, the literals its matches start with); a stage
+/// with an alternative that implies nothing (`ip(...)`, a regex without such literals) gives
+/// no clause.
 pub fn required_substrings(stages: &[Stage]) -> Vec<Vec<String>> {
     stages
         .iter()
@@ -324,15 +326,38 @@ pub fn required_substrings(stages: &[Stage]) -> Vec<Vec<String>> {
             Stage::LineFilter(f) => Some(f),
             _ => None,
         })
-        .filter(|f| f.op == LineFilterOp::Contains)
         .filter_map(|f| {
-            f.values
+            let alternatives = f
+                .values
                 .iter()
-                .map(|v| match v {
-                    LineFilterValue::Text(t) => Some(t.clone()),
-                    LineFilterValue::Ip(_) => None,
+                .map(|v| match (f.op, v) {
+                    (LineFilterOp::Contains, LineFilterValue::Text(t)) => Some(vec![t.clone()]),
+                    (LineFilterOp::Regex, LineFilterValue::Text(t)) => regex_prefixes(t),
+                    _ => None,
                 })
-                .collect::<Option<Vec<String>>>()
+                .collect::<Option<Vec<Vec<String>>>>()?;
+            Some(alternatives.concat())
+        })
+        .collect()
+}
+
+/// Literals of which every match of `pattern` starts with one (so a matching line contains
+/// one), when there are a few and none is empty; `None` when the regex gives no such set.
+fn regex_prefixes(pattern: &str) -> Option<Vec<String>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    /// More alternatives than this test the index for little.
+    const MAX_LITERALS: usize = 64;
+    let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    let literals = seq.literals()?;
+    if literals.is_empty() || literals.len() > MAX_LITERALS {
+        return None;
+    }
+    literals
+        .iter()
+        .map(|l| match std::str::from_utf8(l.as_bytes()) {
+            Ok(text) if !text.is_empty() => Some(text.to_string()),
+            _ => None,
         })
         .collect()
 }
@@ -557,5 +582,65 @@ mod tests {
         })
         .unwrap();
         assert!(f.matches("a TIMEOUT b"));
+    }
+
+    fn clauses(query: &str) -> Vec<Vec<String>> {
+        match crate::parser::parse(query).unwrap() {
+            crate::ast::Expr::Log(log) => required_substrings(&log.pipeline),
+            other => panic!("not a log query: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn required_substrings_of_substring_and_regex_filters() {
+        assert_eq!(
+            clauses(r#"{a="b"} |= "x" or "yz" |~ "Invalid user (admin|root)" != "q""#),
+            vec![
+                vec!["x".to_string(), "yz".to_string()],
+                vec![
+                    "Invalid user admin".to_string(),
+                    "Invalid user root".to_string()
+                ],
+            ]
+        );
+        // Alternatives of an `or` join; case folding gives each spelling.
+        assert_eq!(
+            clauses(r#"{a="b"} |~ "err" or "(?i)ab""#),
+            vec![vec![
+                "err".to_string(),
+                "AB".to_string(),
+                "Ab".to_string(),
+                "aB".to_string(),
+                "ab".to_string()
+            ]]
+        );
+        // Every match of these starts with a literal only partly or not at all.
+        assert_eq!(
+            clauses(r#"{a="b"} |~ "fail.*x""#),
+            vec![vec!["fail".to_string()]]
+        );
+        for none in [
+            r#"{a="b"} |~ ".*x""#,
+            r#"{a="b"} |~ "x|""#,
+            r#"{a="b"} |~ "[a-z]+ing""#,
+            r#"{a="b"} |~ "x" or `\w`"#,
+            r#"{a="b"} !~ "x""#,
+            r#"{a="b"} |= ip("1.2.3.4")"#,
+        ] {
+            assert_eq!(clauses(none), Vec::<Vec<String>>::new(), "{none}");
+        }
+        // The regex itself agrees: every line it matches contains an alternative.
+        let pattern = "Invalid user (admin|root)";
+        let re = regex::Regex::new(pattern).unwrap();
+        let prefixes = regex_prefixes(pattern).unwrap();
+        for line in [
+            "x Invalid user admin y",
+            "Invalid user root",
+            "Invalid user bob",
+        ] {
+            if re.is_match(line) {
+                assert!(prefixes.iter().any(|p| line.contains(p.as_str())), "{line}");
+            }
+        }
     }
 }
