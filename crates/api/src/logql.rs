@@ -15,7 +15,9 @@ use axum::response::{IntoResponse, Response};
 use vigil_db::Db;
 use vigil_logql::ast::Expr;
 use vigil_logql::{LogSource, MetricValue, ResultEntry, SourceStream, Steps, StreamResult};
-use vigil_model::{Labels, LogReadFilter, LogSampleValue, LogSamples, Matcher, TenantId};
+use vigil_model::{
+    Labels, LogReadFilter, LogSampleValue, LogWindowSums, LogWindows, Matcher, TenantId,
+};
 use vigil_promql::format::go_float;
 
 use crate::error::{db_error, ErrorKind, PlainError};
@@ -78,22 +80,22 @@ impl LogSource for DbSource {
             .collect())
     }
 
-    fn select_samples(
+    fn select_window_sums(
         &self,
         selector: &[Matcher],
-        start_ns: i64,
-        end_ns: i64,
+        range: (i64, i64),
         filter: &LogReadFilter,
         value: LogSampleValue,
-    ) -> Result<Vec<LogSamples>, String> {
+        windows: LogWindows,
+    ) -> Result<Vec<LogWindowSums>, String> {
         self.runtime
-            .block_on(self.db.select_log_samples(
+            .block_on(self.db.select_log_window_sums(
                 &self.tenant,
                 selector,
-                start_ns,
-                end_ns,
+                range,
                 filter.clone(),
                 value,
+                windows,
             ))
             .map_err(|e| e.to_string())
     }

@@ -53,7 +53,9 @@ use roaring::RoaringBitmap;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use vigil_index::Postings;
-use vigil_model::{Labels, LogEntry, LogReadFilter, LogSampleValue};
+use vigil_model::{
+    Labels, LogEntry, LogReadFilter, LogSampleValue, LogWindows, WindowSums, WindowSumsBuilder,
+};
 
 use crate::linegrams::{self, LineGrams, LineGramsWriter};
 
@@ -638,21 +640,22 @@ fn append(out: &mut BTreeMap<u32, Vec<LogEntry>>, id: u32, entries: Vec<LogEntry
     }
 }
 
-/// Samples of the streams in `ids` in [min_ns, max_ns] whose line `filter` keeps, one per
-/// entry with the value `value` asks for, grouped by stream id and structured metadata (as
-/// stored: a JSON object, `None` without) and sorted by time within each group. The line
-/// column is decoded only when the filter or the value needs it.
-pub fn read_log_samples(
+/// Window sums of the streams in `ids` over the entries in [min_ns, max_ns] whose line `filter`
+/// keeps, each adding the value `value` asks for, grouped by stream id and structured metadata
+/// (in file order). The line column is decoded only when the filter or the value needs it.
+pub fn read_log_window_sums(
     entries_file: Bytes,
     ids: &RoaringBitmap,
-    min_ns: i64,
-    max_ns: i64,
+    (min_ns, max_ns): (i64, i64),
     filter: &LogReadFilter,
     value: LogSampleValue,
-) -> Result<Vec<StreamSamples>, BlockError> {
+    windows: LogWindows,
+) -> Result<Vec<StreamWindowSums>, BlockError> {
     let lines_needed = value == LogSampleValue::LineBytes || filter.line_filter.is_some();
     let mut groups: HashMap<(u32, Option<String>), usize> = HashMap::new();
-    let mut out: Vec<StreamSamples> = Vec::new();
+    // (stream id, structured metadata, sums)
+    type Group = (u32, Vec<(String, String)>, WindowSumsBuilder);
+    let mut out: Vec<Group> = Vec::new();
     // Rows come in runs of one stream, mostly without metadata: remember the last group.
     let mut last: Option<(u32, usize)> = None;
     visit_rows(
@@ -663,7 +666,6 @@ pub fn read_log_samples(
         filter,
         lines_needed,
         |id, timestamp_ns, line, meta| {
-            let v = value.of(line);
             let idx = match (meta, last) {
                 (None, Some((cur, idx))) if cur == id => idx,
                 _ => {
@@ -675,11 +677,7 @@ pub fn read_log_samples(
                                 None => Vec::new(),
                                 Some(json) => serde_json::from_str::<Pairs>(json)?.0,
                             };
-                            out.push(StreamSamples {
-                                stream_id: id,
-                                structured_metadata,
-                                samples: Vec::new(),
-                            });
+                            out.push((id, structured_metadata, WindowSumsBuilder::new(windows)));
                             groups.insert(key, out.len() - 1);
                             out.len() - 1
                         }
@@ -690,24 +688,26 @@ pub fn read_log_samples(
                     idx
                 }
             };
-            out[idx].samples.push((timestamp_ns, v));
+            out[idx].2.add(timestamp_ns, value.of(line));
             Ok(())
         },
     )?;
-    for group in &mut out {
-        if !group.samples.is_sorted_by_key(|s| s.0) {
-            group.samples.sort_by_key(|s| s.0);
-        }
-    }
-    Ok(out)
+    Ok(out
+        .into_iter()
+        .map(|(stream_id, structured_metadata, sums)| StreamWindowSums {
+            stream_id,
+            structured_metadata,
+            sums: sums.finish(),
+        })
+        .collect())
 }
 
-/// Samples of one stream of a block with the same structured metadata.
+/// Window sums of one stream of a block over the entries with the same structured metadata.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StreamSamples {
+pub struct StreamWindowSums {
     pub stream_id: u32,
     pub structured_metadata: Vec<(String, String)>,
-    pub samples: Vec<(i64, f64)>,
+    pub sums: WindowSums,
 }
 
 /// Calls `visit(stream id, timestamp, line, structured metadata JSON)` for every row of the
@@ -1483,7 +1483,7 @@ mod tests {
     use super::*;
     use crate::BlockIndex;
     use parquet::file::reader::{FileReader, SerializedFileReader};
-    use vigil_model::{Label, LogSamples, MatchOp, Matcher};
+    use vigil_model::{Label, LogWindowSums, MatchOp, Matcher};
 
     fn labels(app: &str, pod: &str) -> Labels {
         Labels::from_unsorted(vec![Label::new("app", app), Label::new("pod", pod)])
@@ -1761,7 +1761,7 @@ mod tests {
     }
 
     #[test]
-    fn samples_agree_with_entries() {
+    fn window_sums_agree_with_entries() {
         let (_, mut entries) = striped_block(&small(LineCompression::Template));
         // Give a few entries of stream 3 structured metadata: they form their own group.
         for e in entries[3].iter_mut().skip(6).step_by(26) {
@@ -1781,17 +1781,24 @@ mod tests {
             line_filter: Some(std::sync::Arc::new(|l: &str| l.contains("took 3"))),
             ..Default::default()
         };
+        // Windows of 30 µs every 7 µs, reaching past the read range on both sides.
+        let windows = LogWindows {
+            first_end_ns: 10_000,
+            step_ns: 7_000,
+            steps: 40,
+            range_ns: 30_000,
+        };
         for value in [LogSampleValue::One, LogSampleValue::LineBytes] {
-            let got = read_log_samples(
+            let got = read_log_window_sums(
                 file(&block, ENTRIES_FILE),
                 &ids,
-                20_000,
-                250_000,
+                (20_000, 250_000),
                 &filter,
                 value,
+                windows,
             )
             .unwrap();
-            let mut want: Vec<StreamSamples> = Vec::new();
+            let mut want: Vec<StreamWindowSums> = Vec::new();
             for id in [3u32, 4] {
                 let kept: Vec<LogEntry> = entries[id as usize]
                     .iter()
@@ -1799,16 +1806,17 @@ mod tests {
                     .filter(|e| e.line.contains("took 3"))
                     .cloned()
                     .collect();
-                for g in LogSamples::from_entries(&streams[id as usize], kept, value) {
-                    want.push(StreamSamples {
+                for g in LogWindowSums::from_entries(&streams[id as usize], kept, value, windows) {
+                    want.push(StreamWindowSums {
                         stream_id: id,
                         structured_metadata: g.structured_metadata,
-                        samples: g.samples,
+                        sums: g.sums,
                     });
                 }
             }
             assert!(want.iter().any(|g| !g.structured_metadata.is_empty()));
             assert_eq!(got, want, "{value:?}");
+            assert!(got.iter().any(|g| g.sums.counts.iter().any(|&c| c > 1)));
         }
     }
 

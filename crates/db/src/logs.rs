@@ -13,7 +13,10 @@ use roaring::RoaringBitmap;
 use vigil_block::logs::{ENTRIES_FILE, STREAMS_FILE};
 use vigil_head::logs::{sort_and_dedupe, LogAppendError, LogHead, MemStream};
 use vigil_log_ingest::{LogBatch, Rejection};
-use vigil_model::{Labels, LogEntry, LogReadFilter, LogSampleValue, LogSamples, Matcher, TenantId};
+use vigil_model::{
+    Labels, LogEntry, LogReadFilter, LogSampleValue, LogWindowSums, LogWindows, Matcher, TenantId,
+    WindowSums,
+};
 use vigil_wal::record;
 
 use crate::catalog::{BlockEntry, BlockLocation};
@@ -495,19 +498,20 @@ impl Db {
         Ok(bytes)
     }
 
-    /// Samples of the streams matching `matchers` in `[start_ns, end_ns]`: one per entry whose
-    /// line `filter` keeps, valued as `value` asks, grouped by stream and structured metadata
-    /// and sorted by time. No line is copied out. As with `skip_lines`, an entry repeated in
-    /// two sources (the head and a block around a cut) counts once per source.
-    pub async fn select_log_samples(
+    /// Window sums of the streams matching `matchers` over their entries in
+    /// `[start_ns, end_ns]` whose line `filter` keeps, each adding the value `value` asks for,
+    /// grouped by stream and structured metadata. No line is copied out and no entry kept. As
+    /// with `skip_lines`, an entry repeated in two sources (the head and a block around a cut)
+    /// counts once per source.
+    pub async fn select_log_window_sums(
         &self,
         tenant: &TenantId,
         matchers: &[Matcher],
-        start_ns: i64,
-        end_ns: i64,
+        (start_ns, end_ns): (i64, i64),
         filter: LogReadFilter,
         value: LogSampleValue,
-    ) -> Result<Vec<LogSamples>, DbError> {
+        windows: LogWindows,
+    ) -> Result<Vec<LogWindowSums>, DbError> {
         // The head is read before the blocks are listed (see `select_log_entries_where`).
         let head_streams = self
             .existing_log_head(tenant)
@@ -521,15 +525,13 @@ impl Db {
         let head_task = tokio::task::spawn_blocking(move || {
             head_streams
                 .iter()
-                .map(|s| {
-                    (
-                        s.labels.clone(),
-                        s.entries_where(start_ns, end_ns, &head_filter),
-                    )
+                .flat_map(|s| {
+                    let entries = s.entries_where(start_ns, end_ns, &head_filter);
+                    LogWindowSums::from_entries(&s.labels, entries, value, windows)
                 })
                 .collect::<Vec<_>>()
         });
-        let decoded = head_task.await.map_err(|e| DbError::Task(e.to_string()))?;
+        let from_head = head_task.await.map_err(|e| DbError::Task(e.to_string()))?;
         let blocks: Vec<(Arc<BlockEntry>, RoaringBitmap)> = self
             .log_blocks(tenant, start_ns, end_ns)
             .into_iter()
@@ -544,8 +546,13 @@ impl Db {
                 let bytes = self.log_entries_file(block).await?;
                 let ids = ids.clone();
                 let groups = tokio::task::spawn_blocking(move || {
-                    vigil_block::logs::read_log_samples(
-                        bytes, &ids, start_ns, end_ns, &filter, value,
+                    vigil_block::logs::read_log_window_sums(
+                        bytes,
+                        &ids,
+                        (start_ns, end_ns),
+                        &filter,
+                        value,
+                        windows,
                     )
                 })
                 .await
@@ -555,36 +562,29 @@ impl Db {
         });
         let from_blocks = futures::future::try_join_all(reads).await?;
 
-        let mut merged: HashMap<SampleGroup, Vec<(i64, f64)>> = HashMap::new();
-        let mut add = |key: SampleGroup, samples: Vec<(i64, f64)>| match merged.entry(key) {
+        let mut merged: HashMap<SampleGroup, WindowSums> = HashMap::new();
+        let mut add = |key: SampleGroup, sums: WindowSums| match merged.entry(key) {
             HashEntry::Vacant(slot) => {
-                slot.insert(samples);
+                slot.insert(sums);
             }
-            HashEntry::Occupied(mut slot) => slot.get_mut().extend(samples),
+            HashEntry::Occupied(mut slot) => slot.get_mut().add(&sums),
         };
-        for (labels, entries) in decoded {
-            for group in LogSamples::from_entries(&labels, entries, value) {
-                add((group.labels, group.structured_metadata), group.samples);
-            }
+        for group in from_head {
+            add((group.labels, group.structured_metadata), group.sums);
         }
         for (block, groups) in from_blocks {
             for group in groups {
                 if let Some(labels) = block.index.labels.get(group.stream_id as usize) {
-                    add((labels.clone(), group.structured_metadata), group.samples);
+                    add((labels.clone(), group.structured_metadata), group.sums);
                 }
             }
         }
-        let mut out: Vec<LogSamples> = merged
+        let mut out: Vec<LogWindowSums> = merged
             .into_iter()
-            .map(|((labels, structured_metadata), mut samples)| {
-                if !samples.is_sorted_by_key(|s| s.0) {
-                    samples.sort_by_key(|s| s.0);
-                }
-                LogSamples {
-                    labels,
-                    structured_metadata,
-                    samples,
-                }
+            .map(|((labels, structured_metadata), sums)| LogWindowSums {
+                labels,
+                structured_metadata,
+                sums,
             })
             .collect();
         out.sort_by(|a, b| {
@@ -594,7 +594,7 @@ impl Db {
     }
 }
 
-/// A stream's labels and a set of structured metadata: what samples are grouped by.
+/// A stream's labels and a set of structured metadata: what window sums are grouped by.
 type SampleGroup = (Labels, Vec<(String, String)>);
 
 /// Blocks read at once when a limit lets later ones be skipped (2 cores: two decoders).

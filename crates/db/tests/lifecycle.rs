@@ -125,11 +125,11 @@ fn log_batch(streams: &[(Labels, Vec<vigil_model::LogEntry>)]) -> vigil_log_inge
     }
 }
 
-/// Samples (what metric queries over bare selectors read) agree with the entries they stand
-/// for, over blocks and the head together, with structured metadata kept apart.
+/// Window sums (what metric queries over bare selectors read) agree with the entries they
+/// stand for, over blocks and the head together, with structured metadata kept apart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn log_samples_agree_with_entries_over_head_and_blocks() {
-    use vigil_model::{LogEntry, LogReadFilter, LogSampleValue, LogSamples};
+async fn log_window_sums_agree_with_entries_over_head_and_blocks() {
+    use vigil_model::{LogEntry, LogReadFilter, LogSampleValue, LogWindowSums, LogWindows};
     let dir = tempfile::tempdir().unwrap();
     let tenant = TenantId::default_tenant();
     let base = (vigil_db::now_ms() - 30 * 60_000) * 1_000_000;
@@ -169,31 +169,38 @@ async fn log_samples_agree_with_entries_over_head_and_blocks() {
         ..Default::default()
     };
     let (start, end) = (base + 10_000_000_000, base + 400_000_000_000);
+    // One-minute windows every 20 s over the whole range.
+    let windows = LogWindows {
+        first_end_ns: start + 20_000_000_000,
+        step_ns: 20_000_000_000,
+        steps: 20,
+        range_ns: 60_000_000_000,
+    };
     for value in [LogSampleValue::One, LogSampleValue::LineBytes] {
         let got = db
-            .select_log_samples(
+            .select_log_window_sums(
                 &tenant,
                 &[matcher.clone()],
-                start,
-                end,
+                (start, end),
                 filter.clone(),
                 value,
+                windows,
             )
             .await
             .unwrap();
-        let mut want: Vec<LogSamples> = db
+        let mut want: Vec<LogWindowSums> = db
             .select_log_entries_where(&tenant, &[matcher.clone()], start, end, filter.clone())
             .await
             .unwrap()
             .into_iter()
-            .flat_map(|s| LogSamples::from_entries(&s.labels, s.entries, value))
+            .flat_map(|s| LogWindowSums::from_entries(&s.labels, s.entries, value, windows))
             .collect();
         want.sort_by(|a, b| {
             (&a.labels, &a.structured_metadata).cmp(&(&b.labels, &b.structured_metadata))
         });
         assert_eq!(got, want, "{value:?}");
         assert!(got.len() > 2, "metadata groups expected: {got:?}");
-        let total: usize = got.iter().map(|g| g.samples.len()).sum();
+        let total: u64 = got.iter().flat_map(|g| &g.sums.counts).sum();
         assert!(total > 40, "{total}");
     }
 }

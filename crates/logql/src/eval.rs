@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use vigil_model::{
-    Label, Labels, LineFilterFn, LogEntry, LogReadFilter, LogSampleValue, LogSamples, MatchOp,
-    Matcher,
+    Label, Labels, LineFilterFn, LogEntry, LogReadFilter, LogSampleValue, LogWindowSums,
+    LogWindows, MatchOp, Matcher, WindowSums,
 };
 
 use crate::ast::{
@@ -36,18 +36,18 @@ pub trait LogSource {
         filter: &LogReadFilter,
     ) -> Result<Vec<SourceStream>, String>;
 
-    /// Samples of every stream matching `selector` in `[start_ns, end_ns]`: one per entry whose
-    /// line `filter` keeps, valued as `value` asks, grouped by stream and structured metadata,
-    /// sorted by time. For metric queries whose pipeline is only line filters, so that storage
-    /// need not hand out lines.
-    fn select_samples(
+    /// Window sums of every stream matching `selector` over its entries in
+    /// `[start_ns, end_ns]` whose line `filter` keeps, each adding the value `value` asks for,
+    /// grouped by stream and structured metadata. For metric queries summing over a pipeline
+    /// of line filters only, so that storage need not hand out lines.
+    fn select_window_sums(
         &self,
         selector: &[Matcher],
-        start_ns: i64,
-        end_ns: i64,
+        (start_ns, end_ns): (i64, i64),
         filter: &LogReadFilter,
         value: LogSampleValue,
-    ) -> Result<Vec<LogSamples>, String> {
+        windows: LogWindows,
+    ) -> Result<Vec<LogWindowSums>, String> {
         let filter = LogReadFilter {
             skip_lines: value == LogSampleValue::One,
             ..filter.clone()
@@ -55,7 +55,7 @@ pub trait LogSource {
         let streams = self.select(selector, start_ns, end_ns, &filter)?;
         Ok(streams
             .into_iter()
-            .flat_map(|s| LogSamples::from_entries(&s.labels, s.entries, value))
+            .flat_map(|s| LogWindowSums::from_entries(&s.labels, s.entries, value, windows))
             .collect())
     }
 }
@@ -611,39 +611,70 @@ impl Evaluator<'_> {
             }
             _ => None,
         };
-        let series = match sample_value {
-            // Nothing left for the engine to do per line: storage counts or measures them.
-            Some(value) if unwrap.is_none() && pipeline.is_empty() => {
-                let groups = self
-                    .source
-                    .select_samples(&log.selector, first, last, &filter, value)
-                    .map_err(EvalError::Storage)?;
-                self.limits.check_deadline()?;
-                group_samples(groups, grouping)
-            }
-            _ => {
-                let streams = self
-                    .source
-                    .select(&log.selector, first, last, &filter)
-                    .map_err(EvalError::Storage)?;
-                extract_samples(
-                    streams,
-                    &pipeline,
-                    unwrap,
-                    &post_filters,
-                    op,
-                    grouping,
-                    &self.limits,
-                )?
-            }
-        };
-        if op == RangeOp::AbsentOverTime {
-            return Ok(MetricValue::Vector(self.absent(
-                &series,
-                &log.selector,
+        if let (Some(value), None, true) = (sample_value, unwrap, pipeline.is_empty()) {
+            // Nothing left for the engine to do per line: storage sums the windows.
+            let windows = LogWindows {
+                first_end_ns: self.steps.start_ns - offset_ns,
+                step_ns: self.steps.step_ns,
+                steps: n,
                 range_ns,
-                offset_ns,
-            )));
+            };
+            let groups = self
+                .source
+                .select_window_sums(&log.selector, (first, last), &filter, value, windows)
+                .map_err(EvalError::Storage)?;
+            self.limits.check_deadline()?;
+            let series = group_window_sums(groups, grouping, n);
+            if op == RangeOp::AbsentOverTime {
+                let present: Vec<bool> = (0..n)
+                    .map(|i| series.iter().any(|(_, s)| s.counts[i] > 0))
+                    .collect();
+                return Ok(MetricValue::Vector(self.absent(&present, &log.selector)));
+            }
+            let range_s = range_ns as f64 / 1e9;
+            return Ok(MetricValue::Vector(
+                series
+                    .into_iter()
+                    .map(|(labels, sums)| {
+                        let values = (0..n)
+                            .map(|i| {
+                                (sums.counts[i] > 0).then(|| match op {
+                                    RangeOp::CountOverTime => sums.counts[i] as f64,
+                                    RangeOp::Rate => sums.counts[i] as f64 / range_s,
+                                    RangeOp::BytesRate => sums.sums[i] as f64 / range_s,
+                                    _ => sums.sums[i] as f64,
+                                })
+                            })
+                            .collect();
+                        StepSeries { labels, values }
+                    })
+                    .collect(),
+            ));
+        }
+        let streams = self
+            .source
+            .select(&log.selector, first, last, &filter)
+            .map_err(EvalError::Storage)?;
+        let series = extract_samples(
+            streams,
+            &pipeline,
+            unwrap,
+            &post_filters,
+            op,
+            grouping,
+            &self.limits,
+        )?;
+        if op == RangeOp::AbsentOverTime {
+            let present: Vec<bool> = (0..n)
+                .map(|i| {
+                    let t = self.steps.at(i) - offset_ns;
+                    series.iter().any(|s| {
+                        let idx = s.samples.partition_point(|(ts, _)| *ts <= t - range_ns);
+                        s.samples.get(idx).is_some_and(|(ts, _)| *ts <= t)
+                    })
+                })
+                .collect();
+            return Ok(MetricValue::Vector(self.absent(&present, &log.selector)));
         }
         let mut out = Vec::with_capacity(series.len());
         for s in series {
@@ -676,27 +707,13 @@ impl Evaluator<'_> {
         Ok(MetricValue::Vector(out))
     }
 
-    fn absent(
-        &self,
-        series: &[SampleSeries],
-        selector: &[Matcher],
-        range_ns: i64,
-        offset_ns: i64,
-    ) -> Vec<StepSeries> {
-        let n = self.steps.len();
-        let mut values = vec![None; n];
-        let mut any = false;
-        for (i, slot) in values.iter_mut().enumerate() {
-            let t = self.steps.at(i) - offset_ns;
-            let present = series.iter().any(|s| {
-                let idx = s.samples.partition_point(|(ts, _)| *ts <= t - range_ns);
-                s.samples.get(idx).is_some_and(|(ts, _)| *ts <= t)
-            });
-            if !present {
-                *slot = Some(1.0);
-                any = true;
-            }
-        }
+    /// `absent_over_time`: 1 at the steps where no window held an entry.
+    fn absent(&self, present: &[bool], selector: &[Matcher]) -> Vec<StepSeries> {
+        let values: Vec<Option<f64>> = present
+            .iter()
+            .map(|&p| if p { None } else { Some(1.0) })
+            .collect();
+        let any = values.iter().any(Option::is_some);
         if !any {
             return Vec::new();
         }
@@ -821,12 +838,16 @@ fn extract_samples(
     Ok(out)
 }
 
-/// Series of samples read from storage: each group's labels are its stream's with its
+/// Window sums read from storage as series: each group's labels are its stream's with its
 /// structured metadata added (what an empty pipeline leaves), grouped by the range
-/// aggregation's `by`/`without`.
-fn group_samples(groups: Vec<LogSamples>, grouping: Option<&Grouping>) -> Vec<SampleSeries> {
+/// aggregation's `by`/`without`; in order of first appearance.
+fn group_window_sums(
+    groups: Vec<LogWindowSums>,
+    grouping: Option<&Grouping>,
+    steps: usize,
+) -> Vec<(Labels, WindowSums)> {
     let mut index: FxHashMap<Labels, usize> = FxHashMap::default();
-    let mut out: Vec<SampleSeries> = Vec::new();
+    let mut out: Vec<(Labels, WindowSums)> = Vec::new();
     let mut builder = LabelsBuilder::default();
     for group in groups {
         let labels = if group.structured_metadata.is_empty() && grouping.is_none() {
@@ -841,20 +862,13 @@ fn group_samples(groups: Vec<LogSamples>, grouping: Option<&Grouping>) -> Vec<Sa
                 None => builder.labels(),
             }
         };
+        debug_assert_eq!(group.sums.counts.len(), steps);
         match index.get(&labels) {
-            Some(&i) => out[i].samples.extend(group.samples),
+            Some(&i) => out[i].1.add(&group.sums),
             None => {
                 index.insert(labels.clone(), out.len());
-                out.push(SampleSeries {
-                    labels,
-                    samples: group.samples,
-                });
+                out.push((labels, group.sums));
             }
-        }
-    }
-    for s in &mut out {
-        if !s.samples.is_sorted_by_key(|(ts, _)| *ts) {
-            s.samples.sort_by_key(|(ts, _)| *ts);
         }
     }
     out

@@ -58,7 +58,7 @@ pub struct LogEntry {
     pub structured_metadata: Vec<(String, String)>,
 }
 
-/// What a sample read turns each kept log entry into.
+/// What a window-sum read adds up per kept log entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogSampleValue {
     /// 1 per entry (`count_over_time`, `rate`).
@@ -67,50 +67,144 @@ pub enum LogSampleValue {
     LineBytes,
 }
 
-/// Samples of the entries of one stream that carry the same structured metadata: what a
-/// metric query over a bare selector (and line filters) needs, without the lines themselves.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LogSamples {
-    pub labels: Labels,
-    pub structured_metadata: Vec<(String, String)>,
-    /// (timestamp ns, value), sorted by time.
-    pub samples: Vec<(i64, f64)>,
-}
-
 impl LogSampleValue {
-    /// The sample value of an entry with this line.
-    pub fn of(self, line: &str) -> f64 {
+    /// The value of an entry with this line.
+    pub fn of(self, line: &str) -> u64 {
         match self {
-            LogSampleValue::One => 1.0,
-            LogSampleValue::LineBytes => line.len() as f64,
+            LogSampleValue::One => 1,
+            LogSampleValue::LineBytes => line.len() as u64,
         }
     }
 }
 
-impl LogSamples {
-    /// Samples of one stream's entries (sorted by time), one group per set of structured
-    /// metadata, in order of first appearance.
+/// The windows of a range aggregation: for step `i < steps`, `(end_i - range_ns, end_i]` with
+/// `end_i = first_end_ns + i * step_ns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogWindows {
+    pub first_end_ns: i64,
+    pub step_ns: i64,
+    pub steps: usize,
+    pub range_ns: i64,
+}
+
+impl LogWindows {
+    /// The steps whose window holds time `ts`, as an inclusive range; `None` when none does.
+    pub fn steps_of(&self, ts: i64) -> Option<(usize, usize)> {
+        // end_i >= ts and end_i - range < ts, i.e. ts <= end_i <= ts + range - 1.
+        let step = i128::from(self.step_ns.max(1));
+        let lo = i128::from(ts) - i128::from(self.first_end_ns);
+        let hi = lo + i128::from(self.range_ns) - 1;
+        let first = (lo.div_euclid(step) + i128::from(lo.rem_euclid(step) != 0)).max(0);
+        let last = hi.div_euclid(step).min(self.steps as i128 - 1);
+        (first <= last).then_some((first as usize, last as usize))
+    }
+}
+
+/// Per window: how many entries fell in it and the sum of their values (integers both).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowSums {
+    pub counts: Vec<u64>,
+    pub sums: Vec<u64>,
+}
+
+impl WindowSums {
+    pub fn add(&mut self, other: &WindowSums) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        for (a, b) in self.sums.iter_mut().zip(&other.sums) {
+            *a += b;
+        }
+    }
+}
+
+/// Adds entries to the windows that hold them in O(1) each (difference arrays), however much
+/// the windows overlap.
+#[derive(Debug, Clone)]
+pub struct WindowSumsBuilder {
+    windows: LogWindows,
+    counts: Vec<i64>,
+    sums: Vec<i64>,
+}
+
+impl WindowSumsBuilder {
+    pub fn new(windows: LogWindows) -> Self {
+        Self {
+            windows,
+            counts: vec![0; windows.steps + 1],
+            sums: vec![0; windows.steps + 1],
+        }
+    }
+
+    pub fn add(&mut self, timestamp_ns: i64, value: u64) {
+        if let Some((first, last)) = self.windows.steps_of(timestamp_ns) {
+            self.counts[first] += 1;
+            self.counts[last + 1] -= 1;
+            self.sums[first] += value as i64;
+            self.sums[last + 1] -= value as i64;
+        }
+    }
+
+    pub fn finish(self) -> WindowSums {
+        let steps = self.windows.steps;
+        let running = |diffs: Vec<i64>| -> Vec<u64> {
+            let mut total = 0i64;
+            diffs[..steps]
+                .iter()
+                .map(|d| {
+                    total += d;
+                    total as u64
+                })
+                .collect()
+        };
+        WindowSums {
+            counts: running(self.counts),
+            sums: running(self.sums),
+        }
+    }
+}
+
+/// Window sums of the entries of one stream that carry the same structured metadata: what a
+/// metric query summing over a bare selector (and line filters) needs, without the lines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogWindowSums {
+    pub labels: Labels,
+    pub structured_metadata: Vec<(String, String)>,
+    pub sums: WindowSums,
+}
+
+impl LogWindowSums {
+    /// Window sums of one stream's entries, one group per set of structured metadata, in order
+    /// of first appearance.
     pub fn from_entries(
         labels: &Labels,
         entries: Vec<LogEntry>,
         value: LogSampleValue,
+        windows: LogWindows,
     ) -> Vec<Self> {
-        let mut groups: Vec<LogSamples> = Vec::new();
+        let mut groups: Vec<(Vec<(String, String)>, WindowSumsBuilder)> = Vec::new();
         for entry in entries {
-            let sample = (entry.timestamp_ns, value.of(&entry.line));
+            let v = value.of(&entry.line);
             match groups
                 .iter_mut()
-                .find(|g| g.structured_metadata == entry.structured_metadata)
+                .find(|(meta, _)| *meta == entry.structured_metadata)
             {
-                Some(group) => group.samples.push(sample),
-                None => groups.push(LogSamples {
-                    labels: labels.clone(),
-                    structured_metadata: entry.structured_metadata,
-                    samples: vec![sample],
-                }),
+                Some((_, sums)) => sums.add(entry.timestamp_ns, v),
+                None => {
+                    let mut sums = WindowSumsBuilder::new(windows);
+                    sums.add(entry.timestamp_ns, v);
+                    groups.push((entry.structured_metadata, sums));
+                }
             }
         }
         groups
+            .into_iter()
+            .map(|(structured_metadata, sums)| LogWindowSums {
+                labels: labels.clone(),
+                structured_metadata,
+                sums: sums.finish(),
+            })
+            .collect()
     }
 }
 
@@ -161,5 +255,44 @@ impl std::fmt::Debug for LogReadFilter {
             .field("required_substrings", &self.required_substrings)
             .field("limit", &self.limit)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_sums_match_a_direct_count() {
+        for (first_end_ns, step_ns, steps, range_ns) in [
+            (100, 10, 20, 30),
+            (100, 30, 7, 10),
+            (-55, 7, 40, 7),
+            (0, 1, 1, 1_000),
+        ] {
+            let windows = LogWindows {
+                first_end_ns,
+                step_ns,
+                steps,
+                range_ns,
+            };
+            let times: Vec<i64> = (-200..600).step_by(3).collect();
+            let mut builder = WindowSumsBuilder::new(windows);
+            for &t in &times {
+                builder.add(t, (t.rem_euclid(5) + 1) as u64);
+            }
+            let got = builder.finish();
+            for i in 0..steps {
+                let end = first_end_ns + i as i64 * step_ns;
+                let inside: Vec<i64> = times
+                    .iter()
+                    .copied()
+                    .filter(|&t| t > end - range_ns && t <= end)
+                    .collect();
+                assert_eq!(got.counts[i], inside.len() as u64, "{windows:?} step {i}");
+                let sum: i64 = inside.iter().map(|t| t.rem_euclid(5) + 1).sum();
+                assert_eq!(got.sums[i], sum as u64, "{windows:?} step {i}");
+            }
+        }
     }
 }
