@@ -727,7 +727,8 @@ fn visit_rows(
         return Ok(());
     }
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(entries_file, options)?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new_with_options(entries_file, options)?;
     let grams = match (&filter.required_substrings[..], builder.metadata()) {
         ([], _) => None,
         (_, metadata) => metadata
@@ -1817,6 +1818,36 @@ mod tests {
             assert!(want.iter().any(|g| !g.structured_metadata.is_empty()));
             assert_eq!(got, want, "{value:?}");
             assert!(got.iter().any(|g| g.sums.counts.iter().any(|&c| c > 1)));
+        }
+    }
+
+    #[test]
+    fn lines_read_in_place_match_the_input_for_any_selection() {
+        for options in [LogBlockOptions::default(), small(LineCompression::Template)] {
+            let (block, entries) = striped_block(&options);
+            let entries_file = file(&block, ENTRIES_FILE);
+            for (ids, lo, hi) in [
+                (vec![0u32, 9], 0, i64::MAX),
+                (vec![3], 17_000, 17_030),
+                (vec![1, 2, 5, 8], 120_000, 260_500),
+                (vec![4, 6], 299_000, 400_000),
+                ((0..10).collect(), 5_000, 250_000),
+            ] {
+                let bitmap: RoaringBitmap = ids.iter().copied().collect();
+                let got = read_log_entries(entries_file.clone(), &bitmap, lo, hi).unwrap();
+                for id in ids {
+                    let want: Vec<LogEntry> = entries[id as usize]
+                        .iter()
+                        .filter(|e| (lo..=hi).contains(&e.timestamp_ns))
+                        .cloned()
+                        .collect();
+                    assert_eq!(
+                        got.get(&id).cloned().unwrap_or_default(),
+                        want,
+                        "stream {id} in [{lo}, {hi}]"
+                    );
+                }
+            }
         }
     }
 

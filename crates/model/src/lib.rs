@@ -91,11 +91,25 @@ impl LogWindows {
     /// The steps whose window holds time `ts`, as an inclusive range; `None` when none does.
     pub fn steps_of(&self, ts: i64) -> Option<(usize, usize)> {
         // end_i >= ts and end_i - range < ts, i.e. ts <= end_i <= ts + range - 1.
-        let step = i128::from(self.step_ns.max(1));
-        let lo = i128::from(ts) - i128::from(self.first_end_ns);
-        let hi = lo + i128::from(self.range_ns) - 1;
-        let first = (lo.div_euclid(step) + i128::from(lo.rem_euclid(step) != 0)).max(0);
-        let last = hi.div_euclid(step).min(self.steps as i128 - 1);
+        let step = self.step_ns.max(1);
+        let lo = ts.checked_sub(self.first_end_ns);
+        let (first, last) = match (lo, lo.and_then(|l| l.checked_add(self.range_ns - 1))) {
+            // 64-bit division where nothing overflows: this runs once per entry.
+            (Some(lo), Some(hi)) => (
+                i128::from(lo.div_euclid(step) + i64::from(lo.rem_euclid(step) != 0)),
+                i128::from(hi.div_euclid(step)),
+            ),
+            _ => {
+                let step = i128::from(step);
+                let lo = i128::from(ts) - i128::from(self.first_end_ns);
+                let hi = lo + i128::from(self.range_ns) - 1;
+                (
+                    lo.div_euclid(step) + i128::from(lo.rem_euclid(step) != 0),
+                    hi.div_euclid(step),
+                )
+            }
+        };
+        let (first, last) = (first.max(0), last.min(self.steps as i128 - 1));
         (first <= last).then_some((first as usize, last as usize))
     }
 }
@@ -261,6 +275,26 @@ impl std::fmt::Debug for LogReadFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steps_of_far_times_do_not_overflow() {
+        let windows = LogWindows {
+            first_end_ns: i64::MAX - 10,
+            step_ns: 10,
+            steps: 3,
+            range_ns: 20,
+        };
+        assert_eq!(windows.steps_of(i64::MIN), None);
+        assert_eq!(windows.steps_of(i64::MAX - 15), Some((0, 1)));
+        assert_eq!(windows.steps_of(i64::MAX - 25), Some((0, 0)));
+        assert_eq!(windows.steps_of(i64::MAX - 30), None);
+        let windows = LogWindows {
+            first_end_ns: i64::MIN + 10,
+            ..windows
+        };
+        assert_eq!(windows.steps_of(i64::MAX), None);
+        assert_eq!(windows.steps_of(i64::MIN + 9), Some((0, 1)));
+    }
 
     #[test]
     fn window_sums_match_a_direct_count() {
