@@ -727,8 +727,7 @@ fn visit_rows(
         return Ok(());
     }
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new_with_options(entries_file, options)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(entries_file, options)?;
     let grams = match (&filter.required_substrings[..], builder.metadata()) {
         ([], _) => None,
         (_, metadata) => metadata

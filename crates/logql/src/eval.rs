@@ -146,8 +146,8 @@ pub struct StreamResult {
 pub struct ResultEntry {
     pub timestamp_ns: i64,
     pub line: String,
-    /// The labels of the stream the line was stored in.
-    pub stream: Labels,
+    /// The labels of the stream the line was stored in (shared by its lines).
+    pub stream: Arc<Labels>,
     /// The entry's structured metadata as stored.
     pub structured_metadata: Vec<(String, String)>,
 }
@@ -170,7 +170,7 @@ impl ResultEntry {
     }
 }
 
-type Candidate = (i64, usize, String, Labels, Vec<(String, String)>);
+type Candidate = (i64, usize, String, Arc<Labels>, Vec<(String, String)>);
 
 /// Runs a log query: entries in `[start_ns, end_ns)`, at most `limit` over all streams, the
 /// newest first (`forward == false`) or the oldest first.
@@ -307,7 +307,7 @@ fn collect_stream(
     let mut until_check = DEADLINE_CHECK_LINES;
     let mut expired = false;
     let stream_key = if pipeline.keeps_stream_labels() {
-        Some(intern(keys, key_labels, &stream.labels))
+        Some(intern(keys, key_labels, stream.labels.clone()))
     } else {
         None
     };
@@ -316,7 +316,7 @@ fn collect_stream(
     // labels, time and line after the pipeline).
     let mut run_ts = i64::MIN;
     let mut run_start = candidates.len();
-    let labels = stream.labels.clone();
+    let labels = Arc::new(stream.labels.clone());
     let mut visit = |entry: &mut LogEntry| -> bool {
         until_check -= 1;
         if until_check == 0 {
@@ -340,7 +340,7 @@ fn collect_stream(
         }
         let key = match stream_key {
             Some(k) if entry.structured_metadata.is_empty() => k,
-            _ => intern(keys, key_labels, &builder.labels()),
+            _ => intern(keys, key_labels, builder.labels()),
         };
         if entry.timestamp_ns != run_ts {
             run_ts = entry.timestamp_ns;
@@ -380,13 +380,13 @@ fn collect_stream(
     Ok(())
 }
 
-fn intern(keys: &mut FxHashMap<Labels, usize>, all: &mut Vec<Labels>, labels: &Labels) -> usize {
-    if let Some(&k) = keys.get(labels) {
+fn intern(keys: &mut FxHashMap<Labels, usize>, all: &mut Vec<Labels>, labels: Labels) -> usize {
+    if let Some(&k) = keys.get(&labels) {
         return k;
     }
     let k = all.len();
     keys.insert(labels.clone(), k);
-    all.push(labels.clone());
+    all.push(labels);
     k
 }
 
