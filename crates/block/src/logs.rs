@@ -154,6 +154,8 @@ pub fn encode_log_block_with<'a>(
 /// entries decoded: streams must come sorted by labels, each stream's entries sorted by time.
 pub struct LogBlockWriter {
     tenant: String,
+    /// The block's id; a new one when not given.
+    ulid: Option<String>,
     label_json: Vec<String>,
     postings: Postings,
     entries: EntriesWriter,
@@ -168,6 +170,7 @@ impl LogBlockWriter {
     pub fn with_options(tenant: &str, options: &LogBlockOptions) -> Result<Self, BlockError> {
         Ok(Self {
             tenant: tenant.to_string(),
+            ulid: None,
             label_json: Vec::new(),
             postings: Postings::new(),
             entries: EntriesWriter::new(options)?,
@@ -178,6 +181,12 @@ impl LogBlockWriter {
                 line_bytes: 0,
             },
         })
+    }
+
+    /// Gives the block this id (a ULID) instead of a new one.
+    pub fn with_ulid(mut self, ulid: String) -> Self {
+        self.ulid = Some(ulid);
+        self
     }
 
     /// Adds the next stream (its id is its position).
@@ -224,7 +233,9 @@ impl LogBlockWriter {
         let index_bytes = Bytes::from(self.postings.encode());
         let mut meta = BlockMeta {
             version: BLOCK_FORMAT_VERSION,
-            ulid: ulid::Ulid::generate().to_string(),
+            ulid: self
+                .ulid
+                .unwrap_or_else(|| ulid::Ulid::generate().to_string()),
             tenant: self.tenant,
             kind: LOGS_KIND.into(),
             min_time_ms: stats.min_time_ns.div_euclid(NS_PER_MS),

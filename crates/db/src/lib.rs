@@ -136,6 +136,19 @@ impl Db {
         std::fs::create_dir_all(&pending_dir).map_err(io_err(&pending_dir))?;
         let pending_store = vigil_objstore::open_local(&pending_dir)?;
 
+        // Blocks are listed before the WAL is replayed: replay skips what a listed log block
+        // already holds (see `logs::ReplayCuts`).
+        let stored_blocks = vigil_objstore::list_blocks(store.as_ref(), META_FILE).await?;
+        let pending_blocks = vigil_objstore::list_blocks(pending_store.as_ref(), META_FILE).await?;
+        let mut cuts = logs::ReplayCuts {
+            known_blocks: stored_blocks
+                .iter()
+                .chain(&pending_blocks)
+                .filter(|b| b.kind == LOGS_KIND)
+                .map(|b| (b.tenant.clone(), b.ulid.clone()))
+                .collect(),
+            ..Default::default()
+        };
         let heads: RwLock<HashMap<String, Arc<Head>>> = RwLock::default();
         let log_heads: RwLock<HashMap<String, Arc<LogHead>>> = RwLock::default();
         let mut replayed_entries = 0u64;
@@ -184,7 +197,7 @@ impl Db {
                 }
                 Ok(log_record) => {
                     replayed_entries +=
-                        logs::replay_log_record(log_heads, log_record, &mut unknown_refs)
+                        logs::replay_log_record(log_heads, log_record, &mut unknown_refs, &mut cuts)
                 }
                 Err(e) => tracing::warn!(error = %e, "skipping undecodable wal record"),
             };
@@ -226,14 +239,19 @@ impl Db {
             cut_since_truncation: AtomicBool::new(false),
             maintenance: tokio::sync::Mutex::new(()),
         });
-        db.load_blocks().await?;
+        db.load_blocks(stored_blocks, pending_blocks).await?;
+        db.settle_replayed_cuts(cuts);
         db.refresh_gauges();
         Ok(db)
     }
 
     /// Registers the uploaded blocks, then the pending ones (queued for upload).
-    async fn load_blocks(&self) -> Result<(), DbError> {
-        for block in vigil_objstore::list_blocks(self.store.as_ref(), META_FILE).await? {
+    async fn load_blocks(
+        &self,
+        stored: Vec<vigil_objstore::StoredBlock>,
+        pending: Vec<vigil_objstore::StoredBlock>,
+    ) -> Result<(), DbError> {
+        for block in stored {
             let Some(catalog) = self.catalog_of(&block.kind) else {
                 continue;
             };
@@ -247,7 +265,6 @@ impl Db {
                 }
             }
         }
-        let pending = vigil_objstore::list_blocks(self.pending_store.as_ref(), META_FILE).await?;
         for block in pending {
             let Some(catalog) = self.catalog_of(&block.kind) else {
                 continue;

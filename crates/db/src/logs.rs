@@ -4,7 +4,7 @@
 //! merged with the head.
 
 use std::collections::hash_map::Entry as HashEntry;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -231,16 +231,30 @@ impl Db {
         head: &Arc<LogHead>,
         end_ns: i64,
     ) -> Result<(), DbError> {
-        let streams = head.begin_cut(end_ns);
-        if streams.is_empty() {
-            head.finish_cut();
-            return Ok(());
-        }
+        let block_ulid = ulid::Ulid::generate().to_string();
+        let streams = {
+            // No write is between its WAL record and the head while the cut takes its entries,
+            // so the marker logged here splits the WAL exactly where the head did.
+            let _exclusive = self.ingest_barrier.write().await;
+            let streams = head.begin_cut(end_ns);
+            if streams.is_empty() {
+                head.finish_cut();
+                return Ok(());
+            }
+            let mut marker = Vec::new();
+            record::encode_log_cut(&mut marker, tenant, end_ns, &block_ulid);
+            if let Err(e) = self.wal.write(&[marker.as_slice()]).await {
+                head.abort_cut();
+                return Err(e.into());
+            }
+            streams
+        };
         let tenant_owned = tenant.to_string();
         let pending_dir = self.pending_dir.clone();
         // One stream decoded at a time: the cut never holds the range's text uncompressed.
         let written = crate::run_low_priority(move || -> Result<Arc<BlockEntry>, DbError> {
-            let mut writer = vigil_block::logs::LogBlockWriter::new(&tenant_owned)?;
+            let mut writer =
+                vigil_block::logs::LogBlockWriter::new(&tenant_owned)?.with_ulid(block_ulid);
             for stream in &streams {
                 let entries = stream.cutting_entries();
                 if !entries.is_empty() {
@@ -694,13 +708,75 @@ pub(crate) fn log_checkpoint_records(
     })
 }
 
+/// What replay needs to know about log cuts: the log blocks found in storage before it, and
+/// the entries it let go of for each of them (returned to the head should the block not load).
+#[derive(Default)]
+pub(crate) struct ReplayCuts {
+    /// (tenant, block ulid) of every log block listed in the object store or pending.
+    pub known_blocks: HashSet<(String, String)>,
+    /// (tenant, block ulid, the entries dropped per stream).
+    pub dropped: Vec<(String, String, DroppedEntries)>,
+}
+
+/// Entries replay let go of for one cut, per stream.
+pub(crate) type DroppedEntries = Vec<(Arc<MemStream>, Vec<LogEntry>)>;
+
+impl Db {
+    /// Entries replay dropped for a block that did not load go back to their heads.
+    pub(crate) fn settle_replayed_cuts(&self, cuts: ReplayCuts) {
+        let mut kept = 0usize;
+        let mut returned = 0usize;
+        for (tenant, ulid, streams) in cuts.dropped {
+            let entries: usize = streams.iter().map(|(_, e)| e.len()).sum();
+            if self.log_catalog.contains(&tenant, &ulid) {
+                kept += entries;
+                continue;
+            }
+            returned += entries;
+            let head = crate::head_for(&self.log_heads, &tenant);
+            for (stream, entries) in streams {
+                head.append(&stream, entries);
+            }
+        }
+        if kept + returned > 0 {
+            tracing::info!(
+                in_blocks = kept,
+                returned,
+                "wal entries already cut into log blocks were not replayed"
+            );
+        }
+    }
+}
+
 /// Replays one log record into the heads.
 pub(crate) fn replay_log_record(
     heads: &RwLock<std::collections::HashMap<String, Arc<LogHead>>>,
     record: record::Record,
     unknown_refs: &mut u64,
+    cuts: &mut ReplayCuts,
 ) -> u64 {
     match record {
+        record::Record::LogCut {
+            tenant,
+            end_ns,
+            block,
+        } => {
+            // Done again only when the block is there; otherwise the entries stay.
+            if cuts.known_blocks.contains(&(tenant.clone(), block.clone())) {
+                let head = crate::head_for(heads, &tenant);
+                let streams = head.begin_cut(end_ns);
+                let dropped: DroppedEntries = streams
+                    .into_iter()
+                    .map(|s| {
+                        let entries = s.cutting_entries();
+                        (s, entries)
+                    })
+                    .collect();
+                head.finish_cut();
+                cuts.dropped.push((tenant, block, dropped));
+            }
+            0
+        }
         record::Record::LogStreams { tenant, streams } => {
             let head = crate::head_for(heads, &tenant);
             for (id, labels) in streams {

@@ -11,6 +11,7 @@ const SAMPLES: u8 = 2;
 const METADATA: u8 = 3;
 const LOG_STREAMS: u8 = 4;
 const LOG_ENTRIES: u8 = 5;
+const LOG_CUT: u8 = 6;
 
 /// A decoded WAL record.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +40,14 @@ pub enum Record {
     LogEntries {
         tenant: String,
         entries: Vec<(u32, LogEntry)>,
+    },
+    /// The tenant's log head let go of every entry before `end_ns` it held at this point of
+    /// the log, for log block `block`. Replay drops them again when that block exists, so an
+    /// entry is not both replayed and in the block.
+    LogCut {
+        tenant: String,
+        end_ns: i64,
+        block: String,
     },
 }
 
@@ -89,6 +98,14 @@ fn encode_label_sets(out: &mut Vec<u8>, kind: u8, tenant: &str, series: &[(u32, 
 }
 
 /// Samples: id and timestamp delta-encoded against the previous sample of the record.
+pub fn encode_log_cut(out: &mut Vec<u8>, tenant: &str, end_ns: i64, block: &str) {
+    out.push(LOG_CUT);
+    put_str(out, tenant);
+    put_uvarint(out, 1);
+    put_ivarint(out, end_ns);
+    put_str(out, block);
+}
+
 pub fn encode_samples(out: &mut Vec<u8>, tenant: &str, samples: &[(u32, Sample)]) {
     out.push(SAMPLES);
     put_str(out, tenant);
@@ -156,6 +173,11 @@ pub fn decode(payload: &[u8]) -> Result<Record, WalError> {
             }
             Ok(Record::LogEntries { tenant, entries })
         }
+        LOG_CUT => Ok(Record::LogCut {
+            tenant,
+            end_ns: r.ivarint()?,
+            block: r.string()?,
+        }),
         SAMPLES => {
             let mut samples = Vec::with_capacity(capacity);
             let mut ts = 0i64;
@@ -326,6 +348,17 @@ mod tests {
             Record::LogEntries {
                 tenant: "t1".into(),
                 entries
+            }
+        );
+
+        let mut buf = Vec::new();
+        encode_log_cut(&mut buf, "t1", -1_700_000_000_000_000_001, "01JABC");
+        assert_eq!(
+            decode(&buf).unwrap(),
+            Record::LogCut {
+                tenant: "t1".into(),
+                end_ns: -1_700_000_000_000_000_001,
+                block: "01JABC".into()
             }
         );
 
