@@ -197,6 +197,17 @@ pub fn read_all(
                 page.push((labels.clone(), entry));
             }
         }
+        // Loki's stats summary: what was read is at least what came back.
+        let summary = &body["data"]["stats"]["summary"];
+        let returned = summary["totalEntriesReturned"]
+            .as_u64()
+            .expect("stats summary");
+        let processed = summary["totalLinesProcessed"]
+            .as_u64()
+            .expect("stats summary");
+        assert_eq!(returned, page.len() as u64, "{summary}");
+        assert!(processed >= returned, "{summary}");
+        assert!(summary["execTime"].as_f64().is_some(), "{summary}");
         if page.len() < limit {
             for (labels, entry) in page {
                 out.entry(labels).or_default().push(entry);

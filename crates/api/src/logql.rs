@@ -16,7 +16,7 @@ use vigil_db::Db;
 use vigil_logql::ast::Expr;
 use vigil_logql::{LogSource, MetricValue, ResultEntry, SourceStream, Steps, StreamResult};
 use vigil_model::{
-    Labels, LogReadFilter, LogSampleValue, LogWindowSums, LogWindows, Matcher, TenantId,
+    Labels, LogReadFilter, LogSampleValue, LogWindowSums, LogWindows, Matcher, ReadStats, TenantId,
 };
 use vigil_promql::format::go_float;
 
@@ -51,6 +51,18 @@ struct DbSource {
     db: Arc<Db>,
     tenant: TenantId,
     runtime: tokio::runtime::Handle,
+    /// What storage read for this query.
+    stats: Arc<ReadStats>,
+}
+
+impl DbSource {
+    /// The engine's read filter, counting into this query's stats.
+    fn counted(&self, filter: &LogReadFilter) -> LogReadFilter {
+        LogReadFilter {
+            stats: Some(self.stats.clone()),
+            ..filter.clone()
+        }
+    }
 }
 
 impl LogSource for DbSource {
@@ -68,7 +80,7 @@ impl LogSource for DbSource {
                 selector,
                 start_ns,
                 end_ns,
-                filter.clone(),
+                self.counted(filter),
             ))
             .map_err(|e| e.to_string())?;
         Ok(streams
@@ -93,7 +105,7 @@ impl LogSource for DbSource {
                 &self.tenant,
                 selector,
                 range,
-                filter.clone(),
+                self.counted(filter),
                 value,
                 windows,
             ))
@@ -117,21 +129,64 @@ fn query_limits(state: &AppState) -> vigil_logql::Limits {
     }
 }
 
+/// What a query read and how long it ran: the answer's `stats`.
+struct QueryStats {
+    lines: u64,
+    bytes: u64,
+    exec: Duration,
+}
+
+impl QueryStats {
+    /// Loki's `stats` member with the `summary` this engine measures (no queueing, splitting
+    /// or sharding happens here); `returned` is the answer's entries or series.
+    fn json(&self, returned: usize) -> String {
+        let secs = self.exec.as_secs_f64();
+        let per_second = |n: u64| {
+            if secs > 0.0 {
+                (n as f64 / secs) as u64
+            } else {
+                0
+            }
+        };
+        format!(
+            r#""stats":{{"summary":{{"bytesProcessedPerSecond":{},"linesProcessedPerSecond":{},"totalBytesProcessed":{},"totalLinesProcessed":{},"execTime":{},"queueTime":0,"subqueries":0,"totalEntriesReturned":{},"splits":0,"shards":0}}}}"#,
+            per_second(self.bytes),
+            per_second(self.lines),
+            self.bytes,
+            self.lines,
+            secs,
+            returned
+        )
+    }
+}
+
 /// Runs engine work on a blocking thread with the database as source.
 async fn run_blocking<T: Send + 'static>(
     state: &AppState,
     tenant: TenantId,
     work: impl FnOnce(&DbSource) -> Result<T, vigil_logql::EvalError> + Send + 'static,
-) -> Result<T, PlainError> {
+) -> Result<(T, QueryStats), PlainError> {
+    let stats = Arc::new(ReadStats::default());
     let source = DbSource {
         db: state.db()?.clone(),
         tenant,
         runtime: tokio::runtime::Handle::current(),
+        stats: stats.clone(),
     };
-    tokio::task::spawn_blocking(move || work(&source))
+    let started = std::time::Instant::now();
+    let value = tokio::task::spawn_blocking(move || work(&source))
         .await
         .map_err(|e| PlainError::new(ErrorKind::Internal, e.to_string()))?
-        .map_err(eval_error)
+        .map_err(eval_error)?;
+    let (lines, bytes) = stats.get();
+    Ok((
+        value,
+        QueryStats {
+            lines,
+            bytes,
+            exec: started.elapsed(),
+        },
+    ))
 }
 
 fn parse_limit(params: &Params) -> Result<usize, PlainError> {
@@ -212,13 +267,14 @@ pub(crate) async fn query_range(
     match expr {
         Expr::Log(log) => {
             let limits = query_limits(&state);
-            let streams = run_blocking(&state, tenant, move |src| {
+            let (streams, stats) = run_blocking(&state, tenant, move |src| {
                 vigil_logql::eval_log_query(&log, src, start, end, limit, forward, limits)
             })
             .await?;
             Ok(json_response_text(streams_body(
                 &streams,
                 categorize_labels(&headers),
+                &stats,
             )))
         }
         Expr::Metric(metric) => {
@@ -236,11 +292,11 @@ pub(crate) async fn query_range(
                 step_ns: step,
             };
             let limits = query_limits(&state);
-            let value = run_blocking(&state, tenant, move |src| {
+            let (value, stats) = run_blocking(&state, tenant, move |src| {
                 vigil_logql::eval_metric_query(&metric, src, steps, limits)
             })
             .await?;
-            Ok(json_response_text(matrix_body(&value, steps)))
+            Ok(json_response_text(matrix_body(&value, steps, &stats)))
         }
     }
 }
@@ -269,11 +325,11 @@ pub(crate) async fn query(
     };
     let steps = Steps::instant(time);
     let limits = query_limits(&state);
-    let value = run_blocking(&state, tenant, move |src| {
+    let (value, stats) = run_blocking(&state, tenant, move |src| {
         vigil_logql::eval_metric_query(&metric, src, steps, limits)
     })
     .await?;
-    Ok(json_response_text(vector_body(&value, time)))
+    Ok(json_response_text(vector_body(&value, time, &stats)))
 }
 
 fn json_response_text(body: String) -> Response {
@@ -397,7 +453,7 @@ fn push_streams(out: &mut String, streams: &[StreamResult], categorize: bool) {
     out.push(']');
 }
 
-fn streams_body(streams: &[StreamResult], categorize: bool) -> String {
+fn streams_body(streams: &[StreamResult], categorize: bool, stats: &QueryStats) -> String {
     let mut out = String::with_capacity(1024);
     out.push_str(r#"{"status":"success","data":{"resultType":"streams","result":"#);
     push_streams(&mut out, streams, categorize);
@@ -405,12 +461,13 @@ fn streams_body(streams: &[StreamResult], categorize: bool) -> String {
         out.push_str(r#","encodingFlags":["categorize-labels"]"#);
     }
     out.push(',');
-    out.push_str(STATS);
+    let entries: usize = streams.iter().map(|s| s.entries.len()).sum();
+    out.push_str(&stats.json(entries));
     out.push_str("}}");
     out
 }
 
-fn matrix_body(value: &MetricValue, steps: Steps) -> String {
+fn matrix_body(value: &MetricValue, steps: Steps, stats: &QueryStats) -> String {
     let mut out = String::with_capacity(1024);
     out.push_str(r#"{"status":"success","data":{"resultType":"matrix","result":["#);
     let scalar_series;
@@ -425,6 +482,7 @@ fn matrix_body(value: &MetricValue, steps: Steps) -> String {
         }
     };
     let mut first = true;
+    let mut returned = 0;
     for s in series {
         if s.values.iter().all(Option::is_none) {
             continue;
@@ -433,6 +491,7 @@ fn matrix_body(value: &MetricValue, steps: Steps) -> String {
             out.push(',');
         }
         first = false;
+        returned += 1;
         out.push_str(r#"{"metric":"#);
         push_labels(&mut out, &s.labels);
         out.push_str(r#","values":["#);
@@ -452,13 +511,14 @@ fn matrix_body(value: &MetricValue, steps: Steps) -> String {
         out.push_str("]}");
     }
     out.push_str("],");
-    out.push_str(STATS);
+    out.push_str(&stats.json(returned));
     out.push_str("}}");
     out
 }
 
-fn vector_body(value: &MetricValue, time_ns: i64) -> String {
+fn vector_body(value: &MetricValue, time_ns: i64, stats: &QueryStats) -> String {
     let mut out = String::with_capacity(256);
+    let mut returned = 1;
     match value {
         MetricValue::Scalar(values) => {
             out.push_str(r#"{"status":"success","data":{"resultType":"scalar","result":["#);
@@ -470,6 +530,7 @@ fn vector_body(value: &MetricValue, time_ns: i64) -> String {
         MetricValue::Vector(series) => {
             out.push_str(r#"{"status":"success","data":{"resultType":"vector","result":["#);
             let mut first = true;
+            returned = 0;
             for s in series {
                 let Some(Some(v)) = s.values.first() else {
                     continue;
@@ -478,6 +539,7 @@ fn vector_body(value: &MetricValue, time_ns: i64) -> String {
                     out.push(',');
                 }
                 first = false;
+                returned += 1;
                 out.push_str(r#"{"metric":"#);
                 push_labels(&mut out, &s.labels);
                 out.push_str(r#","value":["#);
@@ -489,7 +551,7 @@ fn vector_body(value: &MetricValue, time_ns: i64) -> String {
             out.push_str("],");
         }
     }
-    out.push_str(STATS);
+    out.push_str(&stats.json(returned));
     out.push_str("}}");
     out
 }
@@ -790,7 +852,7 @@ async fn run_tail(
         })
         .await;
         let streams = match result {
-            Ok(s) => s,
+            Ok((s, _)) => s,
             Err(e) => {
                 let _ = socket.send(Message::Close(None)).await;
                 tracing::debug!(error = %e.message, "tail query failed");

@@ -769,6 +769,7 @@ fn visit_rows(
         .with_row_groups(row_groups)
         .with_row_selection(selection)
         .build()?;
+    let (mut read_lines, mut read_bytes) = (0u64, 0u64);
     for batch in reader {
         let batch = batch?;
         let column = |name: &'static str| batch.column_by_name(name).ok_or_else(|| malformed(name));
@@ -795,6 +796,8 @@ fn visit_rows(
                         continue;
                     }
                     let text = line.map_or("", |l| l.value(row));
+                    read_lines += 1;
+                    read_bytes += text.len() as u64;
                     if !filter.keeps(text) {
                         continue;
                     }
@@ -805,6 +808,7 @@ fn visit_rows(
             i = end;
         }
     }
+    filter.count_read(read_lines, read_bytes);
     Ok(())
 }
 

@@ -167,11 +167,17 @@ fn decode_entries(
         count.min(raw.len())
     });
     let mut ts = base_ns;
+    let (mut read_lines, mut read_bytes) = (0u64, 0u64);
     for _ in 0..count {
         ts = ts.wrapping_add(get_uvarint(raw, &mut pos)? as i64);
         let line = get_str(raw, &mut pos)?;
         let pairs = get_uvarint(raw, &mut pos)? as usize;
-        let wanted = ts >= min_ns && ts <= max_ns && filter.keeps(line);
+        let in_range = ts >= min_ns && ts <= max_ns;
+        if in_range {
+            read_lines += 1;
+            read_bytes += line.len() as u64;
+        }
+        let wanted = in_range && filter.keeps(line);
         let mut structured_metadata = Vec::with_capacity(if wanted { pairs.min(64) } else { 0 });
         for _ in 0..pairs {
             let (name, value) = (get_str(raw, &mut pos)?, get_str(raw, &mut pos)?);
@@ -187,6 +193,7 @@ fn decode_entries(
             });
         }
     }
+    filter.count_read(read_lines, read_bytes);
     Some(entries)
 }
 
@@ -306,13 +313,20 @@ impl MemStream {
             .chain(&data.cutting)
             .filter(|c| c.overlaps(min_ns, max_ns))
             .collect();
-        let mut out: Vec<LogEntry> = data
+        let in_range = data
             .open
             .iter()
-            .filter(|e| e.timestamp_ns >= min_ns && e.timestamp_ns <= max_ns)
+            .filter(|e| e.timestamp_ns >= min_ns && e.timestamp_ns <= max_ns);
+        let (mut read_lines, mut read_bytes) = (0u64, 0u64);
+        let mut out: Vec<LogEntry> = in_range
+            .inspect(|e| {
+                read_lines += 1;
+                read_bytes += e.line.len() as u64;
+            })
             .filter(|e| filter.keeps(&e.line))
             .cloned()
             .collect();
+        filter.count_read(read_lines, read_bytes);
         if filter.skip_lines {
             // Repeats are told apart by their lines: drop them before the lines go.
             sort_and_dedupe(&mut out);

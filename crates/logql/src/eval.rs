@@ -71,6 +71,7 @@ fn plan_read(
         skip_lines: !keep_lines(&rest),
         required_substrings: required_substrings(&expr.pipeline),
         limit: None,
+        stats: None,
         line_filter: prefilter.map(|p| {
             let p = Arc::new(p);
             Arc::new(move |line: &str| p.matches(line)) as LineFilterFn

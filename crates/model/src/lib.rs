@@ -243,6 +243,39 @@ pub struct LogReadFilter {
     /// over all selected streams together: storage may stop reading older (newer) data once
     /// it holds that many.
     pub limit: Option<(usize, bool)>,
+    /// Where storage counts the entries it reads (before the line filter), for a query's stats.
+    pub stats: Option<std::sync::Arc<ReadStats>>,
+}
+
+/// Entries a read went through (in the wanted streams and time range, before line filters)
+/// and the bytes of the lines among them that were decoded.
+#[derive(Debug, Default)]
+pub struct ReadStats {
+    pub lines: std::sync::atomic::AtomicU64,
+    pub bytes: std::sync::atomic::AtomicU64,
+}
+
+impl ReadStats {
+    pub fn add(&self, lines: u64, bytes: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.lines.fetch_add(lines, Relaxed);
+        self.bytes.fetch_add(bytes, Relaxed);
+    }
+
+    /// (lines, bytes) so far.
+    pub fn get(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.lines.load(Relaxed), self.bytes.load(Relaxed))
+    }
+}
+
+impl LogReadFilter {
+    /// Counts entries read into [`LogReadFilter::stats`], if set.
+    pub fn count_read(&self, lines: u64, bytes: u64) {
+        if let Some(stats) = &self.stats {
+            stats.add(lines, bytes);
+        }
+    }
 }
 
 impl LogReadFilter {
@@ -268,6 +301,7 @@ impl std::fmt::Debug for LogReadFilter {
             .field("line_filter", &self.line_filter.is_some())
             .field("required_substrings", &self.required_substrings)
             .field("limit", &self.limit)
+            .field("stats", &self.stats.is_some())
             .finish()
     }
 }
