@@ -585,6 +585,31 @@ impl<'de> Deserialize<'de> for Pairs {
     }
 }
 
+/// Which share of a file's row groups a read covers, so that one file can be read by several
+/// threads: part `index` of `count` contiguous shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadPart {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl ReadPart {
+    pub const WHOLE: ReadPart = ReadPart { index: 0, count: 1 };
+
+    /// `count` parts covering a file together.
+    pub fn all(count: usize) -> impl Iterator<Item = ReadPart> {
+        let count = count.max(1);
+        (0..count).map(move |index| ReadPart { index, count })
+    }
+
+    fn holds(&self, row_group: usize, row_groups: usize) -> bool {
+        let count = self.count.max(1);
+        let start = row_groups * self.index / count;
+        let end = row_groups * (self.index + 1) / count;
+        (start..end).contains(&row_group)
+    }
+}
+
 /// Entries of the streams in `ids` with timestamp in [min_ns, max_ns], by stream id, each sorted by time;
 /// row groups whose stream-id or time statistics miss the request are not decoded.
 pub fn read_log_entries(
@@ -605,16 +630,27 @@ pub fn read_log_entries_where(
     max_ns: i64,
     filter: &LogReadFilter,
 ) -> Result<BTreeMap<u32, Vec<LogEntry>>, BlockError> {
+    read_log_entries_part(entries_file, ids, (min_ns, max_ns), filter, ReadPart::WHOLE)
+}
+
+/// [`read_log_entries_where`] over one part of the file's row groups.
+pub fn read_log_entries_part(
+    entries_file: Bytes,
+    ids: &RoaringBitmap,
+    (min_ns, max_ns): (i64, i64),
+    filter: &LogReadFilter,
+    part: ReadPart,
+) -> Result<BTreeMap<u32, Vec<LogEntry>>, BlockError> {
     let mut out: BTreeMap<u32, Vec<LogEntry>> = BTreeMap::new();
     let lines_needed = !filter.skip_lines || filter.line_filter.is_some();
     let mut current: Option<(u32, Vec<LogEntry>)> = None;
     visit_rows(
         entries_file,
         ids,
-        min_ns,
-        max_ns,
+        (min_ns, max_ns),
         filter,
         lines_needed,
+        part,
         |id, timestamp_ns, line, meta| {
             let structured_metadata = match meta {
                 None => Vec::new(),
@@ -661,6 +697,7 @@ pub fn read_log_window_sums(
     filter: &LogReadFilter,
     value: LogSampleValue,
     windows: LogWindows,
+    part: ReadPart,
 ) -> Result<Vec<StreamWindowSums>, BlockError> {
     let lines_needed = value == LogSampleValue::LineBytes || filter.line_filter.is_some();
     let mut groups: HashMap<(u32, Option<String>), usize> = HashMap::new();
@@ -672,10 +709,10 @@ pub fn read_log_window_sums(
     visit_rows(
         entries_file,
         ids,
-        min_ns,
-        max_ns,
+        (min_ns, max_ns),
         filter,
         lines_needed,
+        part,
         |id, timestamp_ns, line, meta| {
             let idx = match (meta, last) {
                 (None, Some((cur, idx))) if cur == id => idx,
@@ -728,10 +765,10 @@ pub struct StreamWindowSums {
 fn visit_rows(
     entries_file: Bytes,
     ids: &RoaringBitmap,
-    min_ns: i64,
-    max_ns: i64,
+    (min_ns, max_ns): (i64, i64),
     filter: &LogReadFilter,
     lines_needed: bool,
+    part: ReadPart,
     mut visit: impl FnMut(u32, i64, &str, Option<&str>) -> Result<(), BlockError>,
 ) -> Result<(), BlockError> {
     if ids.is_empty() || min_ns > max_ns {
@@ -753,6 +790,7 @@ fn visit_rows(
         min_ns,
         max_ns,
         substrings: grams.as_ref().map(|g| (g, &filter.required_substrings[..])),
+        part,
     };
     let Some((row_groups, selection)) = plan(builder.metadata(), &request)? else {
         return Ok(());
@@ -827,6 +865,8 @@ fn downcast<'a, T: 'static>(array: &'a ArrayRef, name: &str) -> Result<&'a T, Bl
 }
 
 struct Request<'a> {
+    /// Only row groups in this part are read.
+    part: ReadPart,
     ids: &'a RoaringBitmap,
     min_ns: i64,
     max_ns: i64,
@@ -863,6 +903,9 @@ fn plan(
     let mut row_groups = Vec::new();
     let mut selectors = Vec::new();
     for (rg_idx, rg) in metadata.row_groups().iter().enumerate() {
+        if !request.part.holds(rg_idx, metadata.num_row_groups()) {
+            continue;
+        }
         let keep = match (
             rg.column(sid_col).statistics(),
             rg.column(ts_col).statistics(),
@@ -1750,6 +1793,7 @@ mod tests {
             .and_then(|v| LineGrams::decode(v, metadata.num_row_groups()))
             .unwrap();
         let request = Request {
+            part: ReadPart::WHOLE,
             ids: &ids,
             min_ns: i64::MIN,
             max_ns: i64::MAX,
@@ -1811,6 +1855,7 @@ mod tests {
                 &filter,
                 value,
                 windows,
+                ReadPart::WHOLE,
             )
             .unwrap();
             let mut want: Vec<StreamWindowSums> = Vec::new();
@@ -1862,6 +1907,42 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn parts_together_read_what_the_whole_file_holds() {
+        let (block, _) = striped_block(&small(LineCompression::Template));
+        let entries_file = file(&block, ENTRIES_FILE);
+        let ids: RoaringBitmap = [1u32, 4, 5, 9].into_iter().collect();
+        let range = (3_000, 270_000);
+        let whole = read_log_entries_where(
+            entries_file.clone(),
+            &ids,
+            range.0,
+            range.1,
+            &LogReadFilter::default(),
+        )
+        .unwrap();
+        for count in [2, 3, 7, 100] {
+            let mut merged: BTreeMap<u32, Vec<LogEntry>> = BTreeMap::new();
+            let mut nonempty_parts = 0;
+            for part in ReadPart::all(count) {
+                let got = read_log_entries_part(
+                    entries_file.clone(),
+                    &ids,
+                    range,
+                    &LogReadFilter::default(),
+                    part,
+                )
+                .unwrap();
+                nonempty_parts += usize::from(!got.is_empty());
+                for (id, entries) in got {
+                    merged.entry(id).or_default().extend(entries);
+                }
+            }
+            assert_eq!(merged, whole, "{count} parts");
+            assert!(nonempty_parts > 1, "{count} parts");
         }
     }
 
@@ -1918,6 +1999,7 @@ mod tests {
         assert_eq!(metadata.num_row_groups(), 30);
         let ids: RoaringBitmap = [2u32, 7].into_iter().collect();
         let request = Request {
+            part: ReadPart::WHOLE,
             ids: &ids,
             min_ns: 100_000,
             max_ns: 199_999,
@@ -1931,6 +2013,7 @@ mod tests {
         assert_eq!(selection.row_count(), 200);
         let ids: RoaringBitmap = [2u32].into_iter().collect();
         let request = Request {
+            part: ReadPart::WHOLE,
             ids: &ids,
             min_ns: 150_000,
             max_ns: 150_500,
@@ -1941,6 +2024,7 @@ mod tests {
         assert_eq!(selection.row_count(), 10);
         assert_eq!(selection.skipped_row_count(), 90);
         let request = Request {
+            part: ReadPart::WHOLE,
             ids: &ids,
             min_ns: 1_000_000,
             max_ns: i64::MAX,
@@ -1951,6 +2035,7 @@ mod tests {
         // although the id range 2..=7 covers them.
         let ids: RoaringBitmap = [2u32, 7].into_iter().collect();
         let request = Request {
+            part: ReadPart::WHOLE,
             ids: &ids,
             min_ns: i64::MIN,
             max_ns: i64::MAX,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use roaring::RoaringBitmap;
-use vigil_block::logs::{ENTRIES_FILE, STREAMS_FILE};
+use vigil_block::logs::{ReadPart, ENTRIES_FILE, STREAMS_FILE};
 use vigil_head::logs::{sort_and_dedupe, LogAppendError, LogHead, MemStream};
 use vigil_log_ingest::{LogBatch, Rejection};
 use vigil_model::{
@@ -445,11 +445,18 @@ impl Db {
             }
             let (now, later) = rest.split_at(wave.min(rest.len()));
             rest = later;
+            // Reading everything: every core gets a share of every block, so the last block
+            // does not run alone.
+            let parts = if filter.limit.is_none() {
+                read_parallelism()
+            } else {
+                1
+            };
             let reads = now.iter().map(|(block, ids)| {
                 let filter = filter.clone();
                 async move {
                     let entries = self
-                        .read_block_entries(block, ids.clone(), start_ns, end_ns, filter)
+                        .read_block_entries(block, ids.clone(), (start_ns, end_ns), filter, parts)
                         .await?;
                     Ok::<_, DbError>((block, entries))
                 }
@@ -484,21 +491,40 @@ impl Db {
         )
     }
 
+    /// A block's entries, read by `parts` blocking tasks over shares of its row groups.
     async fn read_block_entries(
         &self,
         block: &Arc<BlockEntry>,
         ids: RoaringBitmap,
-        start_ns: i64,
-        end_ns: i64,
+        range: (i64, i64),
         filter: LogReadFilter,
+        parts: usize,
     ) -> Result<BTreeMap<u32, Vec<LogEntry>>, DbError> {
         let bytes = self.log_entries_file(block).await?;
-        tokio::task::spawn_blocking(move || {
-            vigil_block::logs::read_log_entries_where(bytes, &ids, start_ns, end_ns, &filter)
-        })
-        .await
-        .map_err(|e| DbError::Task(e.to_string()))?
-        .map_err(DbError::from)
+        let ids = Arc::new(ids);
+        let tasks = ReadPart::all(parts).map(|part| {
+            let (bytes, ids, filter) = (bytes.clone(), ids.clone(), filter.clone());
+            tokio::task::spawn_blocking(move || {
+                vigil_block::logs::read_log_entries_part(bytes, &ids, range, &filter, part)
+            })
+        });
+        let mut out: BTreeMap<u32, Vec<LogEntry>> = BTreeMap::new();
+        for read in futures::future::try_join_all(tasks)
+            .await
+            .map_err(|e| DbError::Task(e.to_string()))?
+        {
+            for (id, entries) in read? {
+                match out.entry(id) {
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        slot.insert(entries);
+                    }
+                    std::collections::btree_map::Entry::Occupied(mut slot) => {
+                        slot.get_mut().extend(entries)
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// A block's entries file, from the cache or the object store.
@@ -554,23 +580,34 @@ impl Db {
                 (!ids.is_empty()).then_some((block, ids))
             })
             .collect();
+        // Every core gets a share of every block, so the last block does not run alone.
+        let parts = read_parallelism();
         let reads = blocks.iter().map(|(block, ids)| {
             let filter = filter.clone();
             async move {
                 let bytes = self.log_entries_file(block).await?;
-                let ids = ids.clone();
-                let groups = tokio::task::spawn_blocking(move || {
-                    vigil_block::logs::read_log_window_sums(
-                        bytes,
-                        &ids,
-                        (start_ns, end_ns),
-                        &filter,
-                        value,
-                        windows,
-                    )
-                })
-                .await
-                .map_err(|e| DbError::Task(e.to_string()))??;
+                let ids = Arc::new(ids.clone());
+                let tasks = ReadPart::all(parts).map(|part| {
+                    let (bytes, ids, filter) = (bytes.clone(), ids.clone(), filter.clone());
+                    tokio::task::spawn_blocking(move || {
+                        vigil_block::logs::read_log_window_sums(
+                            bytes,
+                            &ids,
+                            (start_ns, end_ns),
+                            &filter,
+                            value,
+                            windows,
+                            part,
+                        )
+                    })
+                });
+                let mut groups = Vec::new();
+                for read in futures::future::try_join_all(tasks)
+                    .await
+                    .map_err(|e| DbError::Task(e.to_string()))?
+                {
+                    groups.extend(read?);
+                }
                 Ok::<_, DbError>((block, groups))
             }
         });
@@ -613,6 +650,11 @@ type SampleGroup = (Labels, Vec<(String, String)>);
 
 /// Blocks read at once when a limit lets later ones be skipped (2 cores: two decoders).
 const READ_WAVE_BLOCKS: usize = 2;
+
+/// Tasks a block is read by when all of it is wanted: one per core.
+fn read_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
 
 /// Whether `merged` already holds `limit` distinct entries that all come before (`forward`) or
 /// after every entry `next` can hold, so no later block in that order can make the cut.
