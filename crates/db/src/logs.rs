@@ -406,14 +406,7 @@ impl Db {
         });
         // Blocks are listed only once the head has been read (see above).
         let decoded = head_task.await.map_err(|e| DbError::Task(e.to_string()))?;
-        let mut blocks: Vec<(Arc<BlockEntry>, RoaringBitmap)> = self
-            .log_blocks(tenant, start_ns, end_ns)
-            .into_iter()
-            .filter_map(|block| {
-                let ids = block.index.postings.select(matchers);
-                (!ids.is_empty()).then_some((block, ids))
-            })
-            .collect();
+        let mut blocks = self.matching_log_blocks(tenant, matchers, start_ns, end_ns);
         // With a limit, blocks are read in the wanted time order, a few at a time, until the
         // entries held reach past every block left.
         let wave = match filter.limit {
@@ -481,6 +474,24 @@ impl Db {
             })
             .filter(|s| !s.entries.is_empty())
             .collect())
+    }
+
+    /// The log blocks overlapping `[start_ns, end_ns]` that hold streams matching `matchers`,
+    /// with those streams' ids.
+    fn matching_log_blocks(
+        &self,
+        tenant: &TenantId,
+        matchers: &[Matcher],
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Vec<(Arc<BlockEntry>, RoaringBitmap)> {
+        self.log_blocks(tenant, start_ns, end_ns)
+            .into_iter()
+            .filter_map(|block| {
+                let ids = block.index.postings.select(matchers);
+                (!ids.is_empty()).then_some((block, ids))
+            })
+            .collect()
     }
 
     fn log_blocks(&self, tenant: &TenantId, start_ns: i64, end_ns: i64) -> Vec<Arc<BlockEntry>> {
@@ -572,14 +583,7 @@ impl Db {
                 .collect::<Vec<_>>()
         });
         let from_head = head_task.await.map_err(|e| DbError::Task(e.to_string()))?;
-        let blocks: Vec<(Arc<BlockEntry>, RoaringBitmap)> = self
-            .log_blocks(tenant, start_ns, end_ns)
-            .into_iter()
-            .filter_map(|block| {
-                let ids = block.index.postings.select(matchers);
-                (!ids.is_empty()).then_some((block, ids))
-            })
-            .collect();
+        let blocks = self.matching_log_blocks(tenant, matchers, start_ns, end_ns);
         // Every core gets a share of every block, so the last block does not run alone.
         let parts = read_parallelism();
         let reads = blocks.iter().map(|(block, ids)| {
