@@ -180,7 +180,7 @@ async fn log_window_sums_agree_with_entries_over_head_and_blocks() {
         let got = db
             .select_log_window_sums(
                 &tenant,
-                &[matcher.clone()],
+                std::slice::from_ref(&matcher),
                 (start, end),
                 filter.clone(),
                 value,
@@ -189,7 +189,13 @@ async fn log_window_sums_agree_with_entries_over_head_and_blocks() {
             .await
             .unwrap();
         let mut want: Vec<LogWindowSums> = db
-            .select_log_entries_where(&tenant, &[matcher.clone()], start, end, filter.clone())
+            .select_log_entries_where(
+                &tenant,
+                std::slice::from_ref(&matcher),
+                start,
+                end,
+                filter.clone(),
+            )
             .await
             .unwrap()
             .into_iter()
@@ -220,7 +226,7 @@ async fn log_counts(db: &Db, start: i64, end: i64) -> (u64, usize) {
     let sums = db
         .select_log_window_sums(
             &tenant,
-            &[matcher.clone()],
+            std::slice::from_ref(&matcher),
             (start, end),
             LogReadFilter::default(),
             LogSampleValue::One,
