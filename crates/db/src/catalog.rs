@@ -17,6 +17,9 @@ pub enum BlockLocation {
 pub struct BlockEntry {
     pub index: BlockIndex,
     pub location: RwLock<BlockLocation>,
+    /// For a log block cut by this process: the number of its cut in the tenant's log head
+    /// (see `LogHead::cut_generation`); 0 for blocks found at start and for metric blocks.
+    pub cut_seq: u64,
 }
 
 impl BlockEntry {

@@ -259,6 +259,7 @@ impl Db {
                 Ok(index) => catalog.add(Arc::new(BlockEntry {
                     index,
                     location: RwLock::new(BlockLocation::Uploaded),
+                    cut_seq: 0,
                 })),
                 Err(e) => {
                     tracing::error!(tenant = %block.tenant, block = %block.ulid, error = %e, "cannot read uploaded block; skipping it")
@@ -288,6 +289,7 @@ impl Db {
             let entry = Arc::new(BlockEntry {
                 index,
                 location: RwLock::new(BlockLocation::Pending),
+                cut_seq: 0,
             });
             catalog.add(entry.clone());
             let _ = self.upload_tx.send(entry);
@@ -488,6 +490,7 @@ impl Db {
                 Arc::new(BlockEntry {
                     index,
                     location: RwLock::new(BlockLocation::Pending),
+                    cut_seq: 0,
                 }),
                 snapshot,
             ))

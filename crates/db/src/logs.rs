@@ -249,6 +249,7 @@ impl Db {
             }
             streams
         };
+        let cut_seq = head.cut_in_flight().unwrap_or(0);
         let tenant_owned = tenant.to_string();
         let pending_dir = self.pending_dir.clone();
         // One stream decoded at a time: the cut never holds the range's text uncompressed.
@@ -266,6 +267,7 @@ impl Db {
             Ok(Arc::new(BlockEntry {
                 index,
                 location: RwLock::new(BlockLocation::Pending),
+                cut_seq,
             }))
         })
         .await
@@ -387,26 +389,21 @@ impl Db {
         filter: LogReadFilter,
     ) -> Result<Vec<StreamData>, DbError> {
         // The head is read before the blocks are listed: a cut registers its block before the
-        // head lets go, so an entry is never missed (a repeat is merged away).
-        let head_streams = self
-            .existing_log_head(tenant)
-            .map(|head| head.select(matchers))
-            .unwrap_or_default();
+        // head lets go, so an entry is never missed; blocks of cuts the head read still held
+        // are left out, so none is read twice.
+        let head = self.existing_log_head(tenant);
         let head_filter = filter.clone();
+        let head_matchers = matchers.to_vec();
         let head_task = tokio::task::spawn_blocking(move || {
-            head_streams
-                .iter()
-                .map(|s| {
-                    (
-                        s.labels.clone(),
-                        s.entries_where(start_ns, end_ns, &head_filter),
-                    )
-                })
-                .collect::<Vec<_>>()
+            read_head(head.as_deref(), head_matchers, |s| {
+                (
+                    s.labels.clone(),
+                    s.entries_where(start_ns, end_ns, &head_filter),
+                )
+            })
         });
-        // Blocks are listed only once the head has been read (see above).
-        let decoded = head_task.await.map_err(|e| DbError::Task(e.to_string()))?;
-        let mut blocks = self.matching_log_blocks(tenant, matchers, start_ns, end_ns);
+        let (decoded, cuts_done) = head_task.await.map_err(|e| DbError::Task(e.to_string()))?;
+        let mut blocks = self.matching_log_blocks(tenant, matchers, start_ns, end_ns, cuts_done);
         // With a limit, blocks are read in the wanted time order, a few at a time, until the
         // entries held reach past every block left.
         let wave = match filter.limit {
@@ -478,15 +475,18 @@ impl Db {
 
     /// The log blocks overlapping `[start_ns, end_ns]` that hold streams matching `matchers`,
     /// with those streams' ids.
+    /// Blocks of cuts after `cuts_done` are left out (their entries were read from the head).
     fn matching_log_blocks(
         &self,
         tenant: &TenantId,
         matchers: &[Matcher],
         start_ns: i64,
         end_ns: i64,
+        cuts_done: u64,
     ) -> Vec<(Arc<BlockEntry>, RoaringBitmap)> {
         self.log_blocks(tenant, start_ns, end_ns)
             .into_iter()
+            .filter(|block| block.cut_seq <= cuts_done)
             .filter_map(|block| {
                 let ids = block.index.postings.select(matchers);
                 (!ids.is_empty()).then_some((block, ids))
@@ -564,26 +564,22 @@ impl Db {
         windows: LogWindows,
     ) -> Result<Vec<LogWindowSums>, DbError> {
         // The head is read before the blocks are listed (see `select_log_entries_where`).
-        let head_streams = self
-            .existing_log_head(tenant)
-            .map(|head| head.select(matchers))
-            .unwrap_or_default();
+        let head = self.existing_log_head(tenant);
         let head_filter = LogReadFilter {
             skip_lines: value == LogSampleValue::One,
             limit: None,
             ..filter.clone()
         };
+        let head_matchers = matchers.to_vec();
         let head_task = tokio::task::spawn_blocking(move || {
-            head_streams
-                .iter()
-                .flat_map(|s| {
-                    let entries = s.entries_where(start_ns, end_ns, &head_filter);
-                    LogWindowSums::from_entries(&s.labels, entries, value, windows)
-                })
-                .collect::<Vec<_>>()
+            read_head(head.as_deref(), head_matchers, |s| {
+                let entries = s.entries_where(start_ns, end_ns, &head_filter);
+                LogWindowSums::from_entries(&s.labels, entries, value, windows)
+            })
         });
-        let from_head = head_task.await.map_err(|e| DbError::Task(e.to_string()))?;
-        let blocks = self.matching_log_blocks(tenant, matchers, start_ns, end_ns);
+        let (from_head, cuts_done) = head_task.await.map_err(|e| DbError::Task(e.to_string()))?;
+        let from_head: Vec<LogWindowSums> = from_head.into_iter().flatten().collect();
+        let blocks = self.matching_log_blocks(tenant, matchers, start_ns, end_ns, cuts_done);
         // Every core gets a share of every block, so the last block does not run alone.
         let parts = read_parallelism();
         let reads = blocks.iter().map(|(block, ids)| {
@@ -646,6 +642,35 @@ impl Db {
             (&a.labels, &a.structured_metadata).cmp(&(&b.labels, &b.structured_metadata))
         });
         Ok(out)
+    }
+}
+
+/// Times a head read is repeated when a cut begins or ends while it runs.
+const HEAD_READ_ATTEMPTS: usize = 5;
+
+/// Reads the head's streams matching `matchers` with `read`, all at one point of the head's cut
+/// sequence (again when a cut begins or ends meanwhile), and returns what was read with the
+/// number of cuts whose entries it no longer holds: blocks of later cuts (including one in
+/// flight) hold entries the read already has. Without a head every block counts.
+fn read_head<T>(
+    head: Option<&LogHead>,
+    matchers: Vec<Matcher>,
+    read: impl Fn(&MemStream) -> T,
+) -> (Vec<T>, u64) {
+    let Some(head) = head else {
+        return (Vec::new(), u64::MAX);
+    };
+    let streams = head.select(&matchers);
+    let mut attempt = 1;
+    loop {
+        let before = head.cut_generation();
+        let out: Vec<T> = streams.iter().map(|s| read(s)).collect();
+        let after = head.cut_generation();
+        if before == after || attempt == HEAD_READ_ATTEMPTS {
+            // Generation 2k: cuts up to k are done; 2k - 1: cut k is still in the head.
+            return (out, after / 2);
+        }
+        attempt += 1;
     }
 }
 

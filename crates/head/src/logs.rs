@@ -380,6 +380,9 @@ pub struct LogHead {
     max_ns: AtomicI64Opt,
     entries_appended: AtomicU64,
     bytes_appended: AtomicU64,
+    /// Odd while a cut is in flight: cut `k` raises it to `2k - 1` when it begins and to `2k`
+    /// when it ends (or is aborted). See [`LogHead::cut_generation`].
+    cut_generation: AtomicU64,
 }
 
 impl LogHead {
@@ -486,7 +489,22 @@ impl LogHead {
     /// Sets aside every entry older than `end_ns` for a block; returns the streams that have
     /// some, sorted by labels. The entries stay readable until [`LogHead::finish_cut`] drops
     /// them or [`LogHead::abort_cut`] puts them back. One cut at a time.
+    /// The cut generation: `2k` once cut `k` has ended, `2k - 1` while it runs. A reader that
+    /// sees the same value before and after reading the head read it whole at that point of
+    /// the cut sequence; the cut entries stay readable in the head until their cut ends.
+    pub fn cut_generation(&self) -> u64 {
+        self.cut_generation.load(Ordering::Acquire)
+    }
+
+    /// The number of the cut in flight (`k` of generation `2k - 1`), set by
+    /// [`LogHead::begin_cut`].
+    pub fn cut_in_flight(&self) -> Option<u64> {
+        let g = self.cut_generation();
+        (g % 2 == 1).then_some(g.div_ceil(2))
+    }
+
     pub fn begin_cut(&self, end_ns: i64) -> Vec<Arc<MemStream>> {
+        self.cut_generation.fetch_add(1, Ordering::AcqRel);
         let mut cut = Vec::new();
         for stream in self.all_streams() {
             let mut data = stream.data.lock();
@@ -541,6 +559,7 @@ impl LogHead {
         // Appends racing this may widen again through widen_range.
         self.min_ns.set(min_left);
         self.max_ns.set(max_left);
+        self.cut_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The block could not be written: the cut entries return to their streams.
@@ -550,6 +569,7 @@ impl LogHead {
             let cutting = std::mem::take(&mut data.cutting);
             data.sealed.extend(cutting);
         }
+        self.cut_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Drops streams that hold no entries. The caller must keep writers out while this runs.
