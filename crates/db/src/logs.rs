@@ -645,13 +645,10 @@ impl Db {
     }
 }
 
-/// Times a head read is repeated when a cut begins or ends while it runs.
-const HEAD_READ_ATTEMPTS: usize = 5;
-
-/// Reads the head's streams matching `matchers` with `read`, all at one point of the head's cut
-/// sequence (again when a cut begins or ends meanwhile), and returns what was read with the
-/// number of cuts whose entries it no longer holds: blocks of later cuts (including one in
-/// flight) hold entries the read already has. Without a head every block counts.
+/// Reads the head's streams matching `matchers` with `read`, with no cut moving entries
+/// meanwhile, and returns what was read with the number of cuts whose entries it no longer
+/// holds: blocks of later cuts (including one in flight) hold entries the read already has.
+/// Without a head every block counts.
 fn read_head<T>(
     head: Option<&LogHead>,
     matchers: Vec<Matcher>,
@@ -661,17 +658,11 @@ fn read_head<T>(
         return (Vec::new(), u64::MAX);
     };
     let streams = head.select(&matchers);
-    let mut attempt = 1;
-    loop {
-        let before = head.cut_generation();
+    head.read_at_cut(|generation| {
         let out: Vec<T> = streams.iter().map(|s| read(s)).collect();
-        let after = head.cut_generation();
-        if before == after || attempt == HEAD_READ_ATTEMPTS {
-            // Generation 2k: cuts up to k are done; 2k - 1: cut k is still in the head.
-            return (out, after / 2);
-        }
-        attempt += 1;
-    }
+        // Generation 2k: cuts up to k are done; 2k - 1: cut k is still all in the head.
+        (out, generation / 2)
+    })
 }
 
 /// A stream's labels and a set of structured metadata: what window sums are grouped by.

@@ -381,8 +381,11 @@ pub struct LogHead {
     entries_appended: AtomicU64,
     bytes_appended: AtomicU64,
     /// Odd while a cut is in flight: cut `k` raises it to `2k - 1` when it begins and to `2k`
-    /// when it ends (or is aborted). See [`LogHead::cut_generation`].
+    /// when it ends (or is aborted). See [`LogHead::read_at_cut`].
     cut_generation: AtomicU64,
+    /// Held exclusively while a cut moves entries (begin, end, abort), shared by readers that
+    /// need the head whole at one cut generation.
+    cut_lock: RwLock<()>,
 }
 
 impl LogHead {
@@ -489,11 +492,15 @@ impl LogHead {
     /// Sets aside every entry older than `end_ns` for a block; returns the streams that have
     /// some, sorted by labels. The entries stay readable until [`LogHead::finish_cut`] drops
     /// them or [`LogHead::abort_cut`] puts them back. One cut at a time.
-    /// The cut generation: `2k` once cut `k` has ended, `2k - 1` while it runs. A reader that
-    /// sees the same value before and after reading the head read it whole at that point of
-    /// the cut sequence; the cut entries stay readable in the head until their cut ends.
-    pub fn cut_generation(&self) -> u64 {
+    fn cut_generation(&self) -> u64 {
         self.cut_generation.load(Ordering::Acquire)
+    }
+
+    /// Runs `read` with no cut moving entries meanwhile, given the cut generation: `2k` once
+    /// cut `k` has ended, `2k - 1` while it runs (its entries are then all still in the head).
+    pub fn read_at_cut<T>(&self, read: impl FnOnce(u64) -> T) -> T {
+        let _no_cut_moves = self.cut_lock.read();
+        read(self.cut_generation())
     }
 
     /// The number of the cut in flight (`k` of generation `2k - 1`), set by
@@ -504,6 +511,7 @@ impl LogHead {
     }
 
     pub fn begin_cut(&self, end_ns: i64) -> Vec<Arc<MemStream>> {
+        let _moving = self.cut_lock.write();
         self.cut_generation.fetch_add(1, Ordering::AcqRel);
         let mut cut = Vec::new();
         for stream in self.all_streams() {
@@ -545,6 +553,7 @@ impl LogHead {
 
     /// The block holding the cut entries is readable: drop them here.
     pub fn finish_cut(&self) {
+        let _moving = self.cut_lock.write();
         let mut min_left: Option<i64> = None;
         let mut max_left: Option<i64> = None;
         for stream in self.all_streams() {
@@ -564,6 +573,7 @@ impl LogHead {
 
     /// The block could not be written: the cut entries return to their streams.
     pub fn abort_cut(&self) {
+        let _moving = self.cut_lock.write();
         for stream in self.all_streams() {
             let mut data = stream.data.lock();
             let cutting = std::mem::take(&mut data.cutting);
