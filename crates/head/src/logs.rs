@@ -306,6 +306,18 @@ impl MemStream {
     /// Entries in `[min_ns, max_ns]` that `filter` keeps (lines emptied when it skips them),
     /// sorted by time, exact repeats removed.
     pub fn entries_where(&self, min_ns: i64, max_ns: i64, filter: &LogReadFilter) -> Vec<LogEntry> {
+        // Repeats are told apart by their lines, and a repeat can sit in two chunks (a WAL
+        // replay may append an entry again): lines are kept until repeats are gone.
+        let with_lines;
+        let decode_filter = if filter.skip_lines {
+            with_lines = LogReadFilter {
+                skip_lines: false,
+                ..filter.clone()
+            };
+            &with_lines
+        } else {
+            filter
+        };
         let data = self.data.lock();
         let chunks: Vec<&LogChunk> = data
             .sealed
@@ -327,23 +339,16 @@ impl MemStream {
             .cloned()
             .collect();
         filter.count_read(read_lines, read_bytes);
+        // Decompress outside the lock would need copies of the chunks; they are small.
+        for chunk in chunks {
+            out.extend(chunk.entries_where(min_ns, max_ns, decode_filter));
+        }
+        drop(data);
+        sort_and_dedupe(&mut out);
         if filter.skip_lines {
-            // Repeats are told apart by their lines: drop them before the lines go.
-            sort_and_dedupe(&mut out);
             for e in &mut out {
                 e.line = String::new();
             }
-        }
-        // Decompress outside the lock would need copies of the chunks; they are small.
-        for chunk in chunks {
-            out.extend(chunk.entries_where(min_ns, max_ns, filter));
-        }
-        drop(data);
-        if filter.skip_lines {
-            // Chunks hold no repeats; lines are empty, so only sort.
-            out.sort_by_key(|e| e.timestamp_ns);
-        } else {
-            sort_and_dedupe(&mut out);
         }
         out
     }

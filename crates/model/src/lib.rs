@@ -231,7 +231,7 @@ pub type LineFilterFn = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
 #[derive(Clone, Default)]
 pub struct LogReadFilter {
     /// Entries are returned with an empty line. Exact repeats (same time, line and metadata)
-    /// are then only removed within one head buffer, chunk or block, not across them.
+    /// are then only removed within the head and within one block, not across them.
     pub skip_lines: bool,
     /// Only entries whose line passes are returned.
     pub line_filter: Option<LineFilterFn>,
