@@ -6,8 +6,8 @@
 //! kills the server with SIGKILL at a random moment 50–600 ms in, restarts it on the same data
 //! directory and reads everything back through `query_range`: every acknowledged entry must be
 //! there, byte for byte, and nothing that was never sent. Half of the trials run with
-//! `--block-duration 1m` and timestamps stepping a second per batch from 40 minutes ago, so log
-//! blocks are cut, uploaded and the WAL truncated while the kills land.
+//! `--block-duration 1m`, `--log-cut-idle 0s` and timestamps stepping a second per batch from 40
+//! minutes ago, so log blocks are cut, uploaded and the WAL truncated while the kills land.
 
 mod common;
 
@@ -122,7 +122,8 @@ fn sigkill_at_random_moments_loses_no_acknowledged_entry() {
         let dir = tempfile::tempdir().expect("tempdir");
         let with_blocks = trial % 2 == 1;
         let opts = if with_blocks {
-            VigilOpts::args(&["--block-duration", "1m"])
+            // Cut ranges as soon as they are due, while the writers still write them.
+            VigilOpts::args(&["--block-duration", "1m", "--log-cut-idle", "0s"])
         } else {
             VigilOpts::default()
         };

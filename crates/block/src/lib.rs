@@ -51,6 +51,11 @@ pub enum BlockError {
     Malformed { file: &'static str, reason: String },
     #[error("compressing the line trigram index: {0}")]
     Compress(#[from] std::io::Error),
+    #[error("writing {}: {source}", path.display())]
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// `meta.json`.
@@ -83,6 +88,9 @@ pub struct EncodedBlock {
     pub meta: BlockMeta,
     /// (file name, contents) in [`BLOCK_FILES`] order.
     pub files: Vec<(&'static str, Bytes)>,
+    /// Files already written and synced at a temporary path in the block's directory, to be
+    /// renamed to their name before `meta.json` is written.
+    pub staged: Vec<(&'static str, std::path::PathBuf)>,
 }
 
 /// Encodes series (sorted by labels, samples sorted by time) into a block.
@@ -163,7 +171,11 @@ pub fn encode_block<'a>(
     let meta_bytes = Bytes::from(serde_json::to_vec_pretty(&meta)?);
     let mut files = files;
     files.push((META_FILE, meta_bytes));
-    Ok(EncodedBlock { meta, files })
+    Ok(EncodedBlock {
+        meta,
+        files,
+        staged: Vec::new(),
+    })
 }
 
 fn series_schema() -> Arc<Schema> {

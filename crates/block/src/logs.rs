@@ -27,6 +27,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
@@ -173,7 +174,7 @@ impl LogBlockWriter {
             ulid: None,
             label_json: Vec::new(),
             postings: Postings::new(),
-            entries: EntriesWriter::new(options)?,
+            entries: EntriesWriter::new(options, EntriesSink::Memory(Vec::new()))?,
             stats: LogBlockStats {
                 min_time_ns: i64::MAX,
                 max_time_ns: i64::MIN,
@@ -181,6 +182,23 @@ impl LogBlockWriter {
                 line_bytes: 0,
             },
         })
+    }
+
+    /// A writer that writes `entries.parquet` to `entries_path` (a temporary name in the block's
+    /// directory) instead of memory; [`EncodedBlock::staged`] then names it.
+    pub fn to_file(tenant: &str, entries_path: &Path) -> Result<Self, BlockError> {
+        let file = std::fs::File::create(entries_path).map_err(|source| BlockError::Write {
+            path: entries_path.to_path_buf(),
+            source,
+        })?;
+        let sink = EntriesSink::File {
+            file: std::io::BufWriter::with_capacity(1 << 20, file),
+            path: entries_path.to_path_buf(),
+            written: 0,
+        };
+        let mut writer = Self::new(tenant)?;
+        writer.entries = EntriesWriter::new(&LogBlockOptions::default(), sink)?;
+        Ok(writer)
     }
 
     /// Gives the block this id (a ULID) instead of a new one.
@@ -191,6 +209,13 @@ impl LogBlockWriter {
 
     /// Adds the next stream (its id is its position).
     pub fn add_stream(&mut self, labels: &Labels, entries: &[LogEntry]) -> Result<(), BlockError> {
+        self.begin_stream(labels)?;
+        self.add_entries(entries)
+    }
+
+    /// Starts the next stream (its id is its position); its entries follow with
+    /// [`LogBlockWriter::add_entries`], in time order.
+    pub fn begin_stream(&mut self, labels: &Labels) -> Result<(), BlockError> {
         let id = u32::try_from(self.label_json.len()).map_err(|_| BlockError::Malformed {
             file: STREAMS_FILE,
             reason: "more than 2^32 streams".into(),
@@ -201,6 +226,18 @@ impl LogBlockWriter {
             .collect();
         self.label_json.push(serde_json::to_string(&map)?);
         self.postings.add(id, labels);
+        Ok(())
+    }
+
+    /// Adds entries of the stream begun last, continuing its time order.
+    pub fn add_entries(&mut self, entries: &[LogEntry]) -> Result<(), BlockError> {
+        let Some(id) = self.label_json.len().checked_sub(1) else {
+            return Err(BlockError::Malformed {
+                file: ENTRIES_FILE,
+                reason: "entries before their stream".into(),
+            });
+        };
+        let id = id as u32;
         let stats = &mut self.stats;
         for entry in entries {
             stats.min_time_ns = stats.min_time_ns.min(entry.timestamp_ns);
@@ -219,7 +256,7 @@ impl LogBlockWriter {
             stats.min_time_ns = 0;
             stats.max_time_ns = 0;
         }
-        let entries_bytes = self.entries.finish()?;
+        let entries_output = self.entries.finish()?;
         let num_streams = self.label_json.len();
         let stream_ids: Vec<u32> = (0..num_streams as u32).collect();
         let streams_batch = RecordBatch::try_new(
@@ -245,21 +282,32 @@ impl LogBlockWriter {
             files: vec![],
             logs: Some(stats),
         };
-        let mut files = vec![
-            (STREAMS_FILE, streams_bytes),
-            (ENTRIES_FILE, entries_bytes),
-            (INDEX_FILE, index_bytes),
+        let (entries_in_memory, entries_len, staged) = match entries_output {
+            EntriesOutput::Memory(bytes) => {
+                let len = bytes.len() as u64;
+                (Some(bytes), len, Vec::new())
+            }
+            EntriesOutput::File { path, bytes } => (None, bytes, vec![(ENTRIES_FILE, path)]),
+        };
+        let file = |name: &str, bytes: u64| BlockFile {
+            name: name.to_string(),
+            bytes,
+        };
+        meta.files = vec![
+            file(STREAMS_FILE, streams_bytes.len() as u64),
+            file(ENTRIES_FILE, entries_len),
+            file(INDEX_FILE, index_bytes.len() as u64),
         ];
-        meta.files = files
-            .iter()
-            .map(|(n, b)| BlockFile {
-                name: n.to_string(),
-                bytes: b.len() as u64,
-            })
-            .collect();
+        let mut files = vec![(STREAMS_FILE, streams_bytes)];
+        files.extend(entries_in_memory.map(|bytes| (ENTRIES_FILE, bytes)));
+        files.push((INDEX_FILE, index_bytes));
         let meta_bytes = Bytes::from(serde_json::to_vec_pretty(&meta)?);
         files.push((META_FILE, meta_bytes));
-        Ok(EncodedBlock { meta, files })
+        Ok(EncodedBlock {
+            meta,
+            files,
+            staged,
+        })
     }
 }
 
@@ -337,9 +385,50 @@ fn entries_properties(
     Ok(props)
 }
 
+/// Where `entries.parquet` goes: memory, or a file, so that a cut does not hold the block's
+/// largest file in memory.
+enum EntriesSink {
+    Memory(Vec<u8>),
+    File {
+        file: std::io::BufWriter<std::fs::File>,
+        path: PathBuf,
+        written: u64,
+    },
+}
+
+impl std::io::Write for EntriesSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            EntriesSink::Memory(out) => std::io::Write::write(out, buf),
+            EntriesSink::File { file, written, .. } => {
+                let n = std::io::Write::write(file, buf)?;
+                *written += n as u64;
+                Ok(n)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            EntriesSink::Memory(_) => Ok(()),
+            EntriesSink::File { file, .. } => std::io::Write::flush(file),
+        }
+    }
+}
+
+/// A finished `entries.parquet`.
+enum EntriesOutput {
+    Memory(Bytes),
+    /// Written and synced at `path`.
+    File {
+        path: PathBuf,
+        bytes: u64,
+    },
+}
+
 /// Buffers one row group of entries at a time and writes it once it is full.
 struct EntriesWriter {
-    writer: SerializedFileWriter<Vec<u8>>,
+    writer: SerializedFileWriter<EntriesSink>,
     columns: SchemaDescriptor,
     props: WriterPropertiesPtr,
     template: Option<TemplateCompressor>,
@@ -357,7 +446,7 @@ struct EntriesWriter {
 }
 
 impl EntriesWriter {
-    fn new(options: &LogBlockOptions) -> Result<Self, BlockError> {
+    fn new(options: &LogBlockOptions, sink: EntriesSink) -> Result<Self, BlockError> {
         let schema = entries_schema();
         let columns = ArrowSchemaConverter::new().convert(&schema)?;
         let names: Vec<String> = columns
@@ -372,8 +461,7 @@ impl EntriesWriter {
             });
         }
         let props = Arc::new(entries_properties(options, &schema)?);
-        let writer =
-            SerializedFileWriter::new(Vec::new(), columns.root_schema_ptr(), props.clone())?;
+        let writer = SerializedFileWriter::new(sink, columns.root_schema_ptr(), props.clone())?;
         let template = match options.line_compression {
             LineCompression::Template => Some(TemplateCompressor::new()?),
             LineCompression::Zstd(_) => None,
@@ -491,12 +579,32 @@ impl EntriesWriter {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Bytes, BlockError> {
+    fn finish(mut self) -> Result<EntriesOutput, BlockError> {
         self.flush_row_group()?;
         let grams = std::mem::take(&mut self.grams).finish()?;
         self.writer
             .append_key_value_metadata(KeyValue::new(linegrams::KEY.to_string(), grams));
-        Ok(Bytes::from(self.writer.into_inner()?))
+        match self.writer.into_inner()? {
+            EntriesSink::Memory(bytes) => Ok(EntriesOutput::Memory(Bytes::from(bytes))),
+            EntriesSink::File {
+                file,
+                path,
+                written,
+            } => {
+                let file = file.into_inner().map_err(|e| BlockError::Write {
+                    path: path.clone(),
+                    source: e.into_error(),
+                })?;
+                file.sync_all().map_err(|source| BlockError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
+                Ok(EntriesOutput::File {
+                    path,
+                    bytes: written,
+                })
+            }
+        }
     }
 }
 
@@ -1083,7 +1191,8 @@ struct SequenceFinder {
     pending: (usize, usize, usize),
     lines: Vec<LineInfo>,
     /// Ends of the tokens of every line, relative to the line's start.
-    token_ends: Vec<usize>,
+    /// (`u32`: a page is shorter than 4 GiB, and this holds a few entries per line byte.)
+    token_ends: Vec<u32>,
     /// Latest line by shape-with-length and by shape.
     by_key: rustc_hash::FxHashMap<u64, usize>,
     by_shape: rustc_hash::FxHashMap<u64, usize>,
@@ -1158,12 +1267,12 @@ impl SequenceFinder {
             let digit = b.wrapping_sub(b'0') < 10;
             self.shape_text[n] = if digit { 0xff } else { b };
             n += usize::from(!(digit && in_digits));
-            self.token_ends[t] = i;
+            self.token_ends[t] = i as u32;
             t += usize::from(digit != in_digits && i > 0);
             in_digits = digit;
         }
         if len > 0 {
-            self.token_ends[t] = len;
+            self.token_ends[t] = len as u32;
             t += 1;
         }
         self.token_ends.truncate(t);
@@ -1238,7 +1347,10 @@ impl SequenceFinder {
         }
         let (mut a0, mut b0) = (0, 0);
         for k in 0..self.lines[index].tokens.len() {
-            let (a1, b1) = (self.token_ends[ta + k], self.token_ends[tb + k]);
+            let (a1, b1) = (
+                self.token_ends[ta + k] as usize,
+                self.token_ends[tb + k] as usize,
+            );
             let a = &page[ls + a0..ls + a1];
             let b = &page[cs + b0..cs + b1];
             let offset = (ls + a0) - (cs + b0);

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use object_store::ObjectStore;
@@ -89,10 +89,19 @@ pub struct DbConfig {
     pub maintenance_interval: Duration,
     /// Memory for recently read log block files; 0 disables the cache.
     pub log_block_cache_bytes: usize,
+    /// A due log range still receiving entries waits until none arrived for this long (at most
+    /// [`LOG_CUT_MAX_WAITS`] times it) before it is cut; zero cuts as soon as it is due.
+    pub log_cut_idle: Duration,
+    /// Above this much log head memory, due ranges are cut without waiting; 0 = no limit.
+    pub log_head_max_bytes: usize,
 }
 
+/// A due log range that keeps receiving entries is cut after this many idle periods anyway, so
+/// a trickle of late entries cannot hold the WAL untruncated.
+pub const LOG_CUT_MAX_WAITS: u32 = 30;
+
 impl DbConfig {
-    fn block_ms(&self) -> i64 {
+    pub(crate) fn block_ms(&self) -> i64 {
         (self.block_duration.as_millis() as i64).max(1)
     }
 }
@@ -121,6 +130,9 @@ pub struct Db {
     cut_since_truncation: AtomicBool,
     /// Cuts and truncations run one at a time (the background tick and shutdown may overlap).
     maintenance: tokio::sync::Mutex<()>,
+    /// Per tenant, the end of a due log range being held back while it is written, and since
+    /// when.
+    log_cut_waits: parking_lot::Mutex<HashMap<String, (i64, Instant)>>,
 }
 
 impl Db {
@@ -238,6 +250,7 @@ impl Db {
             closed: AtomicBool::new(false),
             cut_since_truncation: AtomicBool::new(false),
             maintenance: tokio::sync::Mutex::new(()),
+            log_cut_waits: parking_lot::Mutex::new(HashMap::new()),
         });
         db.load_blocks(stored_blocks, pending_blocks).await?;
         db.settle_replayed_cuts(cuts);
@@ -435,29 +448,84 @@ impl Db {
             }
         }
         for (tenant, head) in self.all_log_heads() {
+            if everything {
+                self.cut_all_logs(&tenant, &head).await?;
+                continue;
+            }
             while let (Some(min), Some(max)) = (head.min_ns(), head.max_ns()) {
                 let (min_ms, max_ms) = (
                     min.div_euclid(logs::NS_PER_MS),
                     max.div_euclid(logs::NS_PER_MS),
                 );
-                let Some(end_ms) = cut_end(min_ms, max_ms, block_ms, now_ms, everything) else {
+                let Some(end_ms) = cut_end(min_ms, max_ms, block_ms, now_ms, false) else {
                     break;
                 };
-                let end_ns = if everything {
-                    max.saturating_add(1)
-                } else {
-                    end_ms.saturating_mul(logs::NS_PER_MS)
-                };
-                self.cut_logs(&tenant, &head, end_ns).await?;
-                if everything {
+                let end_ns = end_ms.saturating_mul(logs::NS_PER_MS);
+                if !self.log_range_ready(&tenant, &head, end_ns) {
                     break;
                 }
+                self.cut_logs(&tenant, &head, end_ns).await?;
             }
         }
         // Gauges are refreshed when /metrics is scraped: walking every series each second
         // would cost queries and ingest CPU for numbers nobody reads in between.
         if self.cut_since_truncation.load(Ordering::Acquire) && self.pending_blocks() == 0 {
             self.truncate_wal().await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the due log range ending at `end_ns` should be cut now: no entry arrived for it
+    /// (or an earlier range) for `log_cut_idle`, or the head is over its memory limit, or the
+    /// range has waited [`LOG_CUT_MAX_WAITS`] idle periods. Cutting a range while a backfill
+    /// still writes it would split it into overlapping blocks and spend the encoding CPU while
+    /// the writes need it.
+    fn log_range_ready(&self, tenant: &str, head: &LogHead, end_ns: i64) -> bool {
+        let idle = self.config.log_cut_idle;
+        let limit = self.config.log_head_max_bytes;
+        let written_recently = head
+            .last_write_up_to(end_ns)
+            .is_some_and(|at| at.elapsed() < idle);
+        let mut waits = self.log_cut_waits.lock();
+        if !written_recently || (limit > 0 && head.memory_bytes() >= limit) {
+            waits.remove(tenant);
+            return true;
+        }
+        let (waiting_end, since) = waits
+            .entry(tenant.to_string())
+            .or_insert((end_ns, Instant::now()));
+        if *waiting_end != end_ns {
+            (*waiting_end, *since) = (end_ns, Instant::now());
+        }
+        if since.elapsed() >= idle.saturating_mul(LOG_CUT_MAX_WAITS) {
+            waits.remove(tenant);
+            return true;
+        }
+        false
+    }
+
+    /// Cuts the whole log head (at shutdown) one block range at a time, so blocks stay aligned
+    /// to the block duration and one cut holds one range.
+    async fn cut_all_logs(&self, tenant: &str, head: &Arc<LogHead>) -> Result<(), DbError> {
+        let block_ns = self.config.block_ms().saturating_mul(logs::NS_PER_MS);
+        let Some(last) = head.max_ns() else {
+            return Ok(());
+        };
+        let mut previous_end = i64::MIN;
+        while let Some(min) = head.min_ns() {
+            if min > last {
+                break;
+            }
+            let mut end_ns = log_range_end_ns(min, block_ns);
+            if end_ns <= previous_end {
+                // Entries arrived for a range already cut: take the rest in one block.
+                end_ns = last.saturating_add(1);
+            }
+            self.cut_logs(tenant, head, end_ns).await?;
+            if end_ns > last {
+                break;
+            }
+            previous_end = end_ns;
         }
         Ok(())
     }
@@ -705,6 +773,14 @@ fn lower_thread_priority() {}
 /// The end (exclusive, ms) of the next range to cut from a head holding `[min, max]`, or `None`
 /// when nothing is due: a block-aligned range is due once the head reaches half a block past it
 /// or the clock a whole block past it. With `everything`, the whole head.
+/// The end (exclusive, ns) of the block range of `block_ns` holding `ts_ns`.
+pub(crate) fn log_range_end_ns(ts_ns: i64, block_ns: i64) -> i64 {
+    ts_ns
+        .div_euclid(block_ns)
+        .saturating_add(1)
+        .saturating_mul(block_ns)
+}
+
 fn cut_end(min: i64, max: i64, block_ms: i64, now_ms: i64, everything: bool) -> Option<i64> {
     if everything {
         return Some(max.saturating_add(1));
@@ -712,6 +788,20 @@ fn cut_end(min: i64, max: i64, block_ms: i64, now_ms: i64, everything: bool) -> 
     let end = min.div_euclid(block_ms) * block_ms + block_ms;
     let due = max >= end + block_ms / 2 || now_ms >= end + block_ms;
     due.then_some(end)
+}
+
+/// The directory of a block waiting for upload.
+pub(crate) fn pending_block_dir(
+    pending_dir: &std::path::Path,
+    tenant: &str,
+    kind: &str,
+    ulid: &str,
+) -> PathBuf {
+    pending_dir
+        .join(tenant)
+        .join(kind)
+        .join("blocks")
+        .join(ulid)
 }
 
 /// Writes an encoded block into the pending directory (each file under a temporary name, then
@@ -723,12 +813,12 @@ fn write_pending_block(
     labels_file: &str,
 ) -> Result<BlockIndex, DbError> {
     let meta = &encoded.meta;
-    let dir = pending_dir
-        .join(&meta.tenant)
-        .join(&meta.kind)
-        .join("blocks")
-        .join(&meta.ulid);
+    let dir = pending_block_dir(pending_dir, &meta.tenant, &meta.kind, &meta.ulid);
     std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    for (name, staged) in &encoded.staged {
+        let path = dir.join(name);
+        std::fs::rename(staged, &path).map_err(io_err(&path))?;
+    }
     for (name, bytes) in &encoded.files {
         // meta.json marks the block complete: write under a temporary name and rename, so a
         // crash never leaves a partial file.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use roaring::RoaringBitmap;
-use vigil_block::logs::{ReadPart, ENTRIES_FILE, STREAMS_FILE};
+use vigil_block::logs::{ReadPart, ENTRIES_FILE, LOGS_KIND, STREAMS_FILE};
 use vigil_head::logs::{sort_and_dedupe, LogAppendError, LogHead, MemStream};
 use vigil_log_ingest::{LogBatch, Rejection};
 use vigil_model::{
@@ -54,6 +54,8 @@ pub struct PreparedLogWrite {
     accepted_bytes: usize,
     wal_payloads: Vec<Vec<u8>>,
     outcome: LogWriteOutcome,
+    /// Ends of the block ranges the accepted entries fall in.
+    range_ends: Vec<i64>,
 }
 
 /// One stream with its entries in a requested range, sorted by time.
@@ -109,6 +111,8 @@ impl Db {
             i64::try_from(self.config.out_of_order_window.as_nanos()).unwrap_or(i64::MAX);
         let mut applies: Vec<(Arc<MemStream>, Vec<LogEntry>)> = Vec::with_capacity(resolved.len());
         let mut accepted_bytes = 0usize;
+        let block_ns = self.config.block_ms().saturating_mul(NS_PER_MS);
+        let mut range_ends: Vec<i64> = Vec::new();
         for (stream_batch, stream) in batch.streams.into_iter().zip(resolved) {
             let mut kept = Vec::with_capacity(stream_batch.entries.len());
             let mut newest: Option<i64> = None;
@@ -127,6 +131,10 @@ impl Db {
                         newest =
                             Some(newest.map_or(entry.timestamp_ns, |n| n.max(entry.timestamp_ns)));
                         accepted_bytes += entry.line.len();
+                        let range_end = crate::log_range_end_ns(entry.timestamp_ns, block_ns);
+                        if range_ends.last() != Some(&range_end) {
+                            range_ends.push(range_end);
+                        }
                         kept.push(entry);
                     }
                     Err(LogAppendError::TooFarBehind {
@@ -147,6 +155,8 @@ impl Db {
             }
         }
 
+        range_ends.sort_unstable();
+        range_ends.dedup();
         let mut wal_payloads = Vec::new();
         if !applies.is_empty() {
             let mut buf = Vec::with_capacity(accepted_bytes + outcome.accepted * 16 + 64);
@@ -170,6 +180,7 @@ impl Db {
             accepted_bytes,
             wal_payloads,
             outcome,
+            range_ends,
         })
     }
 
@@ -186,6 +197,9 @@ impl Db {
         for (stream, entries) in prepared.applies {
             prepared.head.append(&stream, entries);
         }
+        prepared
+            .head
+            .note_range_writes(&prepared.range_ends, std::time::Instant::now());
         drop(guard);
 
         let outcome = prepared.outcome;
@@ -252,15 +266,25 @@ impl Db {
         let cut_seq = head.cut_in_flight().unwrap_or(0);
         let tenant_owned = tenant.to_string();
         let pending_dir = self.pending_dir.clone();
-        // One stream decoded at a time: the cut never holds the range's text uncompressed.
+        // One head chunk decoded at a time: the cut never holds the range's text uncompressed.
+        let block_dir = crate::pending_block_dir(&self.pending_dir, tenant, LOGS_KIND, &block_ulid);
+        let staging_dir = block_dir.clone();
         let written = crate::run_low_priority(move || -> Result<Arc<BlockEntry>, DbError> {
-            let mut writer =
-                vigil_block::logs::LogBlockWriter::new(&tenant_owned)?.with_ulid(block_ulid);
+            // The largest file goes straight to disk; the block is complete once meta.json is
+            // written, and a directory without it is removed at start-up.
+            std::fs::create_dir_all(&staging_dir).map_err(crate::io_err(&staging_dir))?;
+            let staged = staging_dir.join(format!("{ENTRIES_FILE}.tmp"));
+            let mut writer = vigil_block::logs::LogBlockWriter::to_file(&tenant_owned, &staged)?
+                .with_ulid(block_ulid);
             for stream in &streams {
-                let entries = stream.cutting_entries();
-                if !entries.is_empty() {
-                    writer.add_stream(&stream.labels, &entries)?;
-                }
+                let mut begun = false;
+                stream.visit_cutting_entries(|entries| {
+                    if !begun {
+                        writer.begin_stream(&stream.labels)?;
+                        begun = true;
+                    }
+                    writer.add_entries(&entries)
+                })?;
             }
             let encoded = writer.finish()?;
             let index = crate::write_pending_block(&pending_dir, &encoded, STREAMS_FILE)?;
@@ -276,6 +300,7 @@ impl Db {
             Ok(entry) => entry,
             Err(e) => {
                 head.abort_cut();
+                let _ = std::fs::remove_dir_all(&block_dir);
                 return Err(e);
             }
         };
@@ -293,6 +318,7 @@ impl Db {
         // seeing both removes the repeats).
         self.log_catalog.add(entry.clone());
         head.finish_cut();
+        head.forget_range_writes(end_ns);
         self.metrics
             .blocks_cut
             .get_or_create(&TenantLabel {

@@ -17,6 +17,8 @@ fn config(dir: &std::path::Path) -> DbConfig {
         upload_backoff: vigil_objstore::Backoff::default(),
         maintenance_interval: Duration::from_millis(50),
         log_block_cache_bytes: 1 << 20,
+        log_cut_idle: Duration::ZERO,
+        log_head_max_bytes: 0,
     }
 }
 
@@ -294,4 +296,78 @@ async fn replay_skips_log_entries_already_cut_into_blocks() {
     std::fs::remove_dir_all(dir.path().join("pending")).unwrap();
     let db = open(dir.path()).await;
     assert_eq!(log_counts(&db, start, end).await, (200, 200), "blocks lost");
+}
+
+/// Log block directories (pending or uploaded) of the default tenant.
+fn log_block_dirs(dir: &std::path::Path) -> usize {
+    ["pending", "objects"]
+        .iter()
+        .map(|root| dir.join(root).join("default").join("logs").join("blocks"))
+        .filter_map(|blocks| std::fs::read_dir(blocks).ok())
+        .map(|listing| listing.count())
+        .sum()
+}
+
+/// A due log range that is still being written (a backfill) is cut once writes to it pause for
+/// `log_cut_idle`, not while they go on; over the head memory limit it is cut at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn due_log_ranges_wait_for_writes_to_pause_unless_memory_is_short() {
+    use vigil_model::LogEntry;
+    let tenant = TenantId::default_tenant();
+    // Ten minutes ago with one-minute blocks: every range written is due at once.
+    let base = (vigil_db::now_ms() - 10 * 60_000) * 1_000_000;
+    let batch = |round: i64| {
+        let entries: Vec<LogEntry> = (0..20)
+            .map(|i| LogEntry {
+                timestamp_ns: base + round * 1_000_000_000 + i * 1_000_000,
+                line: format!("backfill round {round} line {i}"),
+                structured_metadata: Vec::new(),
+            })
+            .collect();
+        log_batch(&[(Labels::from_unsorted(vec![Label::new("app", "a")]), entries)])
+    };
+    for (head_limit, cut_while_writing) in [(0, false), (1, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = vigil_objstore::open_local(&dir.path().join("objects")).unwrap();
+        let db_config = DbConfig {
+            log_cut_idle: Duration::from_millis(1500),
+            log_head_max_bytes: head_limit,
+            ..config(dir.path())
+        };
+        let db = Db::open(db_config, store, Arc::new(Metrics::new()))
+            .await
+            .unwrap();
+        let background = {
+            let db = db.clone();
+            tokio::spawn(async move { db.run_background().await })
+        };
+        // Writes every 100 ms for a second, all into the same one-minute range.
+        for round in 0..10 {
+            db.write_logs(&tenant, batch(round)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let while_writing = log_block_dirs(dir.path());
+        assert_eq!(
+            while_writing > 0,
+            cut_while_writing,
+            "head limit {head_limit}: {while_writing} blocks while the range was written"
+        );
+        // Writes stopped: the range is cut after the idle period (bounded wait).
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while log_block_dirs(dir.path()) == 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            log_block_dirs(dir.path()) > 0,
+            "head limit {head_limit}: no block after the writes stopped"
+        );
+        let m = Matcher::new(MatchOp::Equal, "app", "a").unwrap();
+        let read = db
+            .select_log_entries(&tenant, &[m], base, base + 60_000_000_000)
+            .await
+            .unwrap();
+        assert_eq!(read.iter().map(|s| s.entries.len()).sum::<usize>(), 200);
+        db.shutdown(Duration::from_secs(10)).await;
+        background.abort();
+    }
 }

@@ -5,8 +5,10 @@
 //! zstd-compressed chunk, so the head holds compressed text. A cut moves the entries before its
 //! end into a `cutting` set that stays readable until the block is registered.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 use vigil_model::{Labels, LogEntry, LogReadFilter, Matcher};
@@ -366,6 +368,47 @@ impl MemStream {
                 .any(|e| e.timestamp_ns >= min_ns && e.timestamp_ns <= max_ns)
     }
 
+    /// Hands the entries set aside by [`LogHead::begin_cut`] to `visit` in time order, exact
+    /// repeats removed, decoding one chunk at a time: chunks are taken by their first time, and
+    /// after each one the entries before the next chunk's first time are final. Empty batches
+    /// are not handed over.
+    pub fn visit_cutting_entries<E>(
+        &self,
+        mut visit: impl FnMut(Vec<LogEntry>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let firsts: Vec<(i64, usize)> = {
+            let data = self.data.lock();
+            let mut firsts: Vec<(i64, usize)> = data
+                .cutting
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.min_ns, i))
+                .collect();
+            firsts.sort_unstable();
+            firsts
+        };
+        let mut pending: Vec<LogEntry> = Vec::new();
+        for (k, &(_, chunk)) in firsts.iter().enumerate() {
+            // The cutting set does not change until the cut ends, so the indices stay valid.
+            if let Some(entries) = self.data.lock().cutting.get(chunk).map(LogChunk::entries) {
+                pending.extend(entries);
+            }
+            // Every repeat of an entry before the next chunk's first time is in the chunks
+            // read so far.
+            let taken = std::mem::take(&mut pending);
+            let (mut ready, rest): (Vec<LogEntry>, Vec<LogEntry>) = match firsts.get(k + 1) {
+                Some(&(bound, _)) => taken.into_iter().partition(|e| e.timestamp_ns < bound),
+                None => (taken, Vec::new()),
+            };
+            pending = rest;
+            sort_and_dedupe(&mut ready);
+            if !ready.is_empty() {
+                visit(ready)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The entries set aside by [`LogHead::begin_cut`], sorted by time, for the block.
     pub fn cutting_entries(&self) -> Vec<LogEntry> {
         let data = self.data.lock();
@@ -391,6 +434,9 @@ pub struct LogHead {
     /// Held exclusively while a cut moves entries (begin, end, abort), shared by readers that
     /// need the head whole at one cut generation.
     cut_lock: RwLock<()>,
+    /// When entries last arrived for each time range, keyed by the range's end (ranges are the
+    /// caller's, e.g. block ranges): a range still being written is better cut once writes stop.
+    range_writes: Mutex<BTreeMap<i64, Instant>>,
 }
 
 impl LogHead {
@@ -483,6 +529,32 @@ impl LogHead {
         drop(data);
         self.entries_appended.fetch_add(count, Ordering::Relaxed);
         self.bytes_appended.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Records that entries for the ranges ending at `range_ends_ns` arrived at `at`.
+    pub fn note_range_writes(&self, range_ends_ns: &[i64], at: Instant) {
+        if range_ends_ns.is_empty() {
+            return;
+        }
+        let mut writes = self.range_writes.lock();
+        for &end in range_ends_ns {
+            writes.insert(end, at);
+        }
+    }
+
+    /// The last time entries arrived for a range ending at or before `end_ns`.
+    pub fn last_write_up_to(&self, end_ns: i64) -> Option<Instant> {
+        self.range_writes
+            .lock()
+            .range(..=end_ns)
+            .map(|(_, at)| *at)
+            .max()
+    }
+
+    /// Forgets the write times of ranges ending at or before `end_ns` (they were cut).
+    pub fn forget_range_writes(&self, end_ns: i64) {
+        let mut writes = self.range_writes.lock();
+        *writes = writes.split_off(&end_ns.saturating_add(1));
     }
 
     /// Streams matching every matcher.
@@ -693,6 +765,54 @@ mod tests {
         assert_eq!(s.entries(10, 12).len(), 3);
         assert_eq!(head.min_ns(), Some(0));
         assert_eq!(head.max_ns(), Some(1999));
+    }
+
+    #[test]
+    fn cut_entries_are_visited_chunk_by_chunk_in_time_order_without_repeats() {
+        let head = LogHead::new();
+        let s = stream(&head, "a");
+        let text = "z".repeat(3000);
+        // Time jitters back and forth so neighbouring chunks overlap, and a replay-like second
+        // pass appends every tenth entry again (a repeat in another chunk).
+        let ts = |i: i64| i * 10 + if i % 2 == 0 { 15 } else { 0 };
+        for i in 0..400 {
+            head.append(&s, [entry(ts(i), &format!("{i} {text}"))]);
+        }
+        for i in (0..400).step_by(10) {
+            head.append(&s, [entry(ts(i), &format!("{i} {text}"))]);
+        }
+        assert!(head.begin_cut(i64::MAX).len() == 1);
+        let expected = s.cutting_entries();
+        assert_eq!(expected.len(), 400);
+        let mut batches = Vec::new();
+        s.visit_cutting_entries(|batch| {
+            batches.push(batch);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert!(batches.len() > 2, "one batch per chunk, not one in all");
+        assert!(batches.iter().all(|b| !b.is_empty()));
+        let visited: Vec<LogEntry> = batches.into_iter().flatten().collect();
+        assert!(visited
+            .windows(2)
+            .all(|w| w[0].timestamp_ns <= w[1].timestamp_ns));
+        assert_eq!(visited, expected);
+        head.finish_cut();
+    }
+
+    #[test]
+    fn range_writes_tell_when_a_range_was_last_written() {
+        let head = LogHead::new();
+        let t0 = Instant::now();
+        let t1 = t0 + std::time::Duration::from_secs(5);
+        head.note_range_writes(&[100, 200], t0);
+        head.note_range_writes(&[200], t1);
+        assert_eq!(head.last_write_up_to(50), None);
+        assert_eq!(head.last_write_up_to(100), Some(t0));
+        assert_eq!(head.last_write_up_to(300), Some(t1));
+        head.forget_range_writes(100);
+        assert_eq!(head.last_write_up_to(150), None);
+        assert_eq!(head.last_write_up_to(200), Some(t1));
     }
 
     #[test]

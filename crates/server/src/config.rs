@@ -68,6 +68,14 @@ pub struct Config {
     /// Memory for recently read log block files (`entries.parquet`), so repeated queries over
     /// the same hours do not fetch them again; 0 disables. Default 134217728 (128 MiB).
     pub log_block_cache_bytes: usize,
+    /// A due log block range that is still receiving entries (a backfill) is cut once none
+    /// arrived for this long, or after 30 times this at most; 0s cuts as soon as it is due.
+    /// Default 10s.
+    #[serde(with = "humantime_serde")]
+    pub log_cut_idle: Duration,
+    /// Above this much log head memory (compressed entries), due ranges are cut without
+    /// waiting for `log_cut_idle`; 0 = no limit. Default 100663296 (96 MiB).
+    pub log_head_max_bytes: usize,
     /// Log filter (`error`, `warn`, `info`, `debug`, or a tracing filter). Default `info`.
     pub log_level: String,
 }
@@ -90,6 +98,8 @@ impl Default for Config {
             max_label_names_per_series: 30,
             max_line_size: 256 << 10,
             log_block_cache_bytes: 128 << 20,
+            log_cut_idle: Duration::from_secs(10),
+            log_head_max_bytes: 96 << 20,
             max_line_size_truncate: false,
             reject_older_than: None,
             object_store_timeout: Duration::from_secs(30),
@@ -221,6 +231,14 @@ pub struct ServeArgs {
     /// Memory for recently read log block files, 0 = off [default: 134217728].
     #[arg(long, env = "VIGIL_LOG_BLOCK_CACHE_BYTES")]
     pub log_block_cache_bytes: Option<usize>,
+    /// Wait this long after the last entry for a due log range before cutting it, 0s = cut
+    /// when due [default: 10s].
+    #[arg(long, env = "VIGIL_LOG_CUT_IDLE", value_parser = parse_duration)]
+    pub log_cut_idle: Option<Duration>,
+    /// Log head memory above which due ranges are cut without waiting, 0 = no limit
+    /// [default: 100663296].
+    #[arg(long, env = "VIGIL_LOG_HEAD_MAX_BYTES")]
+    pub log_head_max_bytes: Option<usize>,
     /// Log filter [default: info].
     #[arg(long, env = "VIGIL_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -262,6 +280,8 @@ impl ServeArgs {
         set!(query_timeout);
         set!(query_max_samples);
         set!(log_block_cache_bytes);
+        set!(log_cut_idle);
+        set!(log_head_max_bytes);
         set!(log_level);
         if self.object_store.is_some() {
             config.object_store = self.object_store;
