@@ -512,12 +512,8 @@ impl EntriesWriter {
             return Ok(());
         }
         self.grams.add_row_group(&self.lines, &self.line_ends);
-        // The next row group's text needs about as much room: no regrowing (and copying).
         let capacity = self.lines.capacity();
-        let lines = byte_arrays(
-            std::mem::replace(&mut self.lines, Vec::with_capacity(capacity)),
-            &self.line_ends,
-        );
+        let lines = byte_arrays(std::mem::take(&mut self.lines), &self.line_ends);
         let metadata = byte_arrays(std::mem::take(&mut self.metadata), &self.metadata_ends);
         let mut rg = self.writer.next_row_group()?;
         let missing =
@@ -570,6 +566,10 @@ impl EntriesWriter {
         col.close()?;
         rg.close()?;
 
+        // The next row group's text needs about as much room: no regrowing (and copying). Taken
+        // only now, so two row groups' text is never held at once.
+        drop(lines);
+        self.lines = Vec::with_capacity(capacity);
         self.ids.clear();
         self.timestamps.clear();
         self.line_ends.clear();
