@@ -81,6 +81,14 @@ def read_block(tenant, ulid, files, read_bytes):
     entries = pq.read_table(io.BytesIO(raw[ENTRIES]))
     s = checked_columns(streams, STREAMS, where)
     e = checked_columns(entries, ENTRIES, where)
+    if "line_bytes" in entries.column_names:
+        # Each line's UTF-8 length (blocks written before the column have none).
+        lengths = entries.column("line_bytes")
+        if str(lengths.type) != "uint32" or lengths.null_count:
+            raise SystemExit(f"{where}/{ENTRIES}: column 'line_bytes' is {lengths.type} with {lengths.null_count} nulls")
+        for row, (length, line) in enumerate(zip(lengths.to_pylist(), e["line"])):
+            if length != len(line.encode("utf-8")):
+                raise SystemExit(f"{where}/{ENTRIES}: row {row}: line_bytes {length}, line is {len(line.encode('utf-8'))} bytes")
     labels_by_id = {}
     for stream_id, labels in zip(s["stream_id"], s["labels"]):
         if stream_id in labels_by_id:

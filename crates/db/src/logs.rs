@@ -537,31 +537,47 @@ impl Db {
         filter: LogReadFilter,
         parts: usize,
     ) -> Result<BTreeMap<u32, Vec<LogEntry>>, DbError> {
-        let bytes = self.log_entries_file(block).await?;
         let ids = Arc::new(ids);
-        let tasks = ReadPart::all(parts).map(|part| {
-            let (bytes, ids, filter) = (bytes.clone(), ids.clone(), filter.clone());
-            tokio::task::spawn_blocking(move || {
+        let shares = self
+            .read_block_parts(block, parts, move |bytes, part| {
                 vigil_block::logs::read_log_entries_part(bytes, &ids, range, &filter, part)
             })
-        });
+            .await?;
         let mut out: BTreeMap<u32, Vec<LogEntry>> = BTreeMap::new();
-        for read in futures::future::try_join_all(tasks)
-            .await
-            .map_err(|e| DbError::Task(e.to_string()))?
-        {
-            for (id, entries) in read? {
-                match out.entry(id) {
-                    std::collections::btree_map::Entry::Vacant(slot) => {
-                        slot.insert(entries);
-                    }
-                    std::collections::btree_map::Entry::Occupied(mut slot) => {
-                        slot.get_mut().extend(entries)
-                    }
-                }
+        for share in shares {
+            for (id, entries) in share {
+                vigil_block::logs::extend_stream_entries(&mut out, id, entries);
             }
         }
         Ok(out)
+    }
+
+    /// Runs `read` over each of `parts` shares of a block's row groups, on blocking threads,
+    /// and returns the results in part order.
+    async fn read_block_parts<T, F>(
+        &self,
+        block: &BlockEntry,
+        parts: usize,
+        read: F,
+    ) -> Result<Vec<T>, DbError>
+    where
+        T: Send + 'static,
+        F: Fn(bytes::Bytes, ReadPart) -> Result<T, vigil_block::BlockError>
+            + Clone
+            + Send
+            + 'static,
+    {
+        let bytes = self.log_entries_file(block).await?;
+        let tasks = ReadPart::all(parts).map(|part| {
+            let (bytes, read) = (bytes.clone(), read.clone());
+            tokio::task::spawn_blocking(move || read(bytes, part))
+        });
+        futures::future::try_join_all(tasks)
+            .await
+            .map_err(|e| DbError::Task(e.to_string()))?
+            .into_iter()
+            .map(|share| share.map_err(DbError::from))
+            .collect()
     }
 
     /// A block's entries file, from the cache or the object store.
@@ -610,12 +626,10 @@ impl Db {
         let parts = read_parallelism();
         let reads = blocks.iter().map(|(block, ids)| {
             let filter = filter.clone();
+            let ids = Arc::new(ids.clone());
             async move {
-                let bytes = self.log_entries_file(block).await?;
-                let ids = Arc::new(ids.clone());
-                let tasks = ReadPart::all(parts).map(|part| {
-                    let (bytes, ids, filter) = (bytes.clone(), ids.clone(), filter.clone());
-                    tokio::task::spawn_blocking(move || {
+                let shares = self
+                    .read_block_parts(block, parts, move |bytes, part| {
                         vigil_block::logs::read_log_window_sums(
                             bytes,
                             &ids,
@@ -626,15 +640,8 @@ impl Db {
                             part,
                         )
                     })
-                });
-                let mut groups = Vec::new();
-                for read in futures::future::try_join_all(tasks)
-                    .await
-                    .map_err(|e| DbError::Task(e.to_string()))?
-                {
-                    groups.extend(read?);
-                }
-                Ok::<_, DbError>((block, groups))
+                    .await?;
+                Ok::<_, DbError>((block, shares.into_iter().flatten().collect::<Vec<_>>()))
             }
         });
         let from_blocks = futures::future::try_join_all(reads).await?;

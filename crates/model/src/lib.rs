@@ -70,9 +70,14 @@ pub enum LogSampleValue {
 impl LogSampleValue {
     /// The value of an entry with this line.
     pub fn of(self, line: &str) -> u64 {
+        self.of_length(line.len())
+    }
+
+    /// The value of an entry whose line is `line_bytes` long.
+    pub fn of_length(self, line_bytes: usize) -> u64 {
         match self {
             LogSampleValue::One => 1,
-            LogSampleValue::LineBytes => line.len() as u64,
+            LogSampleValue::LineBytes => line_bytes as u64,
         }
     }
 }
