@@ -53,6 +53,9 @@ struct StreamData {
     cutting: Vec<LogChunk>,
     /// Newest timestamp accepted, kept across cuts: the out-of-order window is measured from it.
     newest_ns: Option<i64>,
+    /// An entry arrived at or before the newest one (out of order, a retried push, a WAL
+    /// replay): the stream may hold exact repeats, which only their lines tell apart.
+    may_repeat: bool,
 }
 
 /// Entries sorted by time, encoded and compressed.
@@ -308,10 +311,12 @@ impl MemStream {
     /// Entries in `[min_ns, max_ns]` that `filter` keeps (lines emptied when it skips them),
     /// sorted by time, exact repeats removed.
     pub fn entries_where(&self, min_ns: i64, max_ns: i64, filter: &LogReadFilter) -> Vec<LogEntry> {
+        let data = self.data.lock();
         // Repeats are told apart by their lines, and a repeat can sit in two chunks (a WAL
-        // replay may append an entry again): lines are kept until repeats are gone.
+        // replay may append an entry again): lines are kept until repeats are gone. A stream
+        // whose every entry came after the one before holds no repeats.
         let with_lines;
-        let decode_filter = if filter.skip_lines {
+        let decode_filter = if filter.skip_lines && data.may_repeat {
             with_lines = LogReadFilter {
                 skip_lines: false,
                 ..filter.clone()
@@ -320,7 +325,6 @@ impl MemStream {
         } else {
             filter
         };
-        let data = self.data.lock();
         let chunks: Vec<&LogChunk> = data
             .sealed
             .iter()
@@ -338,7 +342,17 @@ impl MemStream {
                 read_bytes += e.line.len() as u64;
             })
             .filter(|e| filter.keeps(&e.line))
-            .cloned()
+            .map(|e| {
+                if decode_filter.skip_lines {
+                    LogEntry {
+                        timestamp_ns: e.timestamp_ns,
+                        line: String::new(),
+                        structured_metadata: e.structured_metadata.clone(),
+                    }
+                } else {
+                    e.clone()
+                }
+            })
             .collect();
         filter.count_read(read_lines, read_bytes);
         // Decompress outside the lock would need copies of the chunks; they are small.
@@ -518,6 +532,7 @@ impl LogHead {
             let size = entry_bytes(&entry);
             data.open_bytes += size;
             data.open.push(entry);
+            data.may_repeat |= data.newest_ns.is_some_and(|n| ts <= n);
             data.newest_ns = Some(data.newest_ns.map_or(ts, |n| n.max(ts)));
             widen_range(&self.min_ns, &self.max_ns, ts);
             count += 1;
@@ -798,6 +813,36 @@ mod tests {
             .all(|w| w[0].timestamp_ns <= w[1].timestamp_ns));
         assert_eq!(visited, expected);
         head.finish_cut();
+    }
+
+    #[test]
+    fn counting_reads_drop_lines_and_still_remove_repeats() {
+        let head = LogHead::new();
+        let counting = LogReadFilter {
+            skip_lines: true,
+            ..Default::default()
+        };
+        let text = "q".repeat(4000);
+        // In order: no repeats possible, lines are never decoded.
+        let ordered = stream(&head, "ordered");
+        for i in 0..300 {
+            head.append(&ordered, [entry(i, &format!("{i} {text}"))]);
+        }
+        let read = ordered.entries_where(0, 1000, &counting);
+        assert_eq!(read.len(), 300);
+        assert!(read.iter().all(|e| e.line.is_empty()));
+        // The same entries again (a retried push), in later chunks: counted once.
+        let retried = stream(&head, "retried");
+        for _ in 0..2 {
+            for i in 0..150 {
+                head.append(&retried, [entry(i, &format!("{i} {text}"))]);
+            }
+        }
+        head.append(&retried, [entry(5, "same time, other line")]);
+        assert!(retried.data.lock().sealed.len() > 2);
+        let read = retried.entries_where(0, 1000, &counting);
+        assert_eq!(read.len(), 151);
+        assert!(read.iter().all(|e| e.line.is_empty()));
     }
 
     #[test]
