@@ -486,8 +486,9 @@ impl Db {
         let written_recently = head
             .last_write_up_to(end_ns)
             .is_some_and(|at| at.elapsed() < idle);
+        let ready = !written_recently || (limit > 0 && head.memory_bytes() >= limit);
         let mut waits = self.log_cut_waits.lock();
-        if !written_recently || (limit > 0 && head.memory_bytes() >= limit) {
+        if ready {
             waits.remove(tenant);
             return true;
         }
@@ -516,7 +517,7 @@ impl Db {
             if min > last {
                 break;
             }
-            let mut end_ns = log_range_end_ns(min, block_ns);
+            let mut end_ns = range_end(min, block_ns);
             if end_ns <= previous_end {
                 // Entries arrived for a range already cut: take the rest in one block.
                 end_ns = last.saturating_add(1);
@@ -770,22 +771,19 @@ fn lower_thread_priority() {
 #[cfg(not(target_os = "linux"))]
 fn lower_thread_priority() {}
 
+/// The end (exclusive) of the block-aligned range of length `block` holding `t` (any unit).
+pub(crate) fn range_end(t: i64, block: i64) -> i64 {
+    t.div_euclid(block).saturating_add(1).saturating_mul(block)
+}
+
 /// The end (exclusive, ms) of the next range to cut from a head holding `[min, max]`, or `None`
 /// when nothing is due: a block-aligned range is due once the head reaches half a block past it
 /// or the clock a whole block past it. With `everything`, the whole head.
-/// The end (exclusive, ns) of the block range of `block_ns` holding `ts_ns`.
-pub(crate) fn log_range_end_ns(ts_ns: i64, block_ns: i64) -> i64 {
-    ts_ns
-        .div_euclid(block_ns)
-        .saturating_add(1)
-        .saturating_mul(block_ns)
-}
-
 fn cut_end(min: i64, max: i64, block_ms: i64, now_ms: i64, everything: bool) -> Option<i64> {
     if everything {
         return Some(max.saturating_add(1));
     }
-    let end = min.div_euclid(block_ms) * block_ms + block_ms;
+    let end = range_end(min, block_ms);
     let due = max >= end + block_ms / 2 || now_ms >= end + block_ms;
     due.then_some(end)
 }

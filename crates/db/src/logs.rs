@@ -113,6 +113,8 @@ impl Db {
         let mut accepted_bytes = 0usize;
         let block_ns = self.config.block_ms().saturating_mul(NS_PER_MS);
         let mut range_ends: Vec<i64> = Vec::new();
+        // The range of the last entry: most entries fall in it, and need no division.
+        let mut last_range = (0i64, 0i64);
         for (stream_batch, stream) in batch.streams.into_iter().zip(resolved) {
             let mut kept = Vec::with_capacity(stream_batch.entries.len());
             let mut newest: Option<i64> = None;
@@ -131,9 +133,11 @@ impl Db {
                         newest =
                             Some(newest.map_or(entry.timestamp_ns, |n| n.max(entry.timestamp_ns)));
                         accepted_bytes += entry.line.len();
-                        let range_end = crate::log_range_end_ns(entry.timestamp_ns, block_ns);
-                        if range_ends.last() != Some(&range_end) {
-                            range_ends.push(range_end);
+                        let ts = entry.timestamp_ns;
+                        if !(last_range.0..last_range.1).contains(&ts) {
+                            let end = crate::range_end(ts, block_ns);
+                            range_ends.push(end);
+                            last_range = (end.saturating_sub(block_ns), end);
                         }
                         kept.push(entry);
                     }
