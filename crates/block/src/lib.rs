@@ -24,6 +24,7 @@ use vigil_index::Postings;
 use vigil_model::{Label, Labels, Sample};
 
 pub mod linegrams;
+pub mod linetokens;
 pub mod logs;
 
 pub const SERIES_FILE: &str = "series.parquet";

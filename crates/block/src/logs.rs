@@ -59,6 +59,7 @@ use vigil_model::{
 };
 
 use crate::linegrams::{self, LineGrams, LineGramsWriter};
+use crate::linetokens::{self, LineTokens, LineTokensWriter};
 
 use crate::{
     zstd, BlockError, BlockFile, BlockMeta, EncodedBlock, BLOCK_FORMAT_VERSION, INDEX_FILE,
@@ -467,6 +468,7 @@ struct EntriesWriter {
     line_bytes: Option<Vec<i32>>,
     bytes: usize,
     grams: LineGramsWriter,
+    tokens: LineTokensWriter,
 }
 
 impl EntriesWriter {
@@ -507,10 +509,18 @@ impl EntriesWriter {
             line_bytes: options.line_bytes_column.then(Vec::new),
             bytes: 0,
             grams: LineGramsWriter::default(),
+            tokens: LineTokensWriter::default(),
         })
     }
 
     fn push(&mut self, id: u32, entry: &LogEntry) -> Result<(), BlockError> {
+        // A new stream starts a new row group once this one is a quarter full, so that row
+        // groups mostly hold one stream and the line indexes tell streams apart.
+        if self.bytes >= self.row_group_bytes / 4
+            && self.ids.last().is_some_and(|&l| l != id as i32)
+        {
+            self.flush_row_group()?;
+        }
         // Stored as parquet INT32 with an unsigned logical type: the bits are the u32.
         self.ids.push(id as i32);
         self.timestamps.push(entry.timestamp_ns);
@@ -541,6 +551,7 @@ impl EntriesWriter {
             return Ok(());
         }
         self.grams.add_row_group(&self.lines, &self.line_ends);
+        self.tokens.add_row_group(&self.lines, &self.line_ends);
         let capacity = self.lines.capacity();
         let lines = byte_arrays(std::mem::take(&mut self.lines), &self.line_ends);
         let metadata = byte_arrays(std::mem::take(&mut self.metadata), &self.metadata_ends);
@@ -619,6 +630,9 @@ impl EntriesWriter {
         let grams = std::mem::take(&mut self.grams).finish()?;
         self.writer
             .append_key_value_metadata(KeyValue::new(linegrams::KEY.to_string(), grams));
+        let tokens = std::mem::take(&mut self.tokens).finish();
+        self.writer
+            .append_key_value_metadata(KeyValue::new(linetokens::KEY.to_string(), tokens));
         match self.writer.into_inner()? {
             EntriesSink::Memory(bytes) => Ok(EntriesOutput::Memory(Bytes::from(bytes))),
             EntriesSink::File {
@@ -943,20 +957,17 @@ fn visit_rows(
     }
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
     let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(entries_file, options)?;
-    let grams = match (&filter.required_substrings[..], builder.metadata()) {
-        ([], _) => None,
-        (_, metadata) => metadata
-            .file_metadata()
-            .key_value_metadata()
-            .and_then(|kv| kv.iter().find(|kv| kv.key == linegrams::KEY))
-            .and_then(|kv| kv.value.as_deref())
-            .and_then(|v| LineGrams::decode(v, metadata.num_row_groups())),
+    let indexes = match &filter.required_substrings[..] {
+        [] => None,
+        clauses => Some(LineIndexes::load(builder.metadata(), clauses)),
     };
     let request = Request {
         ids,
         min_ns,
         max_ns,
-        substrings: grams.as_ref().map(|g| (g, &filter.required_substrings[..])),
+        substrings: indexes
+            .as_ref()
+            .map(|g| (g, &filter.required_substrings[..])),
         part,
     };
     let Some((row_groups, selection)) = plan(builder.metadata(), &request)? else {
@@ -1050,8 +1061,57 @@ struct Request<'a> {
     ids: &'a RoaringBitmap,
     min_ns: i64,
     max_ns: i64,
-    /// Row groups whose trigram bitmap misses a required substring are skipped.
-    substrings: Option<(&'a LineGrams, &'a [Vec<String>])>,
+    /// Row groups whose line indexes rule out a required substring are skipped.
+    substrings: Option<(&'a LineIndexes, &'a [Vec<String>])>,
+}
+
+/// The per-row-group line indexes of an `entries.parquet` that it has (older files lack the
+/// token filters).
+struct LineIndexes {
+    grams: Option<LineGrams>,
+    tokens: Option<LineTokens>,
+}
+
+impl LineIndexes {
+    /// Decodes the indexes that can rule out one of `clauses`' texts (each costs a few
+    /// hundred microseconds per block).
+    fn load(metadata: &ParquetMetaData, clauses: &[Vec<String>]) -> LineIndexes {
+        let texts = || clauses.iter().flatten().map(|t| t.as_bytes());
+        let value = |key: &str| {
+            metadata
+                .file_metadata()
+                .key_value_metadata()
+                .and_then(|kv| kv.iter().find(|kv| kv.key == key))
+                .and_then(|kv| kv.value.as_deref())
+        };
+        let row_groups = metadata.num_row_groups();
+        LineIndexes {
+            grams: texts()
+                .any(|t| t.len() >= 3)
+                .then(|| value(linegrams::KEY).and_then(|v| LineGrams::decode(v, row_groups)))
+                .flatten(),
+            tokens: texts()
+                .any(linetokens::has_indexed_token)
+                .then(|| value(linetokens::KEY).and_then(|v| LineTokens::decode(v, row_groups)))
+                .flatten(),
+        }
+    }
+
+    /// Whether a line of the row group may satisfy every clause, each clause being a list of
+    /// alternatives of which a matching line contains at least one.
+    fn may_match(&self, row_group: usize, clauses: &[Vec<String>]) -> bool {
+        clauses.iter().all(|alternatives| {
+            alternatives.iter().any(|text| {
+                self.grams
+                    .as_ref()
+                    .is_none_or(|g| g.may_contain(row_group, text.as_bytes()))
+                    && self
+                        .tokens
+                        .as_ref()
+                        .is_none_or(|t| t.may_contain(row_group, text.as_bytes()))
+            })
+        })
+    }
 }
 
 impl Request<'_> {
@@ -1959,6 +2019,74 @@ mod tests {
     }
 
     #[test]
+    fn a_new_stream_starts_a_row_group_once_the_current_one_is_a_quarter_full() {
+        let options = LogBlockOptions {
+            row_group_bytes: 1000,
+            row_group_rows: 1000,
+            ..small(LineCompression::Template)
+        };
+        // Streams of 10 lines of 29 bytes (290 bytes, over a quarter of 1000) each start a row
+        // group; streams of 2 lines (58 bytes) share one until it is a quarter full.
+        let stream = |i: usize, lines: usize| -> Vec<LogEntry> {
+            (0..lines)
+                .map(|k| entry(k as i64, &format!("stream {i:02} line {k:02} abcdefghijk")))
+                .collect()
+        };
+        let row_groups = |sizes: &[usize]| {
+            let streams: Vec<Labels> = (0..sizes.len())
+                .map(|i| labels("app", &format!("pod-{i:02}")))
+                .collect();
+            let entries: Vec<Vec<LogEntry>> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| stream(i, n))
+                .collect();
+            let block = encode_log_block_with(
+                "t",
+                streams.iter().zip(&entries).map(|(l, e)| (l, e.as_slice())),
+                &options,
+            )
+            .unwrap();
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(file(&block, ENTRIES_FILE)).unwrap();
+            reader
+                .metadata()
+                .row_groups()
+                .iter()
+                .map(|rg| rg.num_rows())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(row_groups(&[10, 10, 10]), vec![10, 10, 10]);
+        assert_eq!(row_groups(&[2, 2, 2, 2, 2, 2]), vec![10, 2]);
+        // A stream longer than a row group still fills whole ones; its short rest is joined.
+        assert_eq!(row_groups(&[40, 10]), vec![35, 15]);
+    }
+
+    #[test]
+    fn required_substrings_are_clauses_of_alternatives_over_both_line_indexes() {
+        let lines: &[&[&str]] = &[
+            &["all good here", "Receiving block blk_-1046472716157313227"],
+            &["all good here", "Receiving block blk_-5009020203888190378"],
+        ];
+        let indexes = LineIndexes {
+            grams: Some(crate::linegrams::tests::grams(lines)),
+            tokens: Some(crate::linetokens::tests::index(lines)),
+        };
+        let clause = |s: &str| vec![vec![s.to_string()]];
+        assert!(indexes.may_match(1, &clause("good")));
+        assert!(indexes.may_match(1, &[vec!["nope-nope".into(), "here".into()]]));
+        assert!(!indexes.may_match(1, &[vec!["nope-nope".into()], vec!["here".into()]]));
+        // The trigrams of a block id are everywhere; its token prefix is not.
+        assert!(indexes.may_match(0, &clause("blk_-1046472716157313227")));
+        assert!(!indexes.may_match(1, &clause("blk_-1046472716157313227")));
+        let without = LineIndexes {
+            grams: None,
+            tokens: None,
+        };
+        assert!(without.may_match(1, &clause("blk_-1046472716157313227")));
+    }
+
+    #[test]
     fn skips_row_groups_without_the_trigrams_of_a_required_substring() {
         let (block, entries) = striped_block(&small(LineCompression::Template));
         let needle = "stream 4 entry 2";
@@ -1970,13 +2098,8 @@ mod tests {
         let ids: RoaringBitmap = (0u32..10).collect();
         let builder = ParquetRecordBatchReaderBuilder::try_new(file(&block, ENTRIES_FILE)).unwrap();
         let metadata = builder.metadata();
-        let grams = metadata
-            .file_metadata()
-            .key_value_metadata()
-            .and_then(|kv| kv.iter().find(|kv| kv.key == linegrams::KEY))
-            .and_then(|kv| kv.value.as_deref())
-            .and_then(|v| LineGrams::decode(v, metadata.num_row_groups()))
-            .unwrap();
+        let grams = LineIndexes::load(metadata, &filter.required_substrings);
+        assert!(grams.grams.is_some());
         let request = Request {
             part: ReadPart::WHOLE,
             ids: &ids,
