@@ -395,9 +395,11 @@ fn entries_properties(
         .set_column_statistics_enabled(line.clone(), EnabledStatistics::None)
         .set_column_data_page_size_limit(line.clone(), usize::MAX)
         .set_column_data_page_row_count_limit(line, usize::MAX)
-        // Metadata repeats (a few keys and values): dictionary, falling back to plain.
+        // Metadata repeats (a few keys and values): dictionary, falling back to plain. Chunk
+        // statistics for their null count: a row group without metadata is skipped by what
+        // later pipeline stages imply of its lines (`ImpliedSubstrings`).
         .set_column_dictionary_enabled(meta.clone(), true)
-        .set_column_statistics_enabled(meta, EnabledStatistics::None)
+        .set_column_statistics_enabled(meta, EnabledStatistics::Chunk)
         // Lengths repeat within a stream (lines of one shape): PLAIN under zstd beats delta
         // and dictionary encodings here.
         .set_column_dictionary_enabled(line_bytes.clone(), false)
@@ -799,7 +801,7 @@ pub fn read_log_entries_part(
     part: ReadPart,
 ) -> Result<BTreeMap<u32, Vec<LogEntry>>, BlockError> {
     let mut out: BTreeMap<u32, Vec<LogEntry>> = BTreeMap::new();
-    let need = if !filter.skip_lines || filter.line_filter.is_some() {
+    let need = if !filter.skip_lines || filter.tests_lines() {
         LineNeed::Text
     } else {
         LineNeed::Nothing
@@ -866,7 +868,7 @@ pub fn read_log_window_sums(
     part: ReadPart,
 ) -> Result<Vec<StreamWindowSums>, BlockError> {
     let need = match value {
-        _ if filter.line_filter.is_some() => LineNeed::Text,
+        _ if filter.tests_lines() => LineNeed::Text,
         LogSampleValue::LineBytes => LineNeed::Length,
         LogSampleValue::One => LineNeed::Nothing,
     };
@@ -957,9 +959,13 @@ fn visit_rows(
     }
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
     let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(entries_file, options)?;
-    let indexes = match &filter.required_substrings[..] {
-        [] => None,
-        clauses => Some(LineIndexes::load(builder.metadata(), clauses)),
+    let implied = filter.implied.as_ref().map_or(&[][..], |i| &i.clauses[..]);
+    let indexes = match (&filter.required_substrings[..], implied) {
+        ([], []) => None,
+        (required, implied) => Some(LineIndexes::load(
+            builder.metadata(),
+            required.iter().chain(implied),
+        )),
     };
     let request = Request {
         ids,
@@ -968,6 +974,7 @@ fn visit_rows(
         substrings: indexes
             .as_ref()
             .map(|g| (g, &filter.required_substrings[..])),
+        implied: indexes.as_ref().map(|g| (g, implied)),
         part,
     };
     let Some((row_groups, selection)) = plan(builder.metadata(), &request)? else {
@@ -1027,10 +1034,10 @@ fn visit_rows(
                     let len = lengths.map_or(text.len(), |l| l.value(row) as usize);
                     read_lines += 1;
                     read_bytes += len as u64;
-                    if !filter.keeps(text) {
+                    let json = (!meta.is_null(row)).then(|| meta.value(row));
+                    if !filter.keeps_entry(text, json.is_some()) {
                         continue;
                     }
-                    let json = (!meta.is_null(row)).then(|| meta.value(row));
                     visit(id, t, text, len, json)?;
                 }
             }
@@ -1055,6 +1062,14 @@ fn downcast<'a, T: 'static>(array: &'a ArrayRef, name: &str) -> Result<&'a T, Bl
         .ok_or_else(|| malformed(name))
 }
 
+/// Whether the statistics of a row group say no entry has structured metadata.
+fn without_metadata(rg: &parquet::file::metadata::RowGroupMetaData, meta_col: usize) -> bool {
+    rg.column(meta_col)
+        .statistics()
+        .and_then(|s| s.null_count_opt())
+        .is_some_and(|nulls| i64::try_from(nulls).is_ok_and(|n| n == rg.num_rows()))
+}
+
 struct Request<'a> {
     /// Only row groups in this part are read.
     part: ReadPart,
@@ -1063,6 +1078,9 @@ struct Request<'a> {
     max_ns: i64,
     /// Row groups whose line indexes rule out a required substring are skipped.
     substrings: Option<(&'a LineIndexes, &'a [Vec<String>])>,
+    /// Likewise for implied substrings ([`vigil_model::ImpliedSubstrings`]), in row groups
+    /// without structured metadata.
+    implied: Option<(&'a LineIndexes, &'a [Vec<String>])>,
 }
 
 /// The per-row-group line indexes of an `entries.parquet` that it has (older files lack the
@@ -1075,8 +1093,11 @@ struct LineIndexes {
 impl LineIndexes {
     /// Decodes the indexes that can rule out one of `clauses`' texts (each costs a few
     /// hundred microseconds per block).
-    fn load(metadata: &ParquetMetaData, clauses: &[Vec<String>]) -> LineIndexes {
-        let texts = || clauses.iter().flatten().map(|t| t.as_bytes());
+    fn load<'c>(
+        metadata: &ParquetMetaData,
+        clauses: impl Iterator<Item = &'c Vec<String>> + Clone,
+    ) -> LineIndexes {
+        let texts = || clauses.clone().flatten().map(|t| t.as_bytes());
         let value = |key: &str| {
             metadata
                 .file_metadata()
@@ -1140,6 +1161,7 @@ fn plan(
             .ok_or_else(|| malformed(name))
     };
     let (sid_col, ts_col) = (index_of(STREAM_ID)?, index_of(TIMESTAMP)?);
+    let meta_col = index_of(METADATA)?;
     let mut row_groups = Vec::new();
     let mut selectors = Vec::new();
     for (rg_idx, rg) in metadata.row_groups().iter().enumerate() {
@@ -1166,7 +1188,10 @@ fn plan(
         let keep = keep
             && request
                 .substrings
-                .is_none_or(|(grams, clauses)| grams.may_match(rg_idx, clauses));
+                .is_none_or(|(grams, clauses)| grams.may_match(rg_idx, clauses))
+            && request.implied.is_none_or(|(grams, clauses)| {
+                !without_metadata(rg, meta_col) || grams.may_match(rg_idx, clauses)
+            });
         if !keep {
             continue;
         }
@@ -2019,6 +2044,72 @@ mod tests {
     }
 
     #[test]
+    fn implied_substrings_drop_lines_and_row_groups_only_without_structured_metadata() {
+        let options = LogBlockOptions {
+            row_group_bytes: 100,
+            row_group_rows: 2,
+            ..small(LineCompression::Template)
+        };
+        let with_meta = |t: i64, line: &str| LogEntry {
+            structured_metadata: vec![("logger".into(), "org.x.Client".into())],
+            ..entry(t, line)
+        };
+        // Row groups of two entries: [hit, miss], [escaped, miss], [miss, miss with metadata],
+        // [miss, miss].
+        let entries = vec![
+            entry(1, r#"{"logger":"org.x.Client"}"#),
+            entry(2, r#"{"logger":"org.x.Server"}"#),
+            entry(3, r#"{"logger":"org\u002ex.Client"}"#),
+            entry(4, r#"{"logger":"org.y.Server"}"#),
+            entry(5, r#"{"logger":"org.z.Server"}"#),
+            with_meta(6, r#"{"msg":"no logger"}"#),
+            entry(7, r#"{"logger":"org.z.Server"}"#),
+            entry(8, r#"{"logger":"org.w.Server"}"#),
+        ];
+        let streams = [labels("app", "pod-0")];
+        let block = encode_log_block_with(
+            "t",
+            streams.iter().map(|l| (l, entries.as_slice())),
+            &options,
+        )
+        .unwrap();
+        let piece = "org.x.Client";
+        let mut clause = vec![piece.to_string()];
+        clause.extend("0123456789abcdefABCDEF".chars().map(|d| format!("\\u{d}")));
+        let filter = LogReadFilter {
+            implied: Some(vigil_model::ImpliedSubstrings {
+                labels: vec!["logger".into()],
+                clauses: vec![clause],
+                line_check: std::sync::Arc::new(move |l: &str| {
+                    l.contains(piece) || l.contains("\\u")
+                }),
+            }),
+            ..Default::default()
+        };
+        let read =
+            read_log_entries_where(file(&block, ENTRIES_FILE), &all(1), 0, 100, &filter).unwrap();
+        let times: Vec<i64> = read[&0].iter().map(|e| e.timestamp_ns).collect();
+        assert_eq!(times, vec![1, 3, 6]);
+
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file(&block, ENTRIES_FILE)).unwrap();
+        let metadata = reader.metadata();
+        let clauses = &filter.implied.as_ref().unwrap().clauses;
+        let indexes = LineIndexes::load(metadata, clauses.iter());
+        let ids = all(1);
+        let request = Request {
+            part: ReadPart::WHOLE,
+            ids: &ids,
+            min_ns: i64::MIN,
+            max_ns: i64::MAX,
+            substrings: None,
+            implied: Some((&indexes, clauses)),
+        };
+        // The last row group is skipped; the third holds metadata, so it is read.
+        let (groups, _) = plan(metadata, &request).unwrap().unwrap();
+        assert_eq!(groups, vec![0, 1, 2]);
+    }
+
+    #[test]
     fn a_new_stream_starts_a_row_group_once_the_current_one_is_a_quarter_full() {
         let options = LogBlockOptions {
             row_group_bytes: 1000,
@@ -2098,7 +2189,7 @@ mod tests {
         let ids: RoaringBitmap = (0u32..10).collect();
         let builder = ParquetRecordBatchReaderBuilder::try_new(file(&block, ENTRIES_FILE)).unwrap();
         let metadata = builder.metadata();
-        let grams = LineIndexes::load(metadata, &filter.required_substrings);
+        let grams = LineIndexes::load(metadata, filter.required_substrings.iter());
         assert!(grams.grams.is_some());
         let request = Request {
             part: ReadPart::WHOLE,
@@ -2106,6 +2197,7 @@ mod tests {
             min_ns: i64::MIN,
             max_ns: i64::MAX,
             substrings: Some((&grams, &filter.required_substrings)),
+            implied: None,
         };
         // Stream 4 is row groups 12..15; entries 1xx (row group 13) lack "y 2".
         let (groups, _) = plan(metadata, &request).unwrap().unwrap();
@@ -2336,6 +2428,7 @@ mod tests {
             min_ns: 100_000,
             max_ns: 199_999,
             substrings: None,
+            implied: None,
         };
         let (groups, selection) = plan(metadata, &request).unwrap().unwrap();
         // Entries 100..199 of streams 2 and 7: row group 1 of each stream only.
@@ -2350,6 +2443,7 @@ mod tests {
             min_ns: 150_000,
             max_ns: 150_500,
             substrings: None,
+            implied: None,
         };
         let (groups, selection) = plan(metadata, &request).unwrap().unwrap();
         assert_eq!(groups, vec![7]);
@@ -2361,6 +2455,7 @@ mod tests {
             min_ns: 1_000_000,
             max_ns: i64::MAX,
             substrings: None,
+            implied: None,
         };
         assert!(plan(metadata, &request).unwrap().is_none());
         // Streams 3..=6 lie between the two requested ids: their row groups are skipped
@@ -2372,6 +2467,7 @@ mod tests {
             min_ns: i64::MIN,
             max_ns: i64::MAX,
             substrings: None,
+            implied: None,
         };
         let (groups, _) = plan(metadata, &request).unwrap().unwrap();
         assert_eq!(groups, vec![6, 7, 8, 21, 22, 23]);

@@ -473,7 +473,7 @@ impl Db {
                 1
             };
             let reads = now.iter().map(|(block, ids)| {
-                let filter = filter.clone();
+                let filter = filter.for_streams(block_stream_labels(block, ids));
                 async move {
                     let entries = self
                         .read_block_entries(block, ids.clone(), (start_ns, end_ns), filter, parts)
@@ -629,7 +629,7 @@ impl Db {
         // Every core gets a share of every block, so the last block does not run alone.
         let parts = read_parallelism();
         let reads = blocks.iter().map(|(block, ids)| {
-            let filter = filter.clone();
+            let filter = filter.for_streams(block_stream_labels(block, ids));
             let ids = Arc::new(ids.clone());
             async move {
                 let shares = self
@@ -914,4 +914,13 @@ pub(crate) fn replay_log_record(
         }
         _ => 0,
     }
+}
+
+/// The labels of the streams `ids` of a log block.
+fn block_stream_labels<'a>(
+    block: &'a BlockEntry,
+    ids: &'a RoaringBitmap,
+) -> impl Iterator<Item = &'a Labels> {
+    ids.iter()
+        .filter_map(|id| block.index.labels.get(id as usize))
 }

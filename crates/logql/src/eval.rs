@@ -18,7 +18,8 @@ use crate::ast::{
 };
 use crate::labels::{errors, LabelsBuilder};
 use crate::pipeline::{
-    parse_go_float, required_substrings, split_prefilter, CompileError, LabelFilter, Pipeline,
+    implied_substrings, parse_go_float, required_substrings, split_prefilter, CompileError,
+    LabelFilter, Pipeline,
 };
 use crate::units::{parse_bytes, parse_go_duration};
 
@@ -70,6 +71,7 @@ fn plan_read(
     let filter = LogReadFilter {
         skip_lines: !keep_lines(&rest),
         required_substrings: required_substrings(&expr.pipeline),
+        implied: implied_substrings(&expr.pipeline),
         limit: None,
         stats: None,
         line_filter: prefilter.map(|p| {

@@ -15,6 +15,7 @@ use crate::extract::{
 use crate::labels::{errors, LabelsBuilder, ERROR_DETAILS_LABEL, ERROR_LABEL};
 use crate::template::Template;
 use crate::units::{parse_bytes, parse_go_duration};
+use vigil_model::{ImpliedSubstrings, MatchOp};
 
 /// A stage that cannot be built from valid syntax (bad regex, bad pattern, bad template):
 /// reported to the user as a parse error.
@@ -341,6 +342,82 @@ pub fn required_substrings(stages: &[Stage]) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// What a `| json` or `| logfmt` (without parameters) followed by label filters implies a
+/// wanted line contains: for every `name="value"` that must hold (joined with `and`, or in
+/// consecutive filter stages), the longest piece of the value between characters an escape
+/// could stand for literally (`"`, `\`, `/`, `'` and control characters), or, where the line
+/// escapes a character as `\uXXXX`, a `\u`. The parsers take values out of the line, so
+/// wherever the label was parsed, the line holds the piece; storage applies it only there
+/// ([`ImpliedSubstrings`]). `None` when the pipeline implies nothing.
+pub fn implied_substrings(stages: &[Stage]) -> Option<ImpliedSubstrings> {
+    let mut rest = stages
+        .iter()
+        .skip_while(|s| matches!(s, Stage::LineFilter(_)));
+    match rest.next()? {
+        Stage::Parser(ParserStage::Json { params }) if params.is_empty() => {}
+        Stage::Parser(ParserStage::Logfmt { params, .. }) if params.is_empty() => {}
+        _ => return None,
+    }
+    let mut required: Vec<(String, String)> = Vec::new();
+    for stage in rest {
+        let Stage::LabelFilter(expr) = stage else {
+            break;
+        };
+        required_equalities(expr, &mut required);
+    }
+    if required.is_empty() {
+        return None;
+    }
+    const ESCAPE: &str = "\\u";
+    let mut clauses = Vec::with_capacity(required.len());
+    let mut finders = Vec::with_capacity(required.len());
+    for (_, piece) in &required {
+        let mut alternatives = vec![piece.clone()];
+        alternatives.extend(
+            "0123456789abcdefABCDEF"
+                .chars()
+                .map(|digit| format!("{ESCAPE}{digit}")),
+        );
+        clauses.push(alternatives);
+        finders.push(memmem::Finder::new(piece.as_bytes()).into_owned());
+    }
+    let escape = memmem::Finder::new(ESCAPE).into_owned();
+    let line_check = move |line: &str| {
+        let bytes = line.as_bytes();
+        finders.iter().all(|f| f.find(bytes).is_some()) || escape.find(bytes).is_some()
+    };
+    let mut labels: Vec<String> = required.into_iter().map(|(name, _)| name).collect();
+    labels.sort();
+    labels.dedup();
+    Some(ImpliedSubstrings {
+        labels,
+        clauses,
+        line_check: std::sync::Arc::new(line_check),
+    })
+}
+
+/// The `name="value"` matchers that must hold for `expr` to pass, each as (name, the longest
+/// piece of the value without escapable characters) where that piece is not empty.
+fn required_equalities(expr: &LabelFilterExpr, out: &mut Vec<(String, String)>) {
+    match expr {
+        LabelFilterExpr::And(a, b) => {
+            required_equalities(a, out);
+            required_equalities(b, out);
+        }
+        LabelFilterExpr::Matcher(m) if m.op == MatchOp::Equal && !m.name.starts_with("__") => {
+            let piece = m
+                .value
+                .split(|c: char| matches!(c, '"' | '\\' | '/' | '\'') || c.is_control())
+                .max_by_key(|piece| piece.len())
+                .unwrap_or("");
+            if !piece.is_empty() {
+                out.push((m.name.clone(), piece.to_string()));
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Literals of which every match of `pattern` starts with one (so a matching line contains
 /// one), when there are a few and none is empty; `None` when the regex gives no such set.
 fn regex_prefixes(pattern: &str) -> Option<Vec<String>> {
@@ -589,6 +666,57 @@ mod tests {
             crate::ast::Expr::Log(log) => required_substrings(&log.pipeline),
             other => panic!("not a log query: {other:?}"),
         }
+    }
+
+    fn implied(query: &str) -> Option<ImpliedSubstrings> {
+        match crate::parser::parse(query).unwrap() {
+            crate::ast::Expr::Log(log) => implied_substrings(&log.pipeline),
+            other => panic!("not a log query: {other:?}"),
+        }
+    }
+
+    /// The labels and, per clause, the first alternative (the rest are the `\u` escapes).
+    fn implied_pieces(query: &str) -> Option<(Vec<String>, Vec<String>)> {
+        implied(query).map(|i| {
+            assert!(i.clauses.iter().all(|c| c.len() == 23 && c[1] == "\\u0"));
+            (
+                i.labels,
+                i.clauses.into_iter().map(|c| c[0].clone()).collect(),
+            )
+        })
+    }
+
+    #[test]
+    fn equalities_after_a_parser_imply_their_values_are_in_the_line() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            implied_pieces(r#"{a="b"} |= "x" | json | logger="org.apache.Client", level="WARN""#),
+            Some((s(&["level", "logger"]), s(&["org.apache.Client", "WARN"])))
+        );
+        assert_eq!(
+            implied_pieces(r#"{a="b"} | logfmt --strict | status >= 500 | path="/api/v1/users""#),
+            Some((s(&["path"]), s(&["users"])))
+        );
+        // Only what must hold, only right after a parser without parameters, only literals.
+        for query in [
+            r#"{a="b"} | json | a="x" or b="y""#,
+            r#"{a="b"} | json | a!="x""#,
+            r#"{a="b"} | json | a=~"x.*""#,
+            r#"{a="b"} | json | a="""#,
+            r#"{a="b"} | json | a="//""#,
+            r#"{a="b"} | json | __error__="JSONParserErr""#,
+            r#"{a="b"} | json b="c" | b="x""#,
+            r#"{a="b"} | regexp "(?P<a>\\w+)" | a="x""#,
+            r#"{a="b"} | json | label_format a="{{.b}}" | a="x""#,
+            r#"{a="b"} | a="x""#,
+        ] {
+            assert!(implied(query).is_none(), "{query}");
+        }
+        // A value may be in the line unescaped or with \u escapes.
+        let i = implied(r#"{a="b"} | json | logger="a.b.Client""#).unwrap();
+        assert!((i.line_check)(r#"{"logger":"a.b.Client"}"#));
+        assert!((i.line_check)(r#"{"logger":"a.b\u002eClient"}"#));
+        assert!(!(i.line_check)(r#"{"logger":"a.b.Server"}"#));
     }
 
     #[test]

@@ -250,6 +250,26 @@ pub struct LogReadFilter {
     pub limit: Option<(usize, bool)>,
     /// Where storage counts the entries it reads (before the line filter), for a query's stats.
     pub stats: Option<std::sync::Arc<ReadStats>>,
+    /// What later stages of the query (a parser, then label filters) imply a wanted line
+    /// contains; storage may apply it as it applies `line_filter`, within its limits.
+    pub implied: Option<ImpliedSubstrings>,
+}
+
+/// Substrings a wanted line contains because a label filter after a parser tests a label for
+/// a literal value (`| json | logger="org.apache.Client"`): the value was parsed out of the
+/// line, so the line holds it, unescaped or with a `\u` escape. That holds only where the
+/// label was parsed from the line: not for a stream with a label of one of these names, nor for
+/// an entry with structured metadata (the parser then keeps the existing label and names its
+/// own `<name>_extracted`).
+#[derive(Clone)]
+pub struct ImpliedSubstrings {
+    /// The label names the substrings come from.
+    pub labels: Vec<String>,
+    /// As [`LogReadFilter::required_substrings`] (including the escape alternatives), for
+    /// skipping row groups.
+    pub clauses: Vec<Vec<String>>,
+    /// Whether a line may be wanted: the exact test of what `clauses` approximate.
+    pub line_check: LineFilterFn,
 }
 
 /// Entries a read went through (in the wanted streams and time range, before line filters)
@@ -289,6 +309,30 @@ impl LogReadFilter {
         self.line_filter.as_ref().is_none_or(|f| f(line))
     }
 
+    /// Whether deciding which entries are wanted takes their lines.
+    pub fn tests_lines(&self) -> bool {
+        self.line_filter.is_some() || self.implied.is_some()
+    }
+
+    /// [`LogReadFilter::keeps`], also applying the implied substrings to an entry without
+    /// structured metadata.
+    pub fn keeps_entry(&self, line: &str, has_metadata: bool) -> bool {
+        self.keeps(line)
+            && (has_metadata || self.implied.as_ref().is_none_or(|i| (i.line_check)(line)))
+    }
+
+    /// This filter for reading the streams with `labels`: without the implied substrings when
+    /// one of the streams has a label they come from.
+    pub fn for_streams<'a>(&self, mut labels: impl Iterator<Item = &'a Labels>) -> Self {
+        let mut filter = self.clone();
+        if let Some(implied) = &self.implied {
+            if labels.any(|l| implied.labels.iter().any(|name| l.get(name).is_some())) {
+                filter.implied = None;
+            }
+        }
+        filter
+    }
+
     /// The line as the reader returns it.
     pub fn line(&self, line: &str) -> String {
         if self.skip_lines {
@@ -307,6 +351,10 @@ impl std::fmt::Debug for LogReadFilter {
             .field("required_substrings", &self.required_substrings)
             .field("limit", &self.limit)
             .field("stats", &self.stats.is_some())
+            .field(
+                "implied",
+                &self.implied.as_ref().map(|i| (&i.labels, &i.clauses)),
+            )
             .finish()
     }
 }
@@ -314,6 +362,29 @@ impl std::fmt::Debug for LogReadFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn implied_substrings_apply_only_where_the_label_is_parsed_from_the_line() {
+        let filter = LogReadFilter {
+            implied: Some(ImpliedSubstrings {
+                labels: vec!["logger".into()],
+                clauses: vec![vec!["Client".into()]],
+                line_check: std::sync::Arc::new(|l: &str| l.contains("Client")),
+            }),
+            ..Default::default()
+        };
+        assert!(filter.tests_lines());
+        assert!(filter.keeps_entry("a Client", false));
+        assert!(!filter.keeps_entry("a Server", false));
+        // Structured metadata may hold the label: the parser keeps it, the line need not.
+        assert!(filter.keeps_entry("a Server", true));
+        let plain = Labels::from_unsorted(vec![Label::new("app", "x")]);
+        let labelled = Labels::from_unsorted(vec![Label::new("logger", "Client")]);
+        assert!(filter.for_streams([&plain].into_iter()).implied.is_some());
+        let other = filter.for_streams([&plain, &labelled].into_iter());
+        assert!(other.implied.is_none());
+        assert!(other.keeps_entry("a Server", false));
+    }
 
     #[test]
     fn steps_of_far_times_do_not_overflow() {
