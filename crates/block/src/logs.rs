@@ -349,9 +349,13 @@ fn entries_schema(line_bytes_column: bool) -> Schema {
     Schema::new(fields)
 }
 
+/// The writer properties of `entries.parquet`; with `plain_metadata` the metadata column is
+/// not compressed (for row groups without metadata: a reader then needs no zstd context for
+/// it, and creating one costs more than reading the chunk).
 fn entries_properties(
     options: &LogBlockOptions,
     schema: &Schema,
+    plain_metadata: bool,
 ) -> Result<WriterProperties, BlockError> {
     let sid = ColumnPath::from(STREAM_ID);
     let ts = ColumnPath::from(TIMESTAMP);
@@ -379,8 +383,10 @@ fn entries_properties(
         .set_data_page_row_count_limit(options.key_page_rows.max(1))
         // Page limits are checked after each write batch.
         .set_write_batch_size(options.key_page_rows.clamp(1, 1024))
-        // stream_id: long runs of one value: dictionary + RLE, a few bytes per row group.
-        .set_column_dictionary_enabled(sid, true)
+        // stream_id: long runs of one value: dictionary + RLE, a few bytes per row group, not
+        // worth a zstd context per read.
+        .set_column_dictionary_enabled(sid.clone(), true)
+        .set_column_compression(sid, Compression::UNCOMPRESSED)
         .set_column_dictionary_enabled(ts.clone(), false)
         .set_column_encoding(ts.clone(), Encoding::DELTA_BINARY_PACKED)
         .set_column_delta_binary_packed_encoder_options(
@@ -399,7 +405,15 @@ fn entries_properties(
         // statistics for their null count: a row group without metadata is skipped by what
         // later pipeline stages imply of its lines (`ImpliedSubstrings`).
         .set_column_dictionary_enabled(meta.clone(), true)
-        .set_column_statistics_enabled(meta, EnabledStatistics::Chunk)
+        .set_column_statistics_enabled(meta.clone(), EnabledStatistics::Chunk)
+        .set_column_compression(
+            meta,
+            if plain_metadata {
+                Compression::UNCOMPRESSED
+            } else {
+                zstd(3)
+            },
+        )
         // Lengths repeat within a stream (lines of one shape): PLAIN under zstd beats delta
         // and dictionary encodings here.
         .set_column_dictionary_enabled(line_bytes.clone(), false)
@@ -456,6 +470,8 @@ struct EntriesWriter {
     writer: SerializedFileWriter<EntriesSink>,
     columns: SchemaDescriptor,
     props: WriterPropertiesPtr,
+    /// `props` with an uncompressed metadata column, for row groups without metadata.
+    plain_metadata_props: WriterPropertiesPtr,
     template: Option<TemplateCompressor>,
     row_group_bytes: usize,
     row_group_rows: usize,
@@ -488,7 +504,8 @@ impl EntriesWriter {
                 reason: format!("unexpected parquet columns {names:?}"),
             });
         }
-        let props = Arc::new(entries_properties(options, &schema)?);
+        let props = Arc::new(entries_properties(options, &schema, false)?);
+        let plain_metadata_props = Arc::new(entries_properties(options, &schema, true)?);
         let writer = SerializedFileWriter::new(sink, columns.root_schema_ptr(), props.clone())?;
         let template = match options.line_compression {
             LineCompression::Template => Some(TemplateCompressor::new()?),
@@ -498,6 +515,7 @@ impl EntriesWriter {
             writer,
             columns,
             props,
+            plain_metadata_props,
             template,
             row_group_bytes: options.row_group_bytes.max(1),
             row_group_rows: options.row_group_rows.max(1),
@@ -602,10 +620,25 @@ impl EntriesWriter {
             }
         }
 
-        let mut col = rg.next_column()?.ok_or_else(missing)?;
-        col.typed::<ByteArrayType>()
-            .write_batch(&metadata, Some(&self.metadata_defs), None)?;
-        col.close()?;
+        if self.metadata_defs.iter().all(|&d| d == 0) {
+            // No metadata in this row group: the chunk is written uncompressed.
+            let mut sink = TrackedWrite::new(Vec::new());
+            let close = {
+                let mut writer = ColumnWriterImpl::<ByteArrayType>::new(
+                    self.columns.column(3),
+                    self.plain_metadata_props.clone(),
+                    Box::new(SerializedPageWriter::new(&mut sink)),
+                );
+                writer.write_batch(&metadata, Some(&self.metadata_defs), None)?;
+                writer.close()?
+            };
+            rg.append_column(&Bytes::from(sink.into_inner()?), close)?;
+        } else {
+            let mut col = rg.next_column()?.ok_or_else(missing)?;
+            col.typed::<ByteArrayType>()
+                .write_batch(&metadata, Some(&self.metadata_defs), None)?;
+            col.close()?;
+        }
         if let Some(lengths) = &mut self.line_bytes {
             let mut col = rg.next_column()?.ok_or_else(missing)?;
             col.typed::<Int32Type>().write_batch(lengths, None, None)?;
@@ -2107,6 +2140,10 @@ mod tests {
         // The last row group is skipped; the third holds metadata, so it is read.
         let (groups, _) = plan(metadata, &request).unwrap().unwrap();
         assert_eq!(groups, vec![0, 1, 2]);
+        // Metadata is compressed only where there is some.
+        let compression = |rg: usize| metadata.row_group(rg).column(3).compression();
+        assert_eq!(compression(1), Compression::UNCOMPRESSED);
+        assert!(matches!(compression(2), Compression::ZSTD(_)));
     }
 
     #[test]
@@ -2497,6 +2534,9 @@ mod tests {
             .is_set(Encoding::DELTA_BINARY_PACKED));
         assert!(rg.column(0).statistics().is_some());
         assert!(rg.column(1).statistics().is_some());
+        // Stream ids, and metadata where a row group has none, need no zstd context to read.
+        assert_eq!(rg.column(0).compression(), Compression::UNCOMPRESSED);
+        assert_eq!(rg.column(3).compression(), Compression::UNCOMPRESSED);
         // The line column of a row group is one page.
         assert_eq!(
             reader
