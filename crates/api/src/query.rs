@@ -13,7 +13,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use vigil_db::Db;
 use vigil_model::{Labels, Matcher, TenantId};
-use vigil_promql::format::go_float_json;
+use vigil_promql::format::push_go_float_json;
 use vigil_promql::parser::ast::Expr;
 use vigil_promql::{EngineOptions, QueryResult, Storage, StorageSeries, Value};
 
@@ -302,10 +302,18 @@ fn push_list<T>(out: &mut String, items: &[T], item: impl Fn(&mut String, &T)) {
 
 /// Seconds with a three-digit millisecond fraction when it is not zero (`1700000000.250`).
 fn push_timestamp(out: &mut String, t: i64) {
-    let (sign, t) = if t < 0 { ("-", -t) } else { ("", t) };
-    let _ = write!(out, "{sign}{}", t / 1000);
-    if t % 1000 != 0 {
-        let _ = write!(out, ".{:03}", t % 1000);
+    if t < 0 {
+        out.push('-');
+    }
+    let t = t.unsigned_abs();
+    out.push_str(itoa::Buffer::new().format(t / 1000));
+    let ms = t % 1000;
+    if ms != 0 {
+        out.push('.');
+        for digit in [ms / 100, ms / 10 % 10, ms % 10] {
+            // A single decimal digit.
+            out.push(char::from(b'0' + digit as u8));
+        }
     }
 }
 
@@ -313,7 +321,7 @@ fn push_point(out: &mut String, t: i64, v: f64) {
     out.push('[');
     push_timestamp(out, t);
     out.push_str(",\"");
-    out.push_str(&go_float_json(v));
+    push_go_float_json(out, v);
     out.push_str("\"]");
 }
 
@@ -331,6 +339,13 @@ fn push_labels(out: &mut String, labels: &Labels) {
 }
 
 fn push_json_str(out: &mut String, s: &str) {
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        // Nothing to escape (label names and most values).
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     // serde_json escapes exactly as JSON requires.
     match serde_json::to_string(s) {
         Ok(quoted) => out.push_str(&quoted),
@@ -343,6 +358,33 @@ mod tests {
     use super::*;
     use vigil_model::Label;
     use vigil_promql::{Annotations, Point, VectorSample};
+
+    #[test]
+    fn timestamps_and_label_strings_render_as_prometheus_does() {
+        let ts = |t: i64| {
+            let mut out = String::new();
+            push_timestamp(&mut out, t);
+            out
+        };
+        assert_eq!(ts(1_700_000_000_000), "1700000000");
+        assert_eq!(ts(1_700_000_000_005), "1700000000.005");
+        assert_eq!(ts(1_700_000_000_250), "1700000000.250");
+        assert_eq!(ts(0), "0");
+        assert_eq!(ts(-1_500), "-1.500");
+        assert_eq!(ts(i64::MIN), "-9223372036854775.808");
+        for s in [
+            "plain",
+            "quo\"te",
+            "back\\slash",
+            "new\nline",
+            "tab\t",
+            "ünï/cødé",
+        ] {
+            let mut out = String::new();
+            push_json_str(&mut out, s);
+            assert_eq!(out, serde_json::to_string(s).unwrap());
+        }
+    }
 
     #[test]
     fn renders_prometheus_shapes() {

@@ -21,6 +21,30 @@ pub fn go_float_json(v: f64) -> String {
     go_float_f(v)
 }
 
+/// Appends [`go_float_json`] of `v` to `out`. Integral values (most samples: counters, byte
+/// gauges) take a fast path: below 1e15 their shortest form is their integer digits.
+pub fn push_go_float_json(out: &mut String, v: f64) {
+    const EXACT: f64 = 1e15;
+    if v.fract() == 0.0 && v.abs() < EXACT && !(v == 0.0 && v.is_sign_negative()) {
+        use std::fmt::Write as _;
+        // In range: the conversion is exact.
+        let _ = write!(out, "{}", v as i64);
+        return;
+    }
+    if v.is_finite() && v.fract() != 0.0 {
+        // ryu prints the shortest round-trip digits as Go does, ties to even included (where
+        // `go_float_json`, through Rust's formatter, rounds a tie up), several times faster;
+        // its plain decimal form (no exponent, not integral) is Go's 'f' form.
+        let mut buffer = ryu::Buffer::new();
+        let printed = buffer.format_finite(v);
+        if !printed.contains(['e', 'E']) && (1e-6..1e21).contains(&v.abs()) {
+            out.push_str(printed);
+            return;
+        }
+    }
+    out.push_str(&go_float_json(v));
+}
+
 /// Go's `%v` for a float64: shortest digits, exponent form when the exponent is below -4 or
 /// at least max(precision 6 rule), e.g. `1e+06`, `0.5`, `1.5e-05`.
 pub fn go_float(v: f64) -> String {
@@ -69,6 +93,75 @@ pub fn go_float(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pushed_json_floats_equal_the_formatted_ones() {
+        for v in [
+            0.0,
+            -0.0,
+            1.0,
+            -7.0,
+            8589934592.0,
+            999999999999999.0,
+            1e15,
+            -1e15,
+            1e21,
+            123456789012345680000.0,
+            0.5,
+            -2.25,
+            1e-7,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+        ] {
+            let mut out = String::from("x");
+            push_go_float_json(&mut out, v);
+            assert_eq!(out, format!("x{}", go_float_json(v)), "{v:?}");
+        }
+        // Random bit patterns and random decimals of every magnitude.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut ties = 0;
+        for i in 0..200_000 {
+            let v = match i % 3 {
+                0 => f64::from_bits(next()),
+                1 => (next() % 1_000_000) as f64 / 10f64.powi((next() % 12) as i32),
+                _ => (next() >> 11) as f64 * 2f64.powi((next() % 120) as i32 - 80),
+            };
+            let mut out = String::new();
+            push_go_float_json(&mut out, v);
+            let reference = go_float_json(v);
+            if out != reference {
+                // Only an exact tie between two shortest forms may differ: Go (and ryu) take
+                // the even last digit, Rust's formatter the upper one.
+                let last = |s: &str| s.bytes().last().map_or(0, |b| b - b'0');
+                assert_eq!(out.len(), reference.len(), "{v:?}: {out} vs {reference}");
+                assert_eq!(out.parse::<f64>().ok(), Some(v), "{v:?}: {out}");
+                assert_eq!(last(&out) % 2, 0, "{v:?}: {out} vs {reference}");
+                assert_eq!(
+                    last(&out) + 1,
+                    last(&reference),
+                    "{v:?}: {out} vs {reference}"
+                );
+                ties += 1;
+            }
+        }
+        // Exact binary fractions (the third kind above) make ties common.
+        assert!(ties > 0);
+        // Go's strconv.FormatFloat(916214536673009.25, 'f', -1, 64): the tie goes to even.
+        let mut out = String::new();
+        // (Written as text: the exact value has more digits than a float literal should show.)
+        let tie: f64 = "916214536673009.25".parse().unwrap();
+        push_go_float_json(&mut out, tie);
+        assert_eq!(out, "916214536673009.2");
+    }
 
     #[test]
     fn go_formats() {

@@ -193,6 +193,11 @@ impl Evaluator<'_> {
             .iter()
             .map(|s| signature(&s.labels, &m.matching_labels, m.on))
             .collect();
+        if let Some(out) =
+            self.fixed_matches(b, &many, &one, (&many_sigs, &one_sigs), m, swapped, steps)?
+        {
+            return Ok(out);
+        }
         let many_by_step = by_step(&many, steps);
         let one_by_step = by_step(&one, steps);
 
@@ -282,6 +287,92 @@ impl Evaluator<'_> {
             }
         }
         Ok(out)
+    }
+}
+
+impl Evaluator<'_> {
+    /// [`Evaluator::vector_vector`] when each series of `many` matches the same series of
+    /// `one` at every step and no error can arise: the signatures of `one` are distinct (and
+    /// those of `many` too, one-to-one), and no two matched pairs give the same output labels.
+    /// Each pair's points are then merged once, instead of hashing every series at every step.
+    /// `None` when those conditions fail; the general path then decides (and reports errors).
+    #[allow(clippy::too_many_arguments)]
+    fn fixed_matches(
+        &self,
+        b: &BinaryExpr,
+        many: &[StepSeries],
+        one: &[StepSeries],
+        (many_sigs, one_sigs): (&[u64], &[u64]),
+        m: &VectorMatching,
+        swapped: bool,
+        steps: Steps,
+    ) -> EvalResult<Option<Vec<StepSeries>>> {
+        let mut one_of: FxHashMap<u64, u32> = FxHashMap::default();
+        one_of.reserve(one_sigs.len());
+        for (j, &sig) in one_sigs.iter().enumerate() {
+            if one_of.insert(sig, j as u32).is_some() {
+                return Ok(None);
+            }
+        }
+        if m.card == Cardinality::OneToOne {
+            let mut seen: FxHashSet<u64> = FxHashSet::default();
+            if !many_sigs.iter().all(|&sig| seen.insert(sig)) {
+                return Ok(None);
+            }
+        }
+        let drop_name = drops_name(b.op) || b.return_bool;
+        let mut ids = LabelSetIds::default();
+        // (step of the first point, index in `many`, series): the general path's order.
+        let mut out: Vec<(usize, usize, StepSeries)> = Vec::new();
+        for (i, series) in many.iter().enumerate() {
+            if i % 1024 == 0 {
+                self.check_deadline()?;
+            }
+            let Some(&j) = one_of.get(&many_sigs[i]) else {
+                continue;
+            };
+            let other = &one[j as usize];
+            let mut points = Vec::new();
+            let mut k = 0;
+            for p in &series.points {
+                while other.points.get(k).is_some_and(|q| q.t < p.t) {
+                    k += 1;
+                }
+                let Some(q) = other.points.get(k) else {
+                    break;
+                };
+                if q.t != p.t {
+                    continue;
+                }
+                let (l, r) = if swapped { (q.v, p.v) } else { (p.v, q.v) };
+                let (mut value, keep) = apply(b.op, l, r);
+                if b.return_bool {
+                    value = if keep { 1.0 } else { 0.0 };
+                } else if !keep {
+                    continue;
+                }
+                points.push(Point { t: p.t, v: value });
+            }
+            let Some(first) = points.first() else {
+                continue;
+            };
+            let first_step = steps.index(first.t);
+            let labels = result_labels(&series.labels, &other.labels, m);
+            if !ids.intern(labels.clone()).1 {
+                return Ok(None);
+            }
+            out.push((
+                first_step,
+                i,
+                StepSeries {
+                    labels,
+                    drop_name: drop_name || series.drop_name,
+                    points,
+                },
+            ));
+        }
+        out.sort_by_key(|&(first_step, i, _)| (first_step, i));
+        Ok(Some(out.into_iter().map(|(_, _, s)| s).collect()))
     }
 }
 
