@@ -701,6 +701,8 @@ impl Db {
         }
         // Wait for in-flight writes; new ones see `closed`.
         drop(self.ingest_barrier.write().await);
+        // The final cut's working set then comes out of returned pages, not on top of them.
+        release_freed_memory();
         if let Err(e) = self.maintain(true).await {
             tracing::error!(error = %e, "final block cut failed; the wal keeps the data");
         }
@@ -737,6 +739,24 @@ fn head_for<H: Default>(heads: &RwLock<HashMap<String, Arc<H>>>, tenant: &str) -
         .entry(tenant.to_string())
         .or_insert_with(|| Arc::new(H::default()))
         .clone()
+}
+
+/// What returns freed memory to the system now, set once by the binary that picks the
+/// allocator ([`set_release_freed_memory`]).
+static RELEASE_FREED_MEMORY: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets what [`release_freed_memory`] calls: the allocator keeps freed pages for a while to
+/// reuse them, which is right for ingest but not around a block cut, which frees a block
+/// range's head memory at once and then builds the next block (at shutdown, one after another).
+pub fn set_release_freed_memory(release: fn()) {
+    let _ = RELEASE_FREED_MEMORY.set(release);
+}
+
+/// Returns the allocator's freed pages to the system, where the binary said how.
+pub(crate) fn release_freed_memory() {
+    if let Some(release) = RELEASE_FREED_MEMORY.get() {
+        release();
+    }
 }
 
 /// Runs block encoding on a thread of its own at the lowest CPU priority (nice 19), so that

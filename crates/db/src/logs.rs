@@ -323,6 +323,8 @@ impl Db {
         self.log_catalog.add(entry.clone());
         head.finish_cut();
         head.forget_range_writes(end_ns);
+        // The range's head chunks and the encoder's buffers are freed now.
+        crate::release_freed_memory();
         self.metrics
             .blocks_cut
             .get_or_create(&TenantLabel {

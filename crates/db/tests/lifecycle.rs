@@ -371,3 +371,39 @@ async fn due_log_ranges_wait_for_writes_to_pause_unless_memory_is_short() {
         background.abort();
     }
 }
+
+static RELEASES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn count_release() {
+    RELEASES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freed_memory_is_released_at_shutdown_and_after_each_log_cut() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use vigil_model::LogEntry;
+    vigil_db::set_release_freed_memory(count_release);
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = TenantId::default_tenant();
+    // Two 60 s block ranges of entries: the shutdown cuts two log blocks.
+    let base = (vigil_db::now_ms() - 30 * 60_000) / 60_000 * 60_000 * 1_000_000;
+    let entries: Vec<LogEntry> = (0..120)
+        .map(|i| LogEntry {
+            timestamp_ns: base + i * 1_000_000_000,
+            line: format!("line {i}"),
+            structured_metadata: Vec::new(),
+        })
+        .collect();
+    let db = open(dir.path()).await;
+    db.write_logs(
+        &tenant,
+        log_batch(&[(Labels::from_unsorted(vec![Label::new("app", "a")]), entries)]),
+    )
+    .await
+    .unwrap();
+    let before = RELEASES.load(SeqCst);
+    db.shutdown(Duration::from_millis(200)).await;
+    assert_eq!(log_block_dirs(dir.path()), 2);
+    // Once when the shutdown starts, once per log block (other tests of this binary may add).
+    assert!(RELEASES.load(SeqCst) >= before + 3);
+}
