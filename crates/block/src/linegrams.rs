@@ -82,15 +82,21 @@ impl LineGrams {
 pub(crate) mod tests {
     use super::*;
 
+    /// A row group's lines as the writers take them: the bytes back to back and each end.
+    pub(crate) fn row_group_text(lines: &[&str]) -> (Vec<u8>, Vec<usize>) {
+        let mut text = Vec::new();
+        let mut ends = Vec::new();
+        for l in lines {
+            text.extend_from_slice(l.as_bytes());
+            ends.push(text.len());
+        }
+        (text, ends)
+    }
+
     pub(crate) fn grams(groups: &[&[&str]]) -> LineGrams {
         let mut w = LineGramsWriter::default();
         for lines in groups {
-            let mut text = Vec::new();
-            let mut ends = Vec::new();
-            for l in *lines {
-                text.extend_from_slice(l.as_bytes());
-                ends.push(text.len());
-            }
+            let (text, ends) = row_group_text(lines);
             w.add_row_group(&text, &ends);
         }
         LineGrams::decode(&w.finish().unwrap(), groups.len()).unwrap()

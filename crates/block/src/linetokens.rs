@@ -169,12 +169,7 @@ pub(crate) mod tests {
     pub(crate) fn index(groups: &[&[&str]]) -> LineTokens {
         let mut w = LineTokensWriter::default();
         for lines in groups {
-            let mut text = Vec::new();
-            let mut ends = Vec::new();
-            for l in *lines {
-                text.extend_from_slice(l.as_bytes());
-                ends.push(text.len());
-            }
+            let (text, ends) = crate::linegrams::tests::row_group_text(lines);
             w.add_row_group(&text, &ends);
         }
         LineTokens::decode(&w.finish(), groups.len()).expect("decodes")
