@@ -608,22 +608,57 @@ pub(crate) async fn index_stats(
     } = read_request(method, query, &headers, body).await?;
     let selector = selector_param(&params)?;
     let db = state.db()?.clone();
-    let streams = db
-        .select_log_entries(&tenant, &selector, start, end.saturating_sub(1))
-        .await
-        .map_err(db_error)?;
-    let entries: usize = streams.iter().map(|s| s.entries.len()).sum();
-    let bytes: usize = streams
-        .iter()
-        .flat_map(|s| s.entries.iter())
-        .map(|e| e.line.len())
-        .sum();
+    let groups =
+        line_bytes_sums(&db, &tenant, &selector, start, end, whole_range(start, end)).await?;
+    let (mut entries, mut bytes) = (0u64, 0u64);
+    let mut streams: HashSet<&Labels> = HashSet::new();
+    for g in &groups {
+        let count: u64 = g.sums.counts.iter().sum();
+        if count > 0 {
+            streams.insert(&g.labels);
+        }
+        entries += count;
+        bytes += g.sums.sums.iter().sum::<u64>();
+    }
     Ok(json_response(serde_json::json!({
         "streams": streams.len(),
         "chunks": streams.len(),
         "bytes": bytes,
         "entries": entries,
     })))
+}
+
+/// One window over `[start, end)`.
+fn whole_range(start: i64, end: i64) -> LogWindows {
+    LogWindows {
+        first_end_ns: end.saturating_sub(1),
+        step_ns: 1,
+        steps: 1,
+        range_ns: end.saturating_sub(start).max(1),
+    }
+}
+
+/// Entries and line bytes per window of the streams `selector` picks in `[start, end)`, per
+/// stream (and structured metadata): storage sums them without decoding lines (block line
+/// lengths have a column of their own).
+async fn line_bytes_sums(
+    db: &Db,
+    tenant: &TenantId,
+    selector: &[Matcher],
+    start: i64,
+    end: i64,
+    windows: LogWindows,
+) -> Result<Vec<LogWindowSums>, PlainError> {
+    db.select_log_window_sums(
+        tenant,
+        selector,
+        (start, end.saturating_sub(1)),
+        LogReadFilter::default(),
+        LogSampleValue::LineBytes,
+        windows,
+    )
+    .await
+    .map_err(db_error)
 }
 
 /// Bytes per group of streams for `index/volume` and `volume_range`.
@@ -682,26 +717,38 @@ async fn volume_request(
     })
 }
 
-/// A volume request and the entries it covers.
-async fn volume_streams(
+/// A volume request and its entries' line bytes per bucket (`buckets` of `step` from the
+/// step-aligned bucket holding `start`; a bucket `[b - step, b)` is reported at `b`).
+async fn volume_sums(
     state: &AppState,
     method: Method,
     query: RawQuery,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(VolumeRequest, Vec<vigil_db::StreamData>), PlainError> {
+    by_step: bool,
+) -> Result<(VolumeRequest, Vec<LogWindowSums>), PlainError> {
     let req = volume_request(method, query, headers, body).await?;
     let db = state.db()?.clone();
-    let streams = db
-        .select_log_entries(
-            &req.tenant,
-            &req.selector,
-            req.start,
-            req.end.saturating_sub(1),
-        )
-        .await
-        .map_err(db_error)?;
-    Ok((req, streams))
+    let windows = if by_step {
+        let first = req.start - req.start.rem_euclid(req.step);
+        let last = req.end.saturating_sub(1).max(req.start);
+        // As for metric queries (and Loki): then at most MAX_POINTS + 2 buckets.
+        if (req.end - req.start) / req.step > MAX_POINTS {
+            return Err(bad("exceeded maximum resolution of 11,000 points per time series. Try increasing the value of the step parameter"));
+        }
+        let buckets = usize::try_from((last - first).div_euclid(req.step) + 1).unwrap_or(0);
+        LogWindows {
+            first_end_ns: first + req.step - 1,
+            step_ns: req.step,
+            steps: buckets,
+            range_ns: req.step,
+        }
+    } else {
+        whole_range(req.start, req.end)
+    };
+    let groups =
+        line_bytes_sums(&db, &req.tenant, &req.selector, req.start, req.end, windows).await?;
+    Ok((req, groups))
 }
 
 fn volume_key(labels: &Labels, target: &[String]) -> Labels {
@@ -722,13 +769,15 @@ pub(crate) async fn volume(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, PlainError> {
-    let (req, streams) = volume_streams(&state, method, query, &headers, body).await?;
+    let (req, groups) = volume_sums(&state, method, query, &headers, body, false).await?;
     let mut totals: BTreeMap<Labels, u64> = BTreeMap::new();
-    for s in &streams {
-        let bytes: u64 = s.entries.iter().map(|e| e.line.len() as u64).sum();
+    for g in &groups {
+        if g.sums.counts.iter().sum::<u64>() == 0 {
+            continue;
+        }
         *totals
-            .entry(volume_key(&s.labels, &req.target))
-            .or_default() += bytes;
+            .entry(volume_key(&g.labels, &req.target))
+            .or_default() += g.sums.sums.iter().sum::<u64>();
     }
     let mut ranked: Vec<(Labels, u64)> = totals.into_iter().collect();
     ranked.sort_by_key(|r| std::cmp::Reverse(r.1));
@@ -758,18 +807,22 @@ pub(crate) async fn volume_range(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, PlainError> {
-    let (req, streams) = volume_streams(&state, method, query, &headers, body).await?;
+    let (req, groups) = volume_sums(&state, method, query, &headers, body, true).await?;
     let step = req.step;
     let first = req.start - req.start.rem_euclid(step);
     let mut totals: BTreeMap<Labels, BTreeMap<i64, u64>> = BTreeMap::new();
-    for s in &streams {
+    for g in &groups {
+        if g.sums.counts.iter().sum::<u64>() == 0 {
+            continue;
+        }
         let per_step = totals
-            .entry(volume_key(&s.labels, &req.target))
+            .entry(volume_key(&g.labels, &req.target))
             .or_default();
-        for e in &s.entries {
-            // Each entry counts at the step that ends its bucket.
-            let bucket = first + (e.timestamp_ns - first).div_euclid(step) * step + step;
-            *per_step.entry(bucket).or_default() += e.line.len() as u64;
+        for (i, (&count, &bytes)) in g.sums.counts.iter().zip(&g.sums.sums).enumerate() {
+            if count > 0 {
+                // Each entry counts at the step that ends its bucket.
+                *per_step.entry(first + (i as i64 + 1) * step).or_default() += bytes;
+            }
         }
     }
     let mut ranked: Vec<(Labels, BTreeMap<i64, u64>)> = totals.into_iter().collect();
