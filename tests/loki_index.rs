@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::http::urlencode;
-use common::loki::{json_body, push_ok, stream_labels, Entry, StreamLabels};
+use common::loki::{now_ns, push_streams_json, stream_labels, Entry, StreamLabels};
 use common::process::VigilOpts;
 use common::Vigil;
 
@@ -155,22 +155,11 @@ fn check(vigil: &Vigil, data: &[(StreamLabels, Vec<Entry>)], range: (i64, i64), 
 fn index_stats_and_volumes_sum_line_bytes_from_head_and_blocks() {
     let dir = tempfile::tempdir().unwrap();
     let mut vigil = Vigil::start(dir.path(), VigilOpts::default());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64;
+    let now = now_ns();
     // Half an hour ago, off the minute, so buckets and the range cut through the data.
     let t0 = (now - 30 * 60 * NS) / (60 * NS) * (60 * NS) + 17 * NS;
     let data = dataset(t0);
-    let streams: Vec<(&StreamLabels, &[Entry])> =
-        data.iter().map(|(l, e)| (l, e.as_slice())).collect();
-    push_ok(
-        &vigil.client,
-        &vigil.base_url(),
-        None,
-        &[("Content-Type", "application/json")],
-        json_body(&streams),
-    );
+    push_streams_json(&vigil, &data);
     let ranges = [
         (t0 - 60 * NS, t0 + 20 * 60 * NS),
         (t0 + 100 * NS + 1, t0 + 400 * NS),

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::http::urlencode;
-use common::loki::{json_body, push_ok, stream_labels, Entry, StreamLabels};
+use common::loki::{now_ns, push_streams_json, stream_labels, Entry, StreamLabels};
 use common::process::VigilOpts;
 use common::Vigil;
 
@@ -182,23 +182,12 @@ fn check(vigil: &Vigil, data: &[(StreamLabels, Vec<Entry>)], t0: i64, context: &
 fn line_indexes_never_change_an_answer() {
     let dir = tempfile::tempdir().unwrap();
     let mut vigil = Vigil::start(dir.path(), VigilOpts::default());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64;
+    let now = now_ns();
     // The start of the 2 h block range that began at least 3 h ago, plus a minute.
     let block = 2 * 3600 * NS;
     let t0 = (now - 3 * 3600 * NS).div_euclid(block) * block + 60 * NS;
     let data = lines(t0);
-    let streams: Vec<(&StreamLabels, &[Entry])> =
-        data.iter().map(|(l, e)| (l, e.as_slice())).collect();
-    push_ok(
-        &vigil.client,
-        &vigil.base_url(),
-        None,
-        &[("Content-Type", "application/json")],
-        json_body(&streams),
-    );
+    push_streams_json(&vigil, &data);
     check(&vigil, &data, t0, "head");
     vigil.terminate(Duration::from_secs(60));
     vigil.restart();

@@ -7,7 +7,7 @@ mod common;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::loki::{json_body, push_ok, stream_labels, Entry};
+use common::loki::{json_body, now_ns, push_ok, stream_labels, Entry};
 use common::process::VigilOpts;
 use common::Vigil;
 use tungstenite::Message;
@@ -28,13 +28,6 @@ fn message_lines(text: &str) -> Vec<(String, String, String)> {
         }
     }
     out
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
 }
 
 #[test]

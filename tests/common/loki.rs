@@ -147,6 +147,27 @@ pub fn push_ok(
     );
 }
 
+/// The wall clock in ns since the epoch.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos() as i64
+}
+
+/// Pushes `streams` to `vigil` as one JSON request (default tenant) and asserts 204.
+pub fn push_streams_json(vigil: &super::Vigil, streams: &[(StreamLabels, Vec<Entry>)]) {
+    let streams: Vec<(&StreamLabels, &[Entry])> =
+        streams.iter().map(|(l, e)| (l, e.as_slice())).collect();
+    push_ok(
+        &vigil.client,
+        &vigil.base_url(),
+        None,
+        &[("Content-Type", "application/json")],
+        json_body(&streams),
+    );
+}
+
 /// Every entry of `selector` in `[start_ns, end_ns]` with its structured metadata, read through
 /// `query_range` (categorized labels) forward in pages of `page` entries (each page starts after
 /// the last timestamp seen; a page that ends inside a run of equal timestamps is read again with

@@ -673,6 +673,14 @@ struct VolumeRequest {
     step: i64,
 }
 
+impl VolumeRequest {
+    /// The start of the step-aligned bucket holding `start`; bucket `i` is reported at its end,
+    /// `first_bucket() + (i + 1) * step`.
+    fn first_bucket(&self) -> i64 {
+        self.start - self.start.rem_euclid(self.step)
+    }
+}
+
 async fn volume_request(
     method: Method,
     query: RawQuery,
@@ -717,8 +725,8 @@ async fn volume_request(
     })
 }
 
-/// A volume request and its entries' line bytes per bucket (`buckets` of `step` from the
-/// step-aligned bucket holding `start`; a bucket `[b - step, b)` is reported at `b`).
+/// A volume request and its entries' line bytes, over the whole range or per bucket of `step`
+/// ([`VolumeRequest::first_bucket`]).
 async fn volume_sums(
     state: &AppState,
     method: Method,
@@ -730,7 +738,7 @@ async fn volume_sums(
     let req = volume_request(method, query, headers, body).await?;
     let db = state.db()?.clone();
     let windows = if by_step {
-        let first = req.start - req.start.rem_euclid(req.step);
+        let first = req.first_bucket();
         let last = req.end.saturating_sub(1).max(req.start);
         // As for metric queries (and Loki): then at most MAX_POINTS + 2 buckets.
         if (req.end - req.start) / req.step > MAX_POINTS {
@@ -808,8 +816,7 @@ pub(crate) async fn volume_range(
     body: Body,
 ) -> Result<Response, PlainError> {
     let (req, groups) = volume_sums(&state, method, query, &headers, body, true).await?;
-    let step = req.step;
-    let first = req.start - req.start.rem_euclid(step);
+    let (step, first) = (req.step, req.first_bucket());
     let mut totals: BTreeMap<Labels, BTreeMap<i64, u64>> = BTreeMap::new();
     for g in &groups {
         if g.sums.counts.iter().sum::<u64>() == 0 {
