@@ -3,7 +3,8 @@
 # formatting, lint, build and every test of the workspace. Idempotent; runs from any directory.
 #
 # Needs: a Rust toolchain (cargo, rustfmt, clippy), python3 with pip, and root with apt for the
-# first run on a fresh Debian 12 machine (Prometheus 2.42 from Debian; pyarrow, moto, boto3 from PyPI).
+# first run on a fresh Debian 12 machine (Prometheus 2.42 from Debian; Prometheus 3.x unpacked from
+# Debian's package by scripts/install-prometheus3.sh; pyarrow, moto, boto3 from PyPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,6 +46,9 @@ if [ -x /etc/init.d/prometheus ] || [ -e /lib/systemd/system/prometheus.service 
     as_root systemctl disable prometheus >/dev/null 2>&1 || true
   fi
 fi
+
+# --- Prometheus 3.x (the PromQL reference of tests/promql_compare.rs and tests/query_api.rs) ---
+bash scripts/install-prometheus3.sh
 
 # --- Python tools (block reader, S3 server) ----------------------------------------------------
 if ! python3 -c 'import pyarrow, moto, boto3, flask, flask_cors, logging_loki' >/dev/null 2>&1; then

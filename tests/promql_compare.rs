@@ -1,16 +1,19 @@
-//! Vigil's PromQL against a real Prometheus (Debian's 2.42), live: both get the same data from
+//! Vigil's PromQL against real Prometheus, live: Vigil and Prometheus get the same data from
 //! `obsload metrics-write` (the shared reference client, see `/work/shared/bin/README.md`), then
 //! `obsload compare` runs every query of the vendored public corpus
 //! (`tests/data/promql-corpus-public.txt`) and of our own extra corpus
 //! (`tests/data/promql-corpus-extra.txt`) as range and instant queries against both and compares
 //! the results the way the PromQL compliance tester does.
 //!
+//! The reference is Prometheus 3.x (Debian's package, unpacked by `scripts/install-prometheus3.sh`),
+//! whose semantics Vigil follows. Queries that use a 2.x-only function name (`holt_winters`, which
+//! 3.x renamed `double_exponential_smoothing`) are compared against Debian 12's Prometheus 2.42
+//! instead, on the same data: each query is checked against a real Prometheus that defines it.
+//!
 //! Every mismatch must be listed with its reason in `tests/data/promql-compare-known-mismatches.txt`
-//! and every listed query must still mismatch (so the list stays honest). Vigil follows Prometheus
-//! 3.x where 3.x changed 2.42's results; such entries are marked (reason `3.x: …`) and count as
-//! matches in the adjusted score, which must reach 99% on the public corpus. The score and each
-//! mismatch, with obsload's detail, are printed (run with `--nocapture`). obsload's A is
-//! Prometheus (its reference side), B is Vigil.
+//! and every listed query must still mismatch (so the list stays honest). The public corpus must
+//! match at least 99%. The score and each mismatch, with obsload's detail, are printed (run with
+//! `--nocapture`). obsload's A is Prometheus (the reference side), B is Vigil.
 //!
 //! obsload is found through `VIGIL_OBSLOAD`, else `<repo>/../shared/bin/obsload`, else
 //! `/work/shared/bin/obsload`; a missing obsload fails the test.
@@ -25,7 +28,7 @@ use std::time::{Duration, Instant};
 use common::http::{urlencode, Client};
 use common::process::VigilOpts;
 use common::prometheus::Prometheus;
-use common::{free_port, now_ms, require_prometheus, wait_for, Proc, Vigil};
+use common::{free_port, now_ms, require_prometheus, require_prometheus3, wait_for, Proc, Vigil};
 
 /// The data set: `obsload metrics-write --series SERIES --samples-per-series SAMPLES_PER_SERIES
 /// --seed SEED`, one sample per 15 s.
@@ -33,8 +36,7 @@ const SERIES: usize = 3000;
 const SAMPLES_PER_SERIES: usize = 120;
 const INTERVAL_MS: i64 = 15_000;
 const SEED: u64 = 1;
-/// The public corpus must match at least this share of its queries (percent), counting the listed
-/// Prometheus 3.x differences as matches.
+/// The public corpus must match at least this share of its queries (percent).
 const MIN_PUBLIC_SCORE: f64 = 99.0;
 /// Bound of one `obsload metrics-write` run.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(180);
@@ -181,6 +183,8 @@ fn series_count(client: &Client, base_url: &str, time_s: i64) -> Result<f64, Str
 #[derive(Debug)]
 struct Outcome {
     query: String,
+    /// The Prometheus it was compared against.
+    reference: &'static str,
     /// `None` if the results matched, else obsload's verdict (`FAIL` or `ERROR`) and its detail.
     mismatch: Option<(String, String)>,
 }
@@ -193,10 +197,31 @@ struct CompareRun {
     failed: usize,
     errors: usize,
     outcomes: Vec<Outcome>,
-    timing: Option<String>,
+    timings: Vec<String>,
 }
 
 impl CompareRun {
+    fn empty() -> CompareRun {
+        CompareRun {
+            compared: 0,
+            matched: 0,
+            failed: 0,
+            errors: 0,
+            outcomes: Vec::new(),
+            timings: Vec::new(),
+        }
+    }
+
+    /// Adds the outcomes of `other` (a run over other queries).
+    fn merge(&mut self, other: CompareRun) {
+        self.compared += other.compared;
+        self.matched += other.matched;
+        self.failed += other.failed;
+        self.errors += other.errors;
+        self.outcomes.extend(other.outcomes);
+        self.timings.extend(other.timings);
+    }
+
     fn score(&self) -> f64 {
         if self.compared == 0 {
             0.0
@@ -215,6 +240,7 @@ impl CompareRun {
             if let Some(query) = line.strip_prefix("ok ") {
                 outcomes.push(Outcome {
                     query: query.to_string(),
+                    reference: "",
                     mismatch: None,
                 });
             } else if let Some((verdict, rest)) = ["FAIL ", "ERROR "].iter().find_map(|verdict| {
@@ -224,6 +250,7 @@ impl CompareRun {
                 let (query, detail) = rest.split_once(" :: ").unwrap_or((rest, ""));
                 outcomes.push(Outcome {
                     query: query.to_string(),
+                    reference: "",
                     mismatch: Some((verdict.to_string(), detail.to_string())),
                 });
             } else if let Some(json) = line.strip_prefix("timing ") {
@@ -254,7 +281,7 @@ impl CompareRun {
             failed,
             errors,
             outcomes,
-            timing,
+            timings: timing.into_iter().collect(),
         };
         let mismatches = run.outcomes.iter().filter(|o| o.mismatch.is_some()).count();
         assert!(
@@ -316,71 +343,119 @@ fn read_known_mismatches(path: &Path) -> BTreeMap<String, String> {
     known
 }
 
-/// Runs `obsload compare` with Prometheus as A (the reference) and Vigil as B.
-#[allow(clippy::too_many_arguments)] // one call site; the names say what each is
+/// A real Prometheus holding the data set, and the name printed for it.
+struct Reference {
+    name: &'static str,
+    url: String,
+}
+
+/// Function names that only Prometheus 2.x defines (3.x renamed them); a query using one is
+/// compared against the 2.x reference.
+const PROMETHEUS2_ONLY_FUNCTIONS: &[&str] = &["holt_winters"];
+
+/// Whether `query` calls one of [`PROMETHEUS2_ONLY_FUNCTIONS`] (a whole identifier followed by
+/// `(`, so a label value or a longer name does not count).
+fn uses_prometheus2_only_function(query: &str) -> bool {
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    PROMETHEUS2_ONLY_FUNCTIONS.iter().any(|name| {
+        query.match_indices(name).any(|(at, _)| {
+            let before_ok = !query[..at].chars().next_back().is_some_and(is_ident);
+            let after = query[at + name.len()..].trim_start();
+            before_ok && after.starts_with('(')
+        })
+    })
+}
+
+/// Runs `obsload compare` over the queries of `corpus` with a reference Prometheus as A and Vigil
+/// as B: the queries that use a 2.x-only function name against `prometheus2`, the rest against
+/// `prometheus3`. Checks that every query was reported once.
+#[allow(clippy::too_many_arguments)] // two call sites; the names say what each is
 fn compare(
     obsload: &Path,
-    prometheus_url: &str,
+    prometheus3: &Reference,
+    prometheus2: &Reference,
     vigil_url: &str,
-    queries: &Path,
+    corpus: &Path,
     start_s: i64,
     end_s: i64,
-    log: &Path,
+    work_dir: &Path,
     label: &str,
 ) -> CompareRun {
-    let args: Vec<String> = vec![
-        "compare".into(),
-        "--a".into(),
-        prometheus_url.into(),
-        "--b".into(),
-        vigil_url.into(),
-        "--queries".into(),
-        queries.display().to_string(),
-        "--start".into(),
-        start_s.to_string(),
-        "--end".into(),
-        end_s.to_string(),
-        "--step".into(),
-        "15s".into(),
-        "--timeout-s".into(),
-        QUERY_TIMEOUT_S.to_string(),
-        "--verbose".into(),
-    ];
-    let started = Instant::now();
-    let output = run_obsload(
-        obsload,
-        &format!("obsload compare ({label})"),
-        &args,
-        log,
-        COMPARE_TIMEOUT,
-    );
-    let run = CompareRun::parse(&output);
-    eprintln!(
-        "obsload compare ({label}) took {:.1}s; timing {}",
-        started.elapsed().as_secs_f64(),
-        run.timing.as_deref().unwrap_or("(none)")
-    );
-    // Every query of the file was compared, once.
-    let mut expected = read_queries(queries);
-    let mut seen: Vec<String> = run.outcomes.iter().map(|o| o.query.clone()).collect();
+    let queries = read_queries(corpus);
+    let (for_prometheus2, for_prometheus3): (Vec<String>, Vec<String>) = queries
+        .iter()
+        .cloned()
+        .partition(|query| uses_prometheus2_only_function(query));
+    let mut merged = CompareRun::empty();
+    for (reference, part) in [
+        (prometheus3, for_prometheus3),
+        (prometheus2, for_prometheus2),
+    ] {
+        if part.is_empty() {
+            continue;
+        }
+        let part_label = format!("{label} vs {}", reference.name);
+        let slug: String = part_label
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let part_file = work_dir.join(format!("{slug}.txt"));
+        std::fs::write(&part_file, part.join("\n") + "\n")
+            .unwrap_or_else(|err| panic!("write {}: {err}", part_file.display()));
+        let args: Vec<String> = vec![
+            "compare".into(),
+            "--a".into(),
+            reference.url.clone(),
+            "--b".into(),
+            vigil_url.into(),
+            "--queries".into(),
+            part_file.display().to_string(),
+            "--start".into(),
+            start_s.to_string(),
+            "--end".into(),
+            end_s.to_string(),
+            "--step".into(),
+            "15s".into(),
+            "--timeout-s".into(),
+            QUERY_TIMEOUT_S.to_string(),
+            "--verbose".into(),
+        ];
+        let started = Instant::now();
+        let output = run_obsload(
+            obsload,
+            &format!("obsload compare ({part_label})"),
+            &args,
+            &work_dir.join(format!("obsload-compare-{slug}.log")),
+            COMPARE_TIMEOUT,
+        );
+        let mut run = CompareRun::parse(&output);
+        eprintln!(
+            "obsload compare ({part_label}): {} queries in {:.1}s; timing {}",
+            part.len(),
+            started.elapsed().as_secs_f64(),
+            run.timings.first().map_or("(none)", String::as_str)
+        );
+        for outcome in &mut run.outcomes {
+            outcome.reference = reference.name;
+        }
+        merged.merge(run);
+    }
+    // Every query of the corpus was compared, once.
+    let mut expected = queries;
+    let mut seen: Vec<String> = merged.outcomes.iter().map(|o| o.query.clone()).collect();
     expected.sort();
     seen.sort();
     assert_eq!(
         seen,
         expected,
         "obsload compare ({label}) did not report each query of {} once",
-        queries.display()
+        corpus.display()
     );
-    run
+    merged
 }
 
-/// The reason prefix of a known mismatch that is a difference between Prometheus 2.42 and 3.x
-/// where Vigil follows 3.x; such mismatches count as matches in the adjusted score.
-const VERSION_DIFFERENCE: &str = "3.x:";
-
 /// Prints the score and every mismatch (with obsload's detail); returns the problems: mismatches
-/// that are not listed in `known`, and an adjusted score below `min_score` (if given). The
-/// adjusted score counts the listed Prometheus 3.x differences as matches.
+/// that are not listed in `known`, and a score below `min_score` (if given).
 fn report(
     label: &str,
     run: &CompareRun,
@@ -390,15 +465,18 @@ fn report(
     let mut problems = Vec::new();
     eprintln!();
     eprintln!(
-        "promql live comparison{label}: matched {} of {} ({:.2}%) [failed {}, errors {}]",
+        "promql live comparison{label}: matched {} of {} ({:.2}%) [failed {}, errors {}]{}",
         run.matched,
         run.compared,
         run.score(),
         run.failed,
-        run.errors
+        run.errors,
+        match min_score {
+            Some(min_score) => format!("; must be at least {min_score}%"),
+            None => String::new(),
+        }
     );
     let mut unlisted = Vec::new();
-    let mut version_differences = 0;
     for outcome in &run.outcomes {
         let Some((verdict, detail)) = &outcome.mismatch else {
             continue;
@@ -408,34 +486,23 @@ fn report(
             Some(reason) => format!("known: {reason}"),
             None => "NOT LISTED".to_string(),
         };
-        eprintln!("  {verdict} [{tag}] {}", outcome.query);
+        eprintln!(
+            "  {verdict} vs {} [{tag}] {}",
+            outcome.reference, outcome.query
+        );
         eprintln!("      {detail}");
-        match listed {
-            Some(reason) if reason.starts_with(VERSION_DIFFERENCE) => version_differences += 1,
-            Some(_) => {}
-            None => unlisted.push(outcome.query.clone()),
+        if listed.is_none() {
+            unlisted.push(outcome.query.clone());
         }
     }
-    let adjusted = if run.compared == 0 {
-        0.0
-    } else {
-        100.0 * (run.matched + version_differences) as f64 / run.compared as f64
-    };
-    eprintln!(
-        "promql live comparison{label}: adjusted score {adjusted:.2}% (counting the \
-         {version_differences} listed Prometheus 3.x differences as matches){}",
-        match min_score {
-            Some(min_score) => format!("; must be at least {min_score}%"),
-            None => String::new(),
-        }
-    );
     if let Some(min_score) = min_score {
-        if adjusted < min_score {
+        if run.score() < min_score {
             problems.push(format!(
-                "promql live comparison{label}: adjusted score {adjusted:.2}% is below \
-                 {min_score}% (matched {} of {}, plus {version_differences} listed Prometheus \
-                 3.x differences)",
-                run.matched, run.compared
+                "promql live comparison{label}: score {:.2}% is below {min_score}% (matched {} \
+                 of {})",
+                run.score(),
+                run.matched,
+                run.compared
             ));
         }
     }
@@ -454,98 +521,165 @@ fn report(
 fn promql_matches_prometheus_on_the_same_data() {
     let test_started = Instant::now();
     let obsload = obsload();
-    let prometheus_binary = require_prometheus();
+    let prometheus3_binary = require_prometheus3();
+    let prometheus2_binary = require_prometheus();
+    for binary in [&prometheus3_binary, &prometheus2_binary] {
+        let version = Command::new(binary)
+            .arg("--version")
+            .output()
+            .unwrap_or_else(|err| panic!("{} --version: {err}", binary.display()));
+        let text = String::from_utf8_lossy(&version.stdout);
+        eprintln!(
+            "reference {}: {}",
+            binary.display(),
+            text.lines().next().unwrap_or("(no version)")
+        );
+    }
     let public_corpus = data_file("promql-corpus-public.txt");
     let extra_corpus = data_file("promql-corpus-extra.txt");
     let known_path = data_file("promql-compare-known-mismatches.txt");
     let known = read_known_mismatches(&known_path);
     let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path();
 
-    let vigil_dir = dir.path().join("vigil");
+    let vigil_dir = logs.join("vigil");
     std::fs::create_dir_all(&vigil_dir).unwrap();
     let vigil = Vigil::start(&vigil_dir, VigilOpts::default());
-    let prometheus_dir = dir.path().join("prometheus");
-    std::fs::create_dir_all(&prometheus_dir).unwrap();
-    let config_path = prometheus_dir.join("prometheus.yml");
-    // No scrape jobs: the only data is what obsload writes.
-    std::fs::write(&config_path, "global:\n  scrape_interval: 15s\n").unwrap();
-    let prometheus = Prometheus::start(
-        &prometheus_binary,
-        &prometheus_dir,
-        &config_path,
-        free_port(),
+    let vigil_url = vigil.base_url();
+    let start_prometheus = |binary: &Path, name: &str, extra_args: &[&str]| {
+        let prometheus_dir = logs.join(name);
+        std::fs::create_dir_all(&prometheus_dir).unwrap();
+        let config_path = prometheus_dir.join("prometheus.yml");
+        // No scrape jobs: the only data is what obsload writes.
+        std::fs::write(&config_path, "global:\n  scrape_interval: 15s\n").unwrap();
+        Prometheus::start(
+            binary,
+            &prometheus_dir,
+            &config_path,
+            free_port(),
+            extra_args,
+        )
+    };
+    // double_exponential_smoothing is behind this flag in 3.x.
+    let prometheus3 = start_prometheus(
+        &prometheus3_binary,
+        "prometheus3",
+        &[
+            "--web.enable-remote-write-receiver",
+            "--enable-feature=promql-experimental-functions",
+        ],
+    );
+    let prometheus2 = start_prometheus(
+        &prometheus2_binary,
+        "prometheus2",
         &["--web.enable-remote-write-receiver"],
     );
-    let (vigil_url, prometheus_url) = (vigil.base_url(), prometheus.base_url());
-    eprintln!("vigil at {vigil_url}, prometheus at {prometheus_url}");
+    let references = [
+        Reference {
+            name: "Prometheus 3",
+            url: prometheus3.base_url(),
+        },
+        Reference {
+            name: "Prometheus 2.42",
+            url: prometheus2.base_url(),
+        },
+    ];
+    eprintln!(
+        "vigil at {vigil_url}, {} at {}, {} at {}",
+        references[0].name, references[0].url, references[1].name, references[1].url
+    );
 
     // Prometheus' head takes only recent samples: the data ends just before now (as in
     // /work/shared/bin/README.md), and the queries cover its last 20 minutes.
     let start_ms = (now_ms() - 121 * INTERVAL_MS) / 60_000 * 60_000;
     let end_s = start_ms / 1000 + 1800;
     let start_s = end_s - 1200;
-    let logs = dir.path();
     let vigil_write = write_data(
         &obsload,
         &format!("{vigil_url}/api/v1/push"),
         start_ms,
         &logs.join("obsload-write-vigil.log"),
     );
-    let prometheus_write = write_data(
-        &obsload,
-        &format!("{prometheus_url}/api/v1/write"),
-        start_ms,
-        &logs.join("obsload-write-prometheus.log"),
-    );
-    assert_eq!(
-        vigil_write["samples"], prometheus_write["samples"],
-        "obsload wrote different data sets"
-    );
+    for reference in &references {
+        let written = write_data(
+            &obsload,
+            &format!("{}/api/v1/write", reference.url),
+            start_ms,
+            &logs.join(format!(
+                "obsload-write-{}.log",
+                reference.name.replace(' ', "-")
+            )),
+        );
+        assert_eq!(
+            vigil_write["samples"], written["samples"],
+            "obsload wrote different data sets to Vigil and {}",
+            reference.name
+        );
+    }
 
-    // Both hold the same series at the end of the range (bounded; the writes are synchronous).
+    // All hold the same series at the end of the range (bounded; the writes are synchronous).
     let client = Client::with_timeout(Duration::from_secs(30));
-    let count = wait_for(
-        "Vigil and Prometheus to return the same count({__name__=~\".+\"})",
-        Duration::from_secs(60),
-        Duration::from_millis(500),
-        || {
-            let in_prometheus = series_count(&client, &prometheus_url, end_s)?;
-            let in_vigil =
-                series_count(&client, &vigil_url, end_s).map_err(|err| format!("vigil: {err}"))?;
-            if in_prometheus == in_vigil && in_prometheus > 0.0 {
-                Ok(in_vigil)
-            } else {
-                Err(format!("prometheus {in_prometheus}, vigil {in_vigil}"))
-            }
-        },
-    );
+    for reference in &references {
+        let count = wait_for(
+            &format!(
+                "Vigil and {} to return the same count({{__name__=~\".+\"}})",
+                reference.name
+            ),
+            Duration::from_secs(60),
+            Duration::from_millis(500),
+            || {
+                let in_reference = series_count(&client, &reference.url, end_s)?;
+                let in_vigil = series_count(&client, &vigil_url, end_s)
+                    .map_err(|err| format!("vigil: {err}"))?;
+                if in_reference == in_vigil && in_reference > 0.0 {
+                    Ok(in_vigil)
+                } else {
+                    Err(format!(
+                        "{} {in_reference}, vigil {in_vigil}",
+                        reference.name
+                    ))
+                }
+            },
+        );
+        eprintln!(
+            "Vigil and {} hold {count} series at {end_s}",
+            reference.name
+        );
+    }
     eprintln!(
-        "both hold {count} series at {end_s}; writing took until {:.1}s into the test",
+        "writing took until {:.1}s into the test",
         test_started.elapsed().as_secs_f64()
     );
 
+    let [prometheus3_ref, prometheus2_ref] = &references;
     let public = compare(
         &obsload,
-        &prometheus_url,
+        prometheus3_ref,
+        prometheus2_ref,
         &vigil_url,
         &public_corpus,
         start_s,
         end_s,
-        &logs.join("obsload-compare-public.log"),
+        logs,
         "public corpus",
     );
     let extra = compare(
         &obsload,
-        &prometheus_url,
+        prometheus3_ref,
+        prometheus2_ref,
         &vigil_url,
         &extra_corpus,
         start_s,
         end_s,
-        &logs.join("obsload-compare-extra.log"),
+        logs,
         "extra corpus",
     );
 
-    eprintln!("(A = Prometheus 2.42, the reference; B = Vigil)");
+    eprintln!(
+        "(A = the reference Prometheus: {} unless a query uses a 2.x-only function name, then {}; \
+         B = Vigil)",
+        prometheus3_ref.name, prometheus2_ref.name
+    );
     let mut problems = report("", &public, Some(MIN_PUBLIC_SCORE), &known);
     // The extra corpus: every mismatch must be listed, whatever the score.
     problems.extend(report(" (extra corpus)", &extra, None, &known));
@@ -596,10 +730,31 @@ fn promql_matches_prometheus_on_the_same_data() {
     );
     let mut vigil = vigil;
     vigil.assert_running();
-    let mut prometheus = prometheus;
-    assert!(
-        prometheus.proc.try_exit().is_none(),
-        "prometheus exited during the test"
-    );
+    for (mut prometheus, name) in [
+        (prometheus3, "prometheus 3"),
+        (prometheus2, "prometheus 2.42"),
+    ] {
+        assert!(
+            prometheus.proc.try_exit().is_none(),
+            "{name} exited during the test"
+        );
+    }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn queries_with_a_2x_only_function_name_go_to_prometheus2() {
+    assert!(uses_prometheus2_only_function(
+        "holt_winters(node_load1[10m], 0.5, 0.5)"
+    ));
+    assert!(uses_prometheus2_only_function(
+        "sum(holt_winters (node_load1[10m], 0.5, 0.5))"
+    ));
+    assert!(!uses_prometheus2_only_function(
+        "double_exponential_smoothing(node_load1[10m], 0.5, 0.5)"
+    ));
+    assert!(!uses_prometheus2_only_function(
+        r#"node_load1{job="holt_winters"}"#
+    ));
+    assert!(!uses_prometheus2_only_function("my_holt_winters(x)"));
 }

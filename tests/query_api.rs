@@ -1,21 +1,18 @@
 //! The Prometheus query API (`/api/v1/query`, `/api/v1/query_range`, `/api/v1/format_query`,
-//! `/api/v1/query_exemplars`) against a real Prometheus (Debian's 2.42): both get the same small
-//! data set by remote-write (a counter with a reset, gauges, NaN, ±Inf, a series ended by a stale
-//! marker, a classic histogram), then every request of a table is sent to both, as a GET and as a
-//! form-encoded POST, and the HTTP status, the content type and the JSON must be identical after
-//! normalising only what legitimately differs. Vigil's answers are also checked for Prometheus'
-//! envelope shape (keys and JSON types).
+//! `/api/v1/query_exemplars`) against a real Prometheus 3.x (Debian's package, unpacked by
+//! `scripts/install-prometheus3.sh`): both get the same small data set by remote-write (a counter
+//! with a reset, gauges, NaN, ±Inf, a series ended by a stale marker, a classic histogram), then
+//! every request of a table is sent to both, as a GET and as a form-encoded POST, and the HTTP
+//! status, the content type and the JSON (including `warnings` and `infos`, the PromQL
+//! annotations, word for word) must be identical. Vigil's answers are also checked for
+//! Prometheus' envelope shape (keys and JSON types).
 //!
 //! Allowed differences, each with its reason where it is applied:
-//! - no `infos` key and no PromQL annotations in 2.42; warnings compared for presence only
-//!   ([`normalise`]);
 //! - instant vectors compared as sets (no defined order except after `sort*`) ([`normalise`]);
-//! - two 2.42-only error spellings: no `invalid parameter "query": ` prefix on query_range parse
-//!   errors, and `Invalid time value` capitalised ([`normalise`]);
-//! - left-open range windows of 3.x: avoided by the data's timestamps ([`GRID_OFFSET_MS`]) and the
-//!   subquery case's evaluation time;
-//! - delayed `__name__` removal (3.x): one case with Vigil's exact expected answer
-//!   ([`Case::allow`]).
+//! - the order in which a many-to-many error names the duplicate series ([`Case::allow`]).
+//!
+//! The samples sit on the evaluation grid, so range selectors, lookback windows and subquery
+//! steps start exactly on samples: 3.x's left-open windows are exercised, not avoided.
 //!
 //! All mismatches are collected and printed with the request and both answers; the test fails at
 //! the end if there was any.
@@ -31,22 +28,17 @@ use common::data::{labels, request, series, LabelSet, STALE_NAN_BITS};
 use common::http::{encode_snappy, urlencode, Client, Response, REMOTE_WRITE_HEADERS};
 use common::process::VigilOpts;
 use common::prometheus::Prometheus;
-use common::{free_port, now_ms, require_prometheus, wait_for, Vigil};
+use common::{free_port, now_ms, require_prometheus3, wait_for, Vigil};
 
 /// One sample every 15 s per series.
 const STEP_MS: i64 = 15_000;
 /// Samples per series: 20 minutes' worth.
 const SAMPLES: i64 = 81;
-/// The samples sit 12 s before the evaluation grid (every full minute), so no range selector or
-/// lookback window of the table starts exactly on a sample: Prometheus 3.x (which Vigil follows)
-/// made those windows left-open, (t-range, t], where 2.42 includes t-range. Boundary-free data
-/// keeps that known 2.42 → 3.x difference out of this test.
-const GRID_OFFSET_MS: i64 = 12_000;
 
-/// The data set. `end_ms` is a full minute in the past; the last sample is at `end_ms - 12s`,
-/// the first 20 minutes earlier.
+/// The data set. `end_ms` is a full minute in the past and the last sample's time; the first
+/// sample is 20 minutes earlier.
 fn dataset(end_ms: i64) -> WriteRequest {
-    let first = end_ms - GRID_OFFSET_MS - (SAMPLES - 1) * STEP_MS;
+    let first = end_ms - (SAMPLES - 1) * STEP_MS;
     let ts = |i: i64| first + i * STEP_MS;
     let make = |set: LabelSet, value: &dyn Fn(i64) -> Option<f64>| {
         let samples: Vec<(i64, f64)> = (0..SAMPLES)
@@ -120,9 +112,9 @@ fn dataset(end_ms: i64) -> WriteRequest {
 }
 
 /// Prometheus 3.14's own test (promqltest operators.test:1027) names the two duplicate series in
-/// the opposite order from 2.42; Vigil follows 3.14.
-const MANY_TO_MANY_ORDER: &str = "3.x: the two duplicate series are named in 3.14's order \
-     (promqltest operators.test:1027), the reverse of 2.42's";
+/// the opposite order from 3.5 (and 2.42); Vigil follows the newer test.
+const MANY_TO_MANY_ORDER: &str = "the two duplicate series are named in 3.14's order \
+     (promqltest operators.test:1027), the reverse of 3.5's";
 
 fn many_to_many_error() -> Value {
     serde_json::json!({
@@ -132,7 +124,7 @@ fn many_to_many_error() -> Value {
     })
 }
 
-/// A case where Vigil answers differently from Prometheus 2.42 by design: Vigil's answer must be
+/// A case where Vigil answers differently from the reference Prometheus by design: Vigil's answer must be
 /// exactly `vigil` (status and normalised JSON), and Prometheus' must still differ from it (so
 /// the exception stays honest).
 struct AllowedDifference {
@@ -219,47 +211,13 @@ fn send(client: &Client, base: &str, case: &Case, method: Method) -> Response {
     result.unwrap_or_else(|err| panic!("{} {method:?} {base}: {err}", case.name))
 }
 
-/// Normalises what legitimately differs between Vigil and Prometheus 2.42, the same way on both
-/// sides:
-/// - `infos`: Prometheus 2.42 has no `infos` key (annotations came with 2.46); dropped.
-/// - `warnings`: the texts are free-form, so only their presence is compared. Entries starting
-///   with `PromQL ` are dropped first: they are 3.x-style PromQL annotations, which 2.42 never
-///   emits (its warnings are storage warnings only).
-/// - vector results are sorted by their metric (Prometheus defines no order for instant vectors
-///   except after `sort`/`sort_desc`, which are left in order).
-/// - `error`: two 2.42-only spellings are accepted (see the comments in the code); otherwise the
-///   texts must be identical.
+/// Normalises what legitimately differs between Vigil and Prometheus, the same way on both
+/// sides: vector results are sorted by their metric (Prometheus defines no order for instant
+/// vectors except after `sort`/`sort_desc`, which are left in order).
 fn normalise(case: &Case, json: &mut Value) {
     let Some(object) = json.as_object_mut() else {
         return;
     };
-    object.remove("infos");
-    if let Some(warnings) = object.remove("warnings") {
-        let remaining = warnings
-            .as_array()
-            .map(|list| {
-                list.iter()
-                    .filter(|w| !w.as_str().is_some_and(|w| w.starts_with("PromQL ")))
-                    .count()
-            })
-            .unwrap_or(1);
-        if remaining > 0 {
-            object.insert("warnings".into(), Value::String("<present>".into()));
-        }
-    }
-    if let Some(Value::String(error)) = object.get_mut("error") {
-        // 2.42 answers parse errors of /api/v1/query_range without the `invalid parameter
-        // "query": ` prefix it puts on those of /api/v1/query; later versions (3.x, which Vigil
-        // follows) use the prefix on both. Either form is accepted for query_range.
-        if case.path == "/api/v1/query_range" {
-            if let Some(rest) = error.strip_prefix("invalid parameter \"query\": ") {
-                *error = rest.to_string();
-            }
-        }
-        // 2.42 capitalises "Invalid time value for '<param>'"; later versions write it in lower
-        // case.
-        *error = error.replace(": Invalid time value for '", ": invalid time value for '");
-    }
     let query = case.query().trim_start();
     let ordered = query.starts_with("sort(") || query.starts_with("sort_desc(");
     if let Some(data) = object.get_mut("data") {
@@ -523,7 +481,7 @@ fn cases(end_ms: i64) -> Vec<Case> {
             "rate(test_hist_sum[5m]) / rate(test_hist_count[5m])",
         ),
         instant("vector()", "vector(1)"),
-        // 3.x annotations (Vigil) that 2.42 does not have: dropped by `normalise`.
+        // PromQL annotations (`infos`, `warnings`), compared word for word.
         instant("rate of a gauge (info in 3.x)", "rate(test_gauge[5m])"),
         instant(
             "histogram_quantile without le (warning in 3.x)",
@@ -534,15 +492,11 @@ fn cases(end_ms: i64) -> Vec<Case> {
             "quantile(2, test_gauge)",
         ),
         instant("offset", "test_gauge offset 5m"),
-        // At t + 30 s, so the subquery's steps (multiples of 1m) do not fall on the left end of
-        // its range (see GRID_OFFSET_MS).
+        // The subquery's steps (multiples of 1m) fall on samples and on its range's left end.
         Case::new(
             "subquery",
             q,
-            &[
-                ("query", "max_over_time(test_gauge[5m:1m])"),
-                ("time", &s(end_ms + 30_000)),
-            ],
+            &[("query", "max_over_time(test_gauge[5m:1m])"), ("time", &t)],
         ),
         instant(
             "label_replace",
@@ -811,7 +765,7 @@ fn answer(case: &Case, response: &Response, now_s: f64) -> Result<Answer, String
 
 #[test]
 fn query_api_answers_like_prometheus() {
-    let binary = require_prometheus();
+    let binary = require_prometheus3();
     let dir = tempfile::tempdir().unwrap();
     let vigil_dir = dir.path().join("vigil");
     let prometheus_dir = dir.path().join("prometheus");
@@ -993,7 +947,7 @@ fn query_api_answers_like_prometheus() {
     }
     assert!(
         mismatches.is_empty(),
-        "{} of {compared} query API requests answered differently from Prometheus 2.42 (details \
+        "{} of {compared} query API requests answered differently from Prometheus (details \
          above):\n{}",
         mismatches.len(),
         mismatches

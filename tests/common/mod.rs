@@ -130,6 +130,26 @@ pub fn require_prometheus() -> PathBuf {
     path
 }
 
+/// Panics with the install hint unless Debian's Prometheus 3.x is unpacked where
+/// `scripts/install-prometheus3.sh` puts it (`$VIGIL_TEST_TOOLS`, default
+/// `~/.cache/vigil/test-tools`, then `prometheus3/prometheus`). It is the PromQL reference: Vigil
+/// follows 3.x semantics, which differ from 2.42's in places.
+pub fn require_prometheus3() -> PathBuf {
+    let tools = match std::env::var_os("VIGIL_TEST_TOOLS") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/vigil/test-tools"),
+    };
+    let path = tools.join("prometheus3/prometheus");
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/test.sh, which unpacks Debian's prometheus 3.x package \
+         (scripts/install-prometheus3.sh)",
+        path.display()
+    );
+    path
+}
+
 /// Every file under `dir` with its size, sorted by path (empty if `dir` is missing).
 pub fn walk_files(dir: &std::path::Path) -> Vec<(PathBuf, u64)> {
     let mut found = Vec::new();

@@ -102,13 +102,13 @@ pub(crate) fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
 
 /// An optional time parameter as Prometheus' `parseTimeParam` reads it (query `time`, series
 /// and labels `start`/`end`, exemplars): `None` when absent or empty, errors wrapped as
-/// `invalid parameter "x": Invalid time value for 'x': ...`.
+/// `invalid parameter "x": invalid time value for 'x': ...`.
 pub(crate) fn parse_time_param(params: &Params, name: &str) -> Result<Option<i64>, ApiError> {
     match params.get(name).filter(|v| !v.is_empty()) {
         None => Ok(None),
         Some(value) => parse_time(name, value).map(Some).map_err(|_| {
             ApiError::bad_data(format!(
-                "invalid parameter \"{name}\": Invalid time value for '{name}': cannot parse \"{value}\" to a valid timestamp"
+                "invalid parameter \"{name}\": invalid time value for '{name}': cannot parse \"{value}\" to a valid timestamp"
             ))
         }),
     }

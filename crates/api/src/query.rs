@@ -94,11 +94,14 @@ fn options(state: &AppState, params: &Params) -> Result<EngineOptions, ApiError>
 /// Parses the `query` parameter (absent = empty, which is a parse error as in Prometheus);
 /// errors carry Prometheus' `invalid parameter "query": ` prefix.
 fn parse_query_param(params: &Params, opts: &EngineOptions) -> Result<Expr, ApiError> {
-    vigil_promql::parse(params.get("query").unwrap_or(""), opts).map_err(|e| {
-        let mut err = query_error(e);
-        err.message = format!("invalid parameter \"query\": {}", err.message);
-        err
-    })
+    vigil_promql::parse(params.get("query").unwrap_or(""), opts).map_err(query_param_error)
+}
+
+/// A query engine error about the `query` parameter, with Prometheus' prefix.
+fn query_param_error(error: vigil_promql::QueryError) -> ApiError {
+    let mut err = query_error(error);
+    err.message = format!("invalid parameter \"query\": {}", err.message);
+    err
 }
 
 /// Runs the evaluation on a blocking thread with a storage view of the tenant.
@@ -171,6 +174,8 @@ pub(crate) async fn range(
     let opts = options(&state, &params)?;
     let limit = limit_param(&params)?;
     let expr = parse_query_param(&params, &opts)?;
+    // Prometheus 3.x rejects a string or range vector as a bad `query` parameter.
+    vigil_promql::check_range_query_type(&expr).map_err(query_param_error)?;
     let result = run(&state, &headers, move |storage| {
         vigil_promql::range_expr(storage, &expr, start, end, step, &opts)
     })

@@ -24,9 +24,9 @@ pub struct ParseError {
 impl ParseError {
     fn new(input: &str, offset: usize, message: impl Into<String>) -> Self {
         let offset = offset.min(input.len());
-        // An empty query is reported at 1:1, as Prometheus' API does.
+        // Prometheus 3.x has no position for an empty query ("unknown position").
         let (line, column) = if input.is_empty() {
-            (1, 1)
+            (0, 0)
         } else {
             let before = input.get(..offset).unwrap_or(input);
             let line = before.matches('\n').count() + 1;
@@ -1661,7 +1661,7 @@ mod tests {
     #[test]
     fn prometheus_error_messages() {
         for (q, want) in [
-            ("", "1:1: parse error: no expression found in input"),
+            ("", "unknown position: parse error: no expression found in input"),
             ("# just a comment\n\n", "1:1: parse error: no expression found in input"),
             ("1+", "1:3: parse error: unexpected end of input"),
             (".", "1:1: parse error: unexpected character: '.'"),

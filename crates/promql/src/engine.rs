@@ -145,6 +145,22 @@ pub fn range_query(
     range_expr(storage, &expr, start_ms, end_ms, step_ms, opts)
 }
 
+/// Fails unless `expr` can be a range query (an instant vector or a scalar), with Prometheus'
+/// wording.
+pub fn check_range_query_type(expr: &Expr) -> Result<(), QueryError> {
+    match expr.value_type() {
+        ValueType::Vector | ValueType::Scalar => Ok(()),
+        other => Err(range_query_type_error(other)),
+    }
+}
+
+fn range_query_type_error(value_type: ValueType) -> QueryError {
+    QueryError::BadData(format!(
+        "invalid expression type {:?} for range query, must be Scalar or instant Vector",
+        value_type.doc_name()
+    ))
+}
+
 /// Evaluates a parsed expression as a range query.
 pub fn range_expr(
     storage: &dyn Storage,
@@ -154,13 +170,7 @@ pub fn range_expr(
     step_ms: i64,
     opts: &EngineOptions,
 ) -> Result<QueryResult, QueryError> {
-    let vt = expr.value_type();
-    if vt != ValueType::Vector && vt != ValueType::Scalar {
-        return Err(QueryError::BadData(format!(
-            "invalid expression type {:?} for range query, must be Scalar or instant Vector",
-            vt.doc_name()
-        )));
-    }
+    check_range_query_type(expr)?;
     if step_ms <= 0 {
         return Err(QueryError::BadData(
             "zero or negative query resolution step widths are not accepted. Try a positive integer"
@@ -198,12 +208,7 @@ pub fn range_expr(
                 points: s.points,
             })
             .collect(),
-        _ => {
-            return Err(QueryError::BadData(format!(
-                "invalid expression type {:?} for range query, must be Scalar or instant Vector",
-                vt.doc_name()
-            )))
-        }
+        _ => return Err(range_query_type_error(expr.value_type())),
     };
     matrix.sort_by(|a, b| a.labels.cmp(&b.labels));
     Ok(QueryResult {

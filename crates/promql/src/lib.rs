@@ -13,7 +13,8 @@ pub use vigil_promql_parser as parser;
 mod engine;
 
 pub use engine::{
-    instant_expr, instant_query, parse, range_expr, range_query, Annotations, QueryResult,
+    check_range_query_type, instant_expr, instant_query, parse, range_expr, range_query,
+    Annotations, QueryResult,
 };
 
 use std::time::Duration;
