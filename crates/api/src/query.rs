@@ -46,8 +46,15 @@ impl Storage for DbStorage {
                     .select_samples_unordered(&self.tenant, matchers, mint, maxt),
             )
             .map_err(|e| format!("storage error: {e}"))?;
-        Ok(series
-            .into_iter()
+        Ok(to_storage_series(series))
+    }
+}
+
+/// The evaluator's form of the series: a pass over every sample, on all cores for large
+/// selections.
+fn to_storage_series(series: Vec<vigil_db::SeriesData>) -> Vec<StorageSeries> {
+    let convert = |part: Vec<vigil_db::SeriesData>| -> Vec<StorageSeries> {
+        part.into_iter()
             .map(|s| StorageSeries {
                 labels: s.labels,
                 points: s
@@ -59,7 +66,13 @@ impl Storage for DbStorage {
                     })
                     .collect(),
             })
-            .collect())
+            .collect()
+    };
+    let converted: Result<_, std::convert::Infallible> =
+        vigil_promql::map_on_all_cores(series, |part| Ok(convert(part)));
+    match converted {
+        Ok(series) => series,
+        Err(never) => match never {},
     }
 }
 

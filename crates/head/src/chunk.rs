@@ -313,10 +313,13 @@ mod tests {
             let mut expected = Vec::new();
             let mut ts = rng.i64(-1_000_000..1_000_000_000);
             for _ in 0..rng.usize(1..=120) {
-                ts += match rng.u8(0..4) {
+                // Every delta-of-delta width: 0, 7, 12, 20 and 64 bits.
+                ts += match rng.u8(0..6) {
                     0 => 15_000,
                     1 => rng.i64(1..100),
-                    2 => rng.i64(1..10_000_000),
+                    2 => rng.i64(1..4_000),
+                    3 => rng.i64(1..500_000),
+                    4 => rng.i64(1..10_000_000),
                     _ => rng.i64(1..i64::from(u32::MAX)),
                 };
                 let value = match rng.u8(0..5) {

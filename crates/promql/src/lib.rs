@@ -7,6 +7,7 @@ pub mod format;
 pub mod kernels;
 pub mod value;
 
+pub use eval::map_on_all_cores;
 pub use value::{Point, Series, Value, VectorSample};
 pub use vigil_promql_parser as parser;
 

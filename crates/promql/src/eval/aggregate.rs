@@ -86,7 +86,7 @@ impl Evaluator<'_> {
         let mut groups = LabelSetIds::default();
         let group_of: Vec<usize> = series
             .iter()
-            .map(|s| groups.intern(group_key(a, &s.labels)).0)
+            .map(|s| intern_group(&mut groups, a, &s.labels))
             .collect();
         let cells = groups.len().saturating_mul(steps.len());
         // Removing different names could make label sets collide (an error to report), and
@@ -106,25 +106,14 @@ impl Evaluator<'_> {
         let group_of = &group_of;
         let accumulate_part = |part: &[StepSeries], first: usize| -> EvalResult<Vec<Acc>> {
             let mut accs = vec![Acc::default(); cells];
-            let mut points = Vec::with_capacity(refs.len());
             for (n, s) in part.iter().enumerate() {
                 if n % 1024 == 0 {
                     past_deadline(deadline)?;
                 }
-                points.clear();
-                rate_windows(
-                    &s.points,
-                    refs,
-                    range_ms,
-                    is_counter,
-                    is_rate,
-                    steps,
-                    &mut points,
-                )?;
-                let row = group_of[first + n] * steps.len();
-                for p in &points {
-                    accumulate(a.op, &mut accs[row + steps.index(p.t)], p.v);
-                }
+                let row = &mut accs[group_of[first + n] * steps.len()..][..steps.len()];
+                rate_windows(&s.points, refs, range_ms, is_counter, is_rate, |i, v| {
+                    accumulate(a.op, &mut row[i], v)
+                })?;
             }
             Ok(accs)
         };
@@ -182,7 +171,7 @@ impl Evaluator<'_> {
         let mut groups = LabelSetIds::default();
         let group_of: Vec<usize> = fetched
             .iter()
-            .map(|s| groups.intern(group_key(a, &s.labels)).0)
+            .map(|s| intern_group(&mut groups, a, &s.labels))
             .collect();
         let cells = groups.len().saturating_mul(steps.len());
         let lookback = self.opts.lookback_delta_ms;
@@ -511,6 +500,17 @@ fn dense_op(op: AggregateOp) -> bool {
 }
 
 /// The labels a series is grouped by.
+/// The id of `labels`' group in `groups` (the label set [`group_key`] makes).
+fn intern_group(groups: &mut LabelSetIds, a: &AggregateExpr, labels: &Labels) -> usize {
+    if a.without {
+        groups.intern_selected(labels, |l| {
+            l.name != METRIC_NAME_LABEL && !a.grouping.contains(&l.name)
+        })
+    } else {
+        groups.intern_selected(labels, |l| a.grouping.contains(&l.name))
+    }
+}
+
 fn group_key(a: &AggregateExpr, labels: &Labels) -> Labels {
     if a.without {
         drop_names_and_metric(labels, &a.grouping)

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::kernels::histogram::{bucket_fraction, bucket_quantile, Bucket};
 use crate::kernels::math;
-use crate::kernels::range::{RangeFunction, Window};
+use crate::kernels::range::{range_seconds, ExtrapolationTiming, RangeFunction, Window};
 use crate::{Point, QueryError};
 
 fn unwrap_parens(e: &Expr) -> &Expr {
@@ -333,15 +333,12 @@ impl Evaluator<'_> {
                 }
                 let mut points = Vec::new();
                 if let Some((is_counter, is_rate)) = rate_kind {
-                    rate_windows(
-                        &s.points,
-                        refs,
-                        range_ms,
-                        is_counter,
-                        is_rate,
-                        steps,
-                        &mut points,
-                    )?;
+                    rate_windows(&s.points, refs, range_ms, is_counter, is_rate, |i, v| {
+                        points.push(Point {
+                            t: steps.time(i),
+                            v,
+                        })
+                    })?;
                     if !points.is_empty() {
                         out.push(StepSeries {
                             labels: s.labels,
@@ -658,8 +655,7 @@ pub(crate) fn rate_windows(
     range_ms: i64,
     is_counter: bool,
     is_rate: bool,
-    steps: Steps,
-    out: &mut Vec<Point>,
+    mut emit: impl FnMut(usize, f64),
 ) -> EvalResult<()> {
     let mut corrections = Vec::new();
     if is_counter {
@@ -675,6 +671,9 @@ pub(crate) fn rate_windows(
     }
     // Infinite values would turn differences of the sums into NaN: sum per window then.
     let prefix_sums_exact = corrections.last().is_none_or(|c| c.is_finite());
+    let rate_range_seconds = is_rate.then(|| range_seconds(range_ms));
+    // Windows of a regularly scraped series repeat the same timing: computed once per run.
+    let mut last_timing: Option<((i64, i64, i64, usize), ExtrapolationTiming)> = None;
     for_each_window(points, refs, range_ms, |i, idx, from, to| {
         if idx.len() < 2 {
             return Ok(());
@@ -693,25 +692,22 @@ pub(crate) fn rate_windows(
                 }
             }
         }
-        let w = Window {
-            points: &points[idx.clone()],
-            range_start_ms: from,
-            range_end_ms: to,
-            params: &[],
-        };
-        let v = crate::kernels::range::extrapolate(
-            first,
-            last,
+        let key = (
+            first.t.wrapping_sub(from),
+            to.wrapping_sub(last.t),
+            last.t.wrapping_sub(first.t),
             idx.len(),
-            result,
-            &w,
-            is_counter,
-            is_rate,
         );
-        out.push(Point {
-            t: steps.time(i),
-            v,
-        });
+        let timing = match last_timing {
+            Some((cached, timing)) if cached == key => timing,
+            _ => {
+                let timing =
+                    ExtrapolationTiming::new(key.0, key.1, key.2, key.3, rate_range_seconds);
+                last_timing = Some((key, timing));
+                timing
+            }
+        };
+        emit(i, timing.apply(first.v, result, is_counter));
         Ok(())
     })
 }

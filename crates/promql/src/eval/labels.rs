@@ -84,6 +84,31 @@ impl LabelSetIds {
         (id, true)
     }
 
+    /// The id of the label set made of the pairs of `labels` that `keep` keeps (in order), built
+    /// only when it is new: grouping many series into few groups clones nothing per series.
+    pub fn intern_selected(&mut self, labels: &Labels, keep: impl Fn(&Label) -> bool) -> usize {
+        let hash = labels_hash(
+            labels
+                .iter()
+                .filter(|l| keep(l))
+                .map(|l| (l.name.as_str(), l.value.as_str())),
+        );
+        let ids = self.by_hash.entry(hash).or_default();
+        let sets = &self.sets;
+        if let Some(&id) = ids
+            .iter()
+            .find(|&&id| sets[id].iter().eq(labels.iter().filter(|l| keep(l))))
+        {
+            return id;
+        }
+        let id = self.sets.len();
+        ids.push(id);
+        self.sets.push(Labels::from_sorted(
+            labels.iter().filter(|l| keep(l)).cloned().collect(),
+        ));
+        id
+    }
+
     pub fn labels(&self, id: usize) -> &Labels {
         &self.sets[id]
     }

@@ -40,8 +40,19 @@ impl Steps {
         self.start + i as i64 * self.interval
     }
 
+    /// The step at or before `t` (`t` at or after `start`).
     pub fn index(&self, t: i64) -> usize {
-        ((t - self.start) / self.interval) as usize
+        let offset = t - self.start;
+        // A float division, exact for the step times (multiples of the interval) and corrected
+        // by one step otherwise: a 64-bit integer division costs several times more, and this
+        // runs once per output point.
+        let mut k = (offset as f64 / self.interval as f64) as i64;
+        if k.wrapping_mul(self.interval) > offset {
+            k -= 1;
+        } else if (k + 1).wrapping_mul(self.interval) <= offset {
+            k += 1;
+        }
+        k as usize
     }
 }
 
@@ -310,18 +321,23 @@ impl<'a> Evaluator<'a> {
             return Ok(Vec::new());
         };
         let fetched = self.fetch(vs, min_ref - ms.range_ms + 1, max_ref)?;
-        Ok(fetched
+        let series = fetched
             .into_iter()
             .map(|s| StepSeries {
                 labels: s.labels,
                 drop_name: false,
-                points: s
-                    .points
-                    .into_iter()
-                    .filter(|p| !is_stale_marker(p.v))
-                    .collect(),
+                points: s.points,
             })
-            .collect())
+            .collect();
+        // Range vectors leave out stale markers: a pass over every sample, on all cores.
+        on_all_cores(series, |mut part| {
+            for s in &mut part {
+                if s.points.iter().any(|p| is_stale_marker(p.v)) {
+                    s.points.retain(|p| !is_stale_marker(p.v));
+                }
+            }
+            Ok(part)
+        })
     }
 
     /// Evaluates a subquery's inner expression at its own steps, aligned to multiples of its
@@ -430,13 +446,25 @@ pub(crate) fn on_all_cores<F>(series: Vec<StepSeries>, f: F) -> EvalResult<Vec<S
 where
     F: Fn(Vec<StepSeries>) -> EvalResult<Vec<StepSeries>> + Sync,
 {
+    map_on_all_cores(series, f)
+}
+
+/// Runs `f` over `items` split into one share per core (when there are at least 2,000 items;
+/// else in one go on this thread), on scoped threads, and concatenates the results in order.
+pub fn map_on_all_cores<T, U, E, F>(items: Vec<T>, f: F) -> Result<Vec<U>, E>
+where
+    T: Send,
+    U: Send,
+    E: Send,
+    F: Fn(Vec<T>) -> Result<Vec<U>, E> + Sync,
+{
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads < 2 || series.len() < 2_000 {
-        return f(series);
+    if threads < 2 || items.len() < 2_000 {
+        return f(items);
     }
-    let chunk = series.len().div_ceil(threads);
+    let chunk = items.len().div_ceil(threads);
     let mut parts = Vec::with_capacity(threads);
-    let mut rest = series;
+    let mut rest = items;
     while rest.len() > chunk {
         let tail = rest.split_off(chunk);
         parts.push(rest);

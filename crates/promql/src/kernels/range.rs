@@ -60,8 +60,7 @@ impl<'a> Window<'a> {
 
     /// The selector's range in seconds, as Go's `Duration.Seconds()` computes it.
     fn range_seconds(&self) -> f64 {
-        let ms = self.range_end_ms.wrapping_sub(self.range_start_ms);
-        (ms / 1000) as f64 + ((ms % 1000) * 1_000_000) as f64 / 1e9
+        range_seconds(self.range_end_ms.wrapping_sub(self.range_start_ms))
     }
 }
 
@@ -305,6 +304,11 @@ fn extrapolated_rate(pts: &[Point], w: &Window, is_counter: bool, is_rate: bool)
     ))
 }
 
+/// A range of `ms` milliseconds in seconds, as Go's `Duration.Seconds()` computes it.
+pub fn range_seconds(ms: i64) -> f64 {
+    (ms / 1000) as f64 + ((ms % 1000) * 1_000_000) as f64 / 1e9
+}
+
 /// The extrapolation step of rate/increase/delta: `result` is the (reset-corrected) difference
 /// between the window's `count` samples from `first` to `last`. Split out so the evaluator can
 /// compute `result` for all windows of a series from prefix sums.
@@ -317,34 +321,88 @@ pub fn extrapolate(
     is_counter: bool,
     is_rate: bool,
 ) -> f64 {
-    let mut duration_to_start = first.t.wrapping_sub(w.range_start_ms) as f64 / 1000.0;
-    let mut duration_to_end = w.range_end_ms.wrapping_sub(last.t) as f64 / 1000.0;
-    let sampled_interval = last.t.wrapping_sub(first.t) as f64 / 1000.0;
-    let average_interval = sampled_interval / (count - 1) as f64;
+    let timing = ExtrapolationTiming::new(
+        first.t.wrapping_sub(w.range_start_ms),
+        w.range_end_ms.wrapping_sub(last.t),
+        last.t.wrapping_sub(first.t),
+        count,
+        if is_rate {
+            Some(w.range_seconds())
+        } else {
+            None
+        },
+    );
+    timing.apply(first.v, result, is_counter)
+}
 
-    let threshold = average_interval * 1.1;
-    if duration_to_start >= threshold {
-        duration_to_start = average_interval / 2.0;
-    }
-    if is_counter {
-        // Where a counter extrapolated backwards would reach zero.
-        let mut duration_to_zero = duration_to_start;
-        if result > 0.0 && first.v >= 0.0 {
-            duration_to_zero = sampled_interval * (first.v / result);
+/// What [`extrapolate`] computes from a window's timing alone: the same for every window whose
+/// first and last samples sit at the same offsets from its ends with the same count (every
+/// step of a regularly scraped series), so the evaluator computes it once per such run. The
+/// operations and their order are Prometheus' (`extrapolatedRate`), so results stay
+/// bit-identical.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExtrapolationTiming {
+    duration_to_start: f64,
+    duration_to_end: f64,
+    sampled_interval: f64,
+    /// `Some(range in seconds)` for rate.
+    rate_range_seconds: Option<f64>,
+    /// The factor when no counter adjustment moves `duration_to_start`.
+    factor: f64,
+}
+
+impl ExtrapolationTiming {
+    /// `to_start_ms`: first sample − window start; `to_end_ms`: window end − last sample;
+    /// `sampled_ms`: last − first sample; `count` samples (at least 2).
+    pub fn new(
+        to_start_ms: i64,
+        to_end_ms: i64,
+        sampled_ms: i64,
+        count: usize,
+        rate_range_seconds: Option<f64>,
+    ) -> Self {
+        let mut duration_to_start = to_start_ms as f64 / 1000.0;
+        let mut duration_to_end = to_end_ms as f64 / 1000.0;
+        let sampled_interval = sampled_ms as f64 / 1000.0;
+        let average_interval = sampled_interval / (count - 1) as f64;
+        let threshold = average_interval * 1.1;
+        if duration_to_start >= threshold {
+            duration_to_start = average_interval / 2.0;
         }
-        if duration_to_zero < duration_to_start {
-            duration_to_start = duration_to_zero;
+        if duration_to_end >= threshold {
+            duration_to_end = average_interval / 2.0;
         }
-    }
-    if duration_to_end >= threshold {
-        duration_to_end = average_interval / 2.0;
+        let mut timing = Self {
+            duration_to_start,
+            duration_to_end,
+            sampled_interval,
+            rate_range_seconds,
+            factor: 0.0,
+        };
+        timing.factor = timing.factor_from(duration_to_start);
+        timing
     }
 
-    let mut factor = (sampled_interval + duration_to_start + duration_to_end) / sampled_interval;
-    if is_rate {
-        factor /= w.range_seconds();
+    fn factor_from(&self, duration_to_start: f64) -> f64 {
+        let mut factor = (self.sampled_interval + duration_to_start + self.duration_to_end)
+            / self.sampled_interval;
+        if let Some(range_seconds) = self.rate_range_seconds {
+            factor /= range_seconds;
+        }
+        factor
     }
-    result * factor
+
+    /// The extrapolated `result` of a window starting with value `first_value`.
+    pub fn apply(&self, first_value: f64, result: f64, is_counter: bool) -> f64 {
+        if is_counter && result > 0.0 && first_value >= 0.0 {
+            // Where a counter extrapolated backwards would reach zero.
+            let duration_to_zero = self.sampled_interval * (first_value / result);
+            if duration_to_zero < self.duration_to_start {
+                return result * self.factor_from(duration_to_zero);
+            }
+        }
+        result * self.factor
+    }
 }
 
 /// `irate` and `idelta` from the last two samples. `irate` after a counter reset takes the last
