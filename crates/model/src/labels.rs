@@ -47,7 +47,11 @@ impl Labels {
     }
 
     pub fn metric_name(&self) -> Option<&str> {
-        self.get(METRIC_NAME_LABEL)
+        // `__name__` sorts before every lower-case name, so it is nearly always first.
+        match self.0.first() {
+            Some(first) if first.name == METRIC_NAME_LABEL => Some(first.value.as_str()),
+            _ => self.get(METRIC_NAME_LABEL),
+        }
     }
 
     pub fn iter(&self) -> std::slice::Iter<'_, Label> {
