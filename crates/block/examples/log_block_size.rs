@@ -3,8 +3,8 @@
 //! ```text
 //! python3 /work/shared/data/make_log_corpus.py /work/shared/data/loghub /tmp/logcorpus 1795000000
 //! cargo run --release -p vigil-block --example log_block_size -- /tmp/logcorpus \
-//!     [--codecs template,3,9] [--rg-bytes N] [--rg-rows N] [--key-page-rows N] [--out DIR] \
-//!     [--repeat N]
+//!     [--codecs template,3,9] [--rg-bytes N] [--rg-rows N] [--key-page-rows N] \
+//!     [--line-page-rows N] [--out DIR] [--repeat N]
 //! ```
 //!
 //! Reads `corpus.tsv` (`ts_ns \t stream_idx \t line`) and `streams.json`, groups the lines by
@@ -65,6 +65,7 @@ fn parse_args() -> Res<Args> {
             "--rg-bytes" => options.row_group_bytes = value()?.parse()?,
             "--rg-rows" => options.row_group_rows = value()?.parse()?,
             "--key-page-rows" => options.key_page_rows = value()?.parse()?,
+            "--line-page-rows" => options.line_page_rows = value()?.parse()?,
             "--out" => out = Some(value()?),
             "--repeat" => repeat = value()?.parse()?,
             _ if dir.is_none() && !a.starts_with("--") => dir = Some(a),

@@ -121,6 +121,10 @@ pub struct LogBlockOptions {
     /// Rows per data page of `stream_id` and `timestamp_ns`: the granularity of the page index
     /// a reader uses to skip rows inside a row group.
     pub key_page_rows: usize,
+    /// Rows per data page of the line column (each page its own zstd frame): a read of a time
+    /// slice decodes only the pages it overlaps, at the cost of the matches a page cannot find
+    /// in the pages before it.
+    pub line_page_rows: usize,
     /// Write the `line_bytes` column (off only to produce blocks of the earlier layout).
     pub line_bytes_column: bool,
 }
@@ -132,6 +136,7 @@ impl Default for LogBlockOptions {
             row_group_bytes: 4 << 20,
             row_group_rows: 64 * 1024,
             key_page_rows: 8192,
+            line_page_rows: usize::MAX,
             line_bytes_column: true,
         }
     }
@@ -400,7 +405,7 @@ fn entries_properties(
         .set_column_compression(line.clone(), line_codec)
         .set_column_statistics_enabled(line.clone(), EnabledStatistics::None)
         .set_column_data_page_size_limit(line.clone(), usize::MAX)
-        .set_column_data_page_row_count_limit(line, usize::MAX)
+        .set_column_data_page_row_count_limit(line, options.line_page_rows.max(1))
         // Metadata repeats (a few keys and values): dictionary, falling back to plain. Chunk
         // statistics for their null count: a row group without metadata is skipped by what
         // later pipeline stages imply of its lines (`ImpliedSubstrings`).
@@ -1877,6 +1882,7 @@ mod tests {
             row_group_bytes: 1 << 20,
             row_group_rows: 100,
             key_page_rows: 10,
+            line_page_rows: 10,
             line_bytes_column: true,
         }
     }
