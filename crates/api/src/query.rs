@@ -48,6 +48,53 @@ impl Storage for DbStorage {
             .map_err(|e| format!("storage error: {e}"))?;
         Ok(to_storage_series(series))
     }
+
+    /// Head series are decoded one at a time into a buffer of each share, when no block holds
+    /// any of the range; otherwise (or when a cut moved samples during the visit) as `select`.
+    fn visit(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        shares: usize,
+        visit: &(dyn Fn(usize, &Labels, &[vigil_promql::Point]) + Sync),
+    ) -> Result<bool, String> {
+        let Some(series) = self
+            .db
+            .head_series_alone(&self.tenant, matchers, mint, maxt)
+        else {
+            let series = self.select(matchers, mint, maxt)?;
+            vigil_promql::visit_in_shares(&series, shares, |s| (&s.labels, &s.points[..]), visit);
+            return Ok(true);
+        };
+        let shares = if series.len() < 2_000 {
+            1
+        } else {
+            shares.max(1)
+        };
+        let chunk = series.len().div_ceil(shares).max(1);
+        std::thread::scope(|scope| {
+            for (share, run) in series.chunks(chunk).enumerate() {
+                scope.spawn(move || {
+                    let (mut samples, mut points) = (Vec::new(), Vec::new());
+                    for s in run {
+                        samples.clear();
+                        s.samples_into(mint, maxt, &mut samples);
+                        if samples.is_empty() {
+                            continue;
+                        }
+                        points.clear();
+                        points.extend(samples.iter().map(|x| vigil_promql::Point {
+                            t: x.timestamp_ms,
+                            v: x.value,
+                        }));
+                        visit(share, &s.labels, &points);
+                    }
+                });
+            }
+        });
+        Ok(!self.db.blocks_overlap(&self.tenant, mint, maxt))
+    }
 }
 
 /// The evaluator's form of the series: a pass over every sample, on all cores for large

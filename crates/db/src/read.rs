@@ -135,6 +135,32 @@ impl Db {
         Ok(series)
     }
 
+    /// The head series matching `matchers` when the head alone holds `[mint, maxt]` (no block
+    /// overlaps it), for a reader that decodes them as it goes: it must call
+    /// [`Db::blocks_overlap`] again once done, since a cut during its read may have moved
+    /// samples into a block. `None` when a block overlaps (or there is no head).
+    pub fn head_series_alone(
+        &self,
+        tenant: &TenantId,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Option<Vec<Arc<vigil_head::MemSeries>>> {
+        // The head first, then the catalog, as in `select_samples_unordered`.
+        let series = self
+            .existing_head(tenant)
+            .map(|head| head.select(matchers))?;
+        (!self.blocks_overlap(tenant, mint, maxt)).then_some(series)
+    }
+
+    /// Whether any block of the tenant overlaps `[mint, maxt]`.
+    pub fn blocks_overlap(&self, tenant: &TenantId, mint: i64, maxt: i64) -> bool {
+        !self
+            .catalog
+            .overlapping(tenant.as_str(), mint, maxt)
+            .is_empty()
+    }
+
     /// As [`Db::select_samples`], in no particular order (the query engine orders its results
     /// itself; sorting 100k label sets per selector costs more than the rest of a fetch).
     pub async fn select_samples_unordered(

@@ -234,6 +234,11 @@ impl MemSeries {
         out
     }
 
+    /// [`samples`](Self::samples) appended to `out` (a buffer reused across series).
+    pub fn samples_into(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+        self.data.lock().samples(mint, maxt, out);
+    }
+
     pub fn check(&self, sample: &Sample, ooo_window_ms: i64) -> Result<AppendCheck, AppendError> {
         self.data.lock().check(sample, ooo_window_ms)
     }

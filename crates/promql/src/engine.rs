@@ -333,12 +333,16 @@ mod tests {
             max_samples: 50,
             ..EngineOptions::default()
         };
-        let err = range_query(&s, "sum(m)", 0, 1_485_000, 15_000, &opts).unwrap_err();
-        assert_eq!(err.error_type(), "execution");
-        assert_eq!(
-            err.to_string(),
-            "query processing would load too many samples into memory in query execution"
-        );
+        // `sum(m)`, and `sum(rate(...))`, which the storage streams series by series.
+        for query in ["sum(m)", "sum(rate(m[5m]))"] {
+            let err = range_query(&s, query, 0, 1_485_000, 15_000, &opts).unwrap_err();
+            assert_eq!(err.error_type(), "execution", "{query}");
+            assert_eq!(
+                err.to_string(),
+                "query processing would load too many samples into memory in query execution",
+                "{query}"
+            );
+        }
         // The same query fits the default limit.
         assert!(range_query(
             &s,

@@ -32,6 +32,52 @@ pub trait Storage {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<StorageSeries>, String>;
+
+    /// The series [`select`](Storage::select) returns, handed one at a time to
+    /// `visit(share, labels, points)` instead of all at once: the series are split into at most
+    /// `shares` runs (keeping their order), each visited in order on a thread of its own, so a
+    /// storage that decodes as it goes never holds the whole selection. `Ok(false)` means the
+    /// visit was incomplete (the storage changed under it): discard what was visited and use
+    /// `select`. The default selects, then visits (one share below 2,000 series).
+    fn visit(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        shares: usize,
+        visit: &(dyn Fn(usize, &Labels, &[Point]) + Sync),
+    ) -> Result<bool, String> {
+        let series = self.select(matchers, mint, maxt)?;
+        visit_in_shares(&series, shares, |s| (&s.labels, &s.points[..]), visit);
+        Ok(true)
+    }
+}
+
+/// Visits `items` in at most `shares` contiguous runs on scoped threads (one run below 2,000
+/// items): `visit(share, labels, points)` with what `parts` takes from each item.
+pub fn visit_in_shares<T: Sync>(
+    items: &[T],
+    shares: usize,
+    parts: impl Fn(&T) -> (&Labels, &[Point]) + Sync,
+    visit: &(dyn Fn(usize, &Labels, &[Point]) + Sync),
+) {
+    let shares = if items.len() < 2_000 {
+        1
+    } else {
+        shares.max(1)
+    };
+    let chunk = items.len().div_ceil(shares).max(1);
+    let parts = &parts;
+    std::thread::scope(|scope| {
+        for (share, run) in items.chunks(chunk).enumerate() {
+            scope.spawn(move || {
+                for item in run {
+                    let (labels, points) = parts(item);
+                    visit(share, labels, points);
+                }
+            });
+        }
+    });
 }
 
 /// One series as a [`Storage`] returns it.

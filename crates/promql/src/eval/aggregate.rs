@@ -1,8 +1,10 @@
 //! Aggregations: one group key per series, then per-step accumulation per group.
 
 use rustc_hash::FxHashMap;
-use vigil_model::{Labels, METRIC_NAME_LABEL};
-use vigil_promql_parser::ast::{AggregateExpr, AggregateOp, Call, Expr, VectorSelector};
+use vigil_model::{is_stale_marker, Labels, METRIC_NAME_LABEL};
+use vigil_promql_parser::ast::{
+    AggregateExpr, AggregateOp, Call, Expr, MatrixSelector, VectorSelector,
+};
 
 use super::binary::by_step;
 use super::call::{rate_kind, rate_windows, valid_label_name};
@@ -17,6 +19,30 @@ use crate::{Point, QueryError};
 
 /// Most group×step accumulators aggregated densely (about 48 MB).
 const DENSE_CELLS_MAX: usize = 1 << 20;
+
+/// What one share of a streamed `agg(rate(...))` holds ([`Evaluator::aggregate_rate_streamed`]).
+#[derive(Default)]
+struct StreamShare {
+    groups: LabelSetIds,
+    /// Group × step accumulators of this share's series.
+    accs: Vec<Acc>,
+    /// The metric name of the first series (`Some(None)`: it had none).
+    name: Option<Option<String>>,
+    series: usize,
+    points: usize,
+    /// A series' points without its stale markers (a buffer reused across series).
+    fresh: Vec<Point>,
+    stop: Option<StreamStop>,
+}
+
+/// Why a share stopped taking series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamStop {
+    /// Past the query's deadline.
+    Timeout,
+    /// The series need the materialising path.
+    General,
+}
 
 /// Running state of one group at one step.
 #[derive(Clone, Default)]
@@ -80,6 +106,9 @@ impl Evaluator<'_> {
         let Expr::MatrixSelector(ms) = arg else {
             return Ok(None);
         };
+        if let Some(value) = self.aggregate_rate_streamed(a, c, rf, ms, steps)? {
+            return Ok(Some(value));
+        }
         let series = self.select_range(ms, steps)?;
         let refs = self.ref_times(steps, ms.selector.at, ms.selector.offset_ms);
         self.note_counter_names(rf, c, &series, 0);
@@ -151,6 +180,141 @@ impl Evaluator<'_> {
             }
             merged.unwrap_or_default()
         };
+        let out = dense_output(a.op, groups.into_labels(), &[], &accs, steps);
+        self.add_samples(out.iter().map(|s| s.points.len()).sum())?;
+        Ok(Some(Val::Vector(out)))
+    }
+
+    /// [`aggregate_rate`](Self::aggregate_rate) as the storage hands over the series one at a
+    /// time ([`Storage::visit`](crate::Storage::visit)): each share of them is rated and
+    /// accumulated on its own thread as it is decoded, so the selection is never held whole.
+    /// `None` (nothing reported yet) when the storage could not finish the visit, or when the
+    /// series need the general path (too many groups, or more than one metric name).
+    fn aggregate_rate_streamed(
+        &self,
+        a: &AggregateExpr,
+        c: &Call,
+        rf: RangeFunction,
+        ms: &MatrixSelector,
+        steps: Steps,
+    ) -> EvalResult<Option<Val>> {
+        let Some((is_counter, is_rate)) = rate_kind(rf) else {
+            return Ok(None);
+        };
+        let vs = &ms.selector;
+        let refs = self.ref_times(steps, vs.at, vs.offset_ms);
+        let (Some(&min_ref), Some(&max_ref)) = (refs.iter().min(), refs.iter().max()) else {
+            return Ok(None);
+        };
+        let shares = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let states: Vec<std::sync::Mutex<StreamShare>> = (0..shares)
+            .map(|_| std::sync::Mutex::new(StreamShare::default()))
+            .collect();
+        let (deadline, range_ms, cells_per_group) = (self.deadline, ms.range_ms, steps.len());
+        let refs = &refs;
+        let visit = |share: usize, labels: &Labels, points: &[Point]| {
+            let Some(state) = states.get(share) else {
+                return;
+            };
+            let Ok(mut state) = state.lock() else {
+                return;
+            };
+            let state = &mut *state;
+            if state.stop.is_some() {
+                return;
+            }
+            state.series += 1;
+            if state.series % 1024 == 0 && past_deadline(deadline).is_err() {
+                state.stop = Some(StreamStop::Timeout);
+                return;
+            }
+            state.points += points.len();
+            let name = labels.metric_name();
+            match &state.name {
+                None => state.name = Some(name.map(str::to_string)),
+                Some(first) if first.as_deref() != name => {
+                    state.stop = Some(StreamStop::General);
+                    return;
+                }
+                Some(_) => {}
+            }
+            let group = intern_group(&mut state.groups, a, labels);
+            if state.groups.len().saturating_mul(cells_per_group) > DENSE_CELLS_MAX {
+                state.stop = Some(StreamStop::General);
+                return;
+            }
+            let needed = state.groups.len() * cells_per_group;
+            if state.accs.len() < needed {
+                state.accs.resize(needed, Acc::default());
+            }
+            // Range vectors leave out stale markers.
+            let points = if points.iter().any(|p| is_stale_marker(p.v)) {
+                state.fresh.clear();
+                state
+                    .fresh
+                    .extend(points.iter().filter(|p| !is_stale_marker(p.v)));
+                &state.fresh[..]
+            } else {
+                points
+            };
+            let row = &mut state.accs[group * cells_per_group..][..cells_per_group];
+            // Windows never fail; an error here would be a bug, so it only stops the stream.
+            if rate_windows(points, refs, range_ms, is_counter, is_rate, |i, v| {
+                accumulate(a.op, &mut row[i], v)
+            })
+            .is_err()
+            {
+                state.stop = Some(StreamStop::General);
+            }
+        };
+        let complete = self
+            .storage
+            .visit(
+                &vs.matchers,
+                min_ref - ms.range_ms + 1,
+                max_ref,
+                shares,
+                &visit,
+            )
+            .map_err(QueryError::Execution)?;
+        let states: Vec<StreamShare> = states
+            .into_iter()
+            .map(|state| state.into_inner().unwrap_or_default())
+            .collect();
+        if states.iter().any(|s| s.stop == Some(StreamStop::Timeout)) {
+            past_deadline(deadline)?;
+        }
+        let names: Vec<&Option<String>> = states.iter().filter_map(|s| s.name.as_ref()).collect();
+        if !complete
+            || states.iter().any(|s| s.stop.is_some())
+            || names.windows(2).any(|pair| pair[0] != pair[1])
+        {
+            return Ok(None);
+        }
+        self.add_samples(states.iter().map(|s| s.points).sum())?;
+        if let Some(Some(name)) = names.first() {
+            self.note_counter_name(rf, c, name, 0);
+        }
+        // Shares in order, so groups are numbered in series order and sums add up in the order
+        // of the materialising path.
+        let mut groups = LabelSetIds::default();
+        let mut accs: Vec<Acc> = Vec::new();
+        for share in states {
+            for (local, labels) in share.groups.into_labels().into_iter().enumerate() {
+                let (global, _) = groups.intern(labels);
+                if accs.len() < (global + 1) * cells_per_group {
+                    accs.resize((global + 1) * cells_per_group, Acc::default());
+                }
+                let from = &share.accs[local * cells_per_group..][..cells_per_group];
+                let into = &mut accs[global * cells_per_group..][..cells_per_group];
+                for (into, other) in into.iter_mut().zip(from) {
+                    merge(a.op, into, other);
+                }
+            }
+        }
+        if groups.len().saturating_mul(cells_per_group) > DENSE_CELLS_MAX {
+            return Ok(None);
+        }
         let out = dense_output(a.op, groups.into_labels(), &[], &accs, steps);
         self.add_samples(out.iter().map(|s| s.points.len()).sum())?;
         Ok(Some(Val::Vector(out)))

@@ -293,22 +293,33 @@ impl Evaluator<'_> {
         series: &[StepSeries],
         matrix_index: usize,
     ) {
+        for s in series {
+            if let Some(metric) = s.labels.metric_name() {
+                self.note_counter_name(rf, c, metric, matrix_index);
+            }
+        }
+    }
+
+    /// Prometheus' info when `rf` (rate, increase, irate) reads a metric whose name does not
+    /// look like a counter's.
+    pub(crate) fn note_counter_name(
+        &self,
+        rf: RangeFunction,
+        c: &Call,
+        metric: &str,
+        matrix_index: usize,
+    ) {
         if matches!(
             rf,
             RangeFunction::Rate | RangeFunction::Increase | RangeFunction::Irate
-        ) {
-            for s in series {
-                if let Some(metric) = s.labels.metric_name() {
-                    if !is_counter_name(metric) {
-                        self.info(
-                            format!(
-                                "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}"
-                            ),
-                            c.arg_pos.get(matrix_index).copied(),
-                        );
-                    }
-                }
-            }
+        ) && !is_counter_name(metric)
+        {
+            self.info(
+                format!(
+                    "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}"
+                ),
+                c.arg_pos.get(matrix_index).copied(),
+            );
         }
     }
 
