@@ -4,6 +4,7 @@
 //! Loki answers errors on these endpoints as plain text.
 
 use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -353,12 +354,10 @@ fn push_labels(out: &mut String, labels: &Labels) {
 
 /// Seconds as Loki writes sample timestamps: a JSON number, fractional only when needed.
 fn push_seconds(out: &mut String, ns: i64) {
-    if ns % 1_000_000_000 == 0 {
-        out.push_str(&(ns / 1_000_000_000).to_string());
-    } else {
-        let s = ns as f64 / 1e9;
-        out.push_str(format!("{s:.3}").trim_end_matches('0'));
-    }
+    // Loki evaluates at millisecond times (the nanoseconds truncated) and writes them as
+    // Prometheus' model.Time does: the shortest decimal of ms / 1000.
+    let ms = ns.div_euclid(1_000_000);
+    let _ = write!(out, "{}", ms as f64 / 1000.0);
 }
 
 const STATS: &str = r#""stats":{}"#;
@@ -997,5 +996,12 @@ mod tests {
         s.clear();
         push_seconds(&mut s, 1_793_491_260_500_000_000);
         assert_eq!(s, "1793491260.5");
+        // Below a millisecond: truncated, never a bare trailing dot.
+        s.clear();
+        push_seconds(&mut s, 1_795_923_442_000_400_000);
+        assert_eq!(s, "1795923442");
+        s.clear();
+        push_seconds(&mut s, 1_795_923_442_123_999_999);
+        assert_eq!(s, "1795923442.123");
     }
 }
