@@ -202,7 +202,7 @@ pub(crate) async fn instant(
         vigil_promql::instant_expr(storage, &expr, time, &opts)
     })
     .await?;
-    Ok(json_response(render(result, limit)))
+    Ok(json_response(render_blocking(result, limit).await?))
 }
 
 pub(crate) async fn range(
@@ -240,7 +240,7 @@ pub(crate) async fn range(
         vigil_promql::range_expr(storage, &expr, start, end, step, &opts)
     })
     .await?;
-    Ok(json_response(render(result, limit)))
+    Ok(json_response(render_blocking(result, limit).await?))
 }
 
 pub(crate) async fn format_query(
@@ -293,6 +293,16 @@ fn json_response(body: String) -> Response {
 }
 
 /// Prometheus' JSON for a query result.
+/// [`render`] on a blocking thread: a large answer is megabytes of formatted floats.
+async fn render_blocking(result: QueryResult, limit: Option<usize>) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || render(result, limit))
+        .await
+        .map_err(|e| ApiError {
+            kind: ErrorKind::Internal,
+            message: format!("render task failed: {e}"),
+        })
+}
+
 fn render(result: QueryResult, limit: Option<usize>) -> String {
     let mut out = String::with_capacity(256);
     out.push_str("{\"status\":\"success\",\"data\":{\"resultType\":\"");
@@ -325,7 +335,8 @@ fn render(result: QueryResult, limit: Option<usize>) -> String {
             let (series, cut) = apply_limit(series, limit);
             truncated = cut;
             out.push_str("matrix\",\"result\":");
-            push_list(&mut out, &series, |out, s| {
+            let points: usize = series.iter().map(|s| s.points.len()).sum();
+            push_list_on_all_cores(&mut out, &series, points, |out, s| {
                 out.push_str("{\"metric\":");
                 push_labels(out, &s.labels);
                 out.push_str(",\"values\":");
@@ -364,6 +375,60 @@ fn push_list<T>(out: &mut String, items: &[T], item: impl Fn(&mut String, &T)) {
     }
     out.push(']');
 }
+
+/// [`push_list`] written by one thread per core when the items hold at least
+/// [`PARALLEL_RENDER_POINTS`] points (`points`): formatting floats is most of the time a large
+/// answer takes, and each share is written into its own buffer, then joined in order.
+fn push_list_on_all_cores<T: Sync>(
+    out: &mut String,
+    items: &[T],
+    points: usize,
+    item: impl Fn(&mut String, &T) + Sync,
+) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || points < PARALLEL_RENDER_POINTS || items.len() < 2 {
+        push_list(out, items, item);
+        return;
+    }
+    let chunk = items.len().div_ceil(threads);
+    let item = &item;
+    let parts: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|run| {
+                scope.spawn(move || {
+                    let mut part = String::new();
+                    for (i, x) in run.iter().enumerate() {
+                        if i > 0 {
+                            part.push(',');
+                        }
+                        item(&mut part, x);
+                    }
+                    part
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(part) => part,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    });
+    out.reserve(parts.iter().map(String::len).sum::<usize>() + parts.len() + 1);
+    out.push('[');
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(part);
+    }
+    out.push(']');
+}
+
+/// Points in an answer from which it is written on all cores.
+const PARALLEL_RENDER_POINTS: usize = 20_000;
 
 /// Seconds with a three-digit millisecond fraction when it is not zero (`1700000000.250`).
 fn push_timestamp(out: &mut String, t: i64) {
