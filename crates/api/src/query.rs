@@ -67,30 +67,21 @@ impl Storage for DbStorage {
             vigil_promql::visit_in_shares(&series, shares, |s| (&s.labels, &s.points[..]), visit);
             return Ok(true);
         };
-        let shares = if series.len() < 2_000 {
-            1
-        } else {
-            shares.max(1)
-        };
-        let chunk = series.len().div_ceil(shares).max(1);
-        std::thread::scope(|scope| {
-            for (share, run) in series.chunks(chunk).enumerate() {
-                scope.spawn(move || {
-                    let (mut samples, mut points) = (Vec::new(), Vec::new());
-                    for s in run {
-                        samples.clear();
-                        s.samples_into(mint, maxt, &mut samples);
-                        if samples.is_empty() {
-                            continue;
-                        }
-                        points.clear();
-                        points.extend(samples.iter().map(|x| vigil_promql::Point {
-                            t: x.timestamp_ms,
-                            v: x.value,
-                        }));
-                        visit(share, &s.labels, &points);
-                    }
-                });
+        let shares = if series.len() < 2_000 { 1 } else { shares };
+        vigil_promql::map_runs(&series, shares, |share, run| {
+            let (mut samples, mut points) = (Vec::new(), Vec::new());
+            for s in run {
+                samples.clear();
+                s.samples_into(mint, maxt, &mut samples);
+                if samples.is_empty() {
+                    continue;
+                }
+                points.clear();
+                points.extend(samples.iter().map(|x| vigil_promql::Point {
+                    t: x.timestamp_ms,
+                    v: x.value,
+                }));
+                visit(share, &s.labels, &points);
             }
         });
         Ok(!self.db.blocks_overlap(&self.tenant, mint, maxt))
@@ -115,12 +106,10 @@ fn to_storage_series(series: Vec<vigil_db::SeriesData>) -> Vec<StorageSeries> {
             })
             .collect()
     };
-    let converted: Result<_, std::convert::Infallible> =
-        vigil_promql::map_on_all_cores(series, |part| Ok(convert(part)));
-    match converted {
-        Ok(series) => series,
-        Err(never) => match never {},
-    }
+    let Ok(series) = vigil_promql::map_on_all_cores(series, |part| {
+        Ok::<_, std::convert::Infallible>(convert(part))
+    });
+    series
 }
 
 /// A duration parameter: float seconds or a Prometheus duration (`15s`, `1m30s`).
@@ -292,7 +281,6 @@ fn json_response(body: String) -> Response {
         .into_response()
 }
 
-/// Prometheus' JSON for a query result.
 /// [`render`] on a blocking thread: a large answer is megabytes of formatted floats.
 async fn render_blocking(result: QueryResult, limit: Option<usize>) -> Result<String, ApiError> {
     tokio::task::spawn_blocking(move || render(result, limit))
@@ -303,6 +291,7 @@ async fn render_blocking(result: QueryResult, limit: Option<usize>) -> Result<St
         })
 }
 
+/// Prometheus' JSON for a query result.
 fn render(result: QueryResult, limit: Option<usize>) -> String {
     let mut out = String::with_capacity(256);
     out.push_str("{\"status\":\"success\",\"data\":{\"resultType\":\"");
@@ -390,31 +379,15 @@ fn push_list_on_all_cores<T: Sync>(
         push_list(out, items, item);
         return;
     }
-    let chunk = items.len().div_ceil(threads);
-    let item = &item;
-    let parts: Vec<String> = std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|run| {
-                scope.spawn(move || {
-                    let mut part = String::new();
-                    for (i, x) in run.iter().enumerate() {
-                        if i > 0 {
-                            part.push(',');
-                        }
-                        item(&mut part, x);
-                    }
-                    part
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| match h.join() {
-                Ok(part) => part,
-                Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
+    let parts = vigil_promql::map_runs(items, threads, |_, run| {
+        let mut part = String::new();
+        for (i, x) in run.iter().enumerate() {
+            if i > 0 {
+                part.push(',');
+            }
+            item(&mut part, x);
+        }
+        part
     });
     out.reserve(parts.iter().map(String::len).sum::<usize>() + parts.len() + 1);
     out.push('[');

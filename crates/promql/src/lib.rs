@@ -61,23 +61,38 @@ pub fn visit_in_shares<T: Sync>(
     parts: impl Fn(&T) -> (&Labels, &[Point]) + Sync,
     visit: &(dyn Fn(usize, &Labels, &[Point]) + Sync),
 ) {
-    let shares = if items.len() < 2_000 {
-        1
-    } else {
-        shares.max(1)
-    };
-    let chunk = items.len().div_ceil(shares).max(1);
-    let parts = &parts;
-    std::thread::scope(|scope| {
-        for (share, run) in items.chunks(chunk).enumerate() {
-            scope.spawn(move || {
-                for item in run {
-                    let (labels, points) = parts(item);
-                    visit(share, labels, points);
-                }
-            });
+    let shares = if items.len() < 2_000 { 1 } else { shares };
+    map_runs(items, shares, |share, run| {
+        for item in run {
+            let (labels, points) = parts(item);
+            visit(share, labels, points);
         }
     });
+}
+
+/// `f(run index, run)` over `items` cut into at most `runs` contiguous runs, each on a scoped
+/// thread of its own; the results in run order (none for no items).
+pub fn map_runs<T: Sync, U: Send>(
+    items: &[T],
+    runs: usize,
+    f: impl Fn(usize, &[T]) -> U + Sync,
+) -> Vec<U> {
+    let chunk = items.len().div_ceil(runs.max(1)).max(1);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .enumerate()
+            .map(|(i, run)| scope.spawn(move || f(i, run)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(result) => result,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
 }
 
 /// One series as a [`Storage`] returns it.
