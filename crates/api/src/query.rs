@@ -67,7 +67,11 @@ impl Storage for DbStorage {
             vigil_promql::visit_in_shares(&series, shares, |s| (&s.labels, &s.points[..]), visit);
             return Ok(true);
         };
-        let shares = if series.len() < 2_000 { 1 } else { shares };
+        let shares = if series.len() < vigil_promql::MIN_SERIES_FOR_SHARES {
+            1
+        } else {
+            shares
+        };
         vigil_promql::map_runs(&series, shares, |share, run| {
             let (mut samples, mut points) = (Vec::new(), Vec::new());
             for s in run {
@@ -191,7 +195,7 @@ pub(crate) async fn instant(
         vigil_promql::instant_expr(storage, &expr, time, &opts)
     })
     .await?;
-    Ok(json_response(render_blocking(result, limit).await?))
+    Ok(json_pieces_response(render_blocking(result, limit).await?))
 }
 
 pub(crate) async fn range(
@@ -229,7 +233,7 @@ pub(crate) async fn range(
         vigil_promql::range_expr(storage, &expr, start, end, step, &opts)
     })
     .await?;
-    Ok(json_response(render_blocking(result, limit).await?))
+    Ok(json_pieces_response(render_blocking(result, limit).await?))
 }
 
 pub(crate) async fn format_query(
@@ -272,6 +276,26 @@ pub(crate) async fn exemplars(
     ))
 }
 
+/// A JSON answer sent as `pieces` in order, with its length known up front.
+fn json_pieces_response(mut pieces: Vec<String>) -> Response {
+    if pieces.len() == 1 {
+        return json_response(pieces.pop().unwrap_or_default());
+    }
+    let length: usize = pieces.iter().map(String::len).sum();
+    let chunks = pieces
+        .into_iter()
+        .map(|piece| Ok::<_, std::convert::Infallible>(bytes::Bytes::from(piece)));
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (header::CONTENT_LENGTH, length.to_string()),
+        ],
+        Body::from_stream(futures::stream::iter(chunks)),
+    )
+        .into_response()
+}
+
 fn json_response(body: String) -> Response {
     (
         StatusCode::OK,
@@ -282,7 +306,10 @@ fn json_response(body: String) -> Response {
 }
 
 /// [`render`] on a blocking thread: a large answer is megabytes of formatted floats.
-async fn render_blocking(result: QueryResult, limit: Option<usize>) -> Result<String, ApiError> {
+async fn render_blocking(
+    result: QueryResult,
+    limit: Option<usize>,
+) -> Result<Vec<String>, ApiError> {
     tokio::task::spawn_blocking(move || render(result, limit))
         .await
         .map_err(|e| ApiError {
@@ -291,8 +318,10 @@ async fn render_blocking(result: QueryResult, limit: Option<usize>) -> Result<St
         })
 }
 
-/// Prometheus' JSON for a query result.
-fn render(result: QueryResult, limit: Option<usize>) -> String {
+/// Prometheus' JSON for a query result, in pieces to be sent one after the other (a large
+/// matrix is written by all cores, each piece by one, and never copied into one buffer).
+fn render(result: QueryResult, limit: Option<usize>) -> Vec<String> {
+    let mut pieces = Vec::new();
     let mut out = String::with_capacity(256);
     out.push_str("{\"status\":\"success\",\"data\":{\"resultType\":\"");
     let mut truncated = false;
@@ -324,14 +353,7 @@ fn render(result: QueryResult, limit: Option<usize>) -> String {
             let (series, cut) = apply_limit(series, limit);
             truncated = cut;
             out.push_str("matrix\",\"result\":");
-            let points: usize = series.iter().map(|s| s.points.len()).sum();
-            push_list_on_all_cores(&mut out, &series, points, |out, s| {
-                out.push_str("{\"metric\":");
-                push_labels(out, &s.labels);
-                out.push_str(",\"values\":");
-                push_list(out, &s.points, |out, p| push_point(out, p.t, p.v));
-                out.push('}');
-            });
+            push_matrix(&mut pieces, &mut out, &series);
         }
     }
     out.push('}');
@@ -350,7 +372,8 @@ fn render(result: QueryResult, limit: Option<usize>) -> String {
         push_list(&mut out, list, |out, w| push_json_str(out, w));
     }
     out.push('}');
-    out
+    pieces.push(out);
+    pieces
 }
 
 /// A JSON array of `items`, each written by `item`.
@@ -365,39 +388,81 @@ fn push_list<T>(out: &mut String, items: &[T], item: impl Fn(&mut String, &T)) {
     out.push(']');
 }
 
-/// [`push_list`] written by one thread per core when the items hold at least
-/// [`PARALLEL_RENDER_POINTS`] points (`points`): formatting floats is most of the time a large
-/// answer takes, and each share is written into its own buffer, then joined in order.
-fn push_list_on_all_cores<T: Sync>(
-    out: &mut String,
-    items: &[T],
-    points: usize,
-    item: impl Fn(&mut String, &T) + Sync,
-) {
+/// A matrix's series as a JSON array, appended to `out`; from [`PARALLEL_RENDER_POINTS`]
+/// points on, written by one thread per core into pieces of their own: `out` is then moved
+/// to `pieces`, followed by the threads' pieces, and left holding the array's end.
+fn push_matrix(pieces: &mut Vec<String>, out: &mut String, series: &[vigil_promql::Series]) {
+    let points: usize = series.iter().map(|s| s.points.len()).sum();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads < 2 || points < PARALLEL_RENDER_POINTS || items.len() < 2 {
-        push_list(out, items, item);
+    let write_run = |run: &[vigil_promql::Series], into: &mut String| {
+        let mut times = TimestampMemo::default();
+        for (i, s) in run.iter().enumerate() {
+            if i > 0 {
+                into.push(',');
+            }
+            into.push_str("{\"metric\":");
+            push_labels(into, &s.labels);
+            into.push_str(",\"values\":[");
+            for (k, p) in s.points.iter().enumerate() {
+                if k > 0 {
+                    into.push(',');
+                }
+                into.push('[');
+                times.push(into, k, p.t);
+                into.push_str(",\"");
+                push_go_float_json(into, p.v);
+                into.push_str("\"]");
+            }
+            into.push_str("]}");
+        }
+    };
+    out.push('[');
+    if threads < 2 || points < PARALLEL_RENDER_POINTS || series.len() < 2 {
+        write_run(series, out);
+        out.push(']');
         return;
     }
-    let parts = vigil_promql::map_runs(items, threads, |_, run| {
-        let mut part = String::new();
-        for (i, x) in run.iter().enumerate() {
-            if i > 0 {
-                part.push(',');
-            }
-            item(&mut part, x);
-        }
-        part
+    let runs = vigil_promql::map_runs(series, threads, |_, run| {
+        let run_points: usize = run.iter().map(|s| s.points.len()).sum();
+        let mut piece = String::with_capacity(run_points * 32 + run.len() * 128);
+        write_run(run, &mut piece);
+        piece
     });
-    out.reserve(parts.iter().map(String::len).sum::<usize>() + parts.len() + 1);
-    out.push('[');
-    for (i, part) in parts.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
+    pieces.push(std::mem::take(out));
+    let last = runs.len().saturating_sub(1);
+    for (i, mut piece) in runs.into_iter().enumerate() {
+        if i < last {
+            piece.push(',');
         }
-        out.push_str(part);
+        pieces.push(piece);
     }
     out.push(']');
+}
+
+/// The text of the timestamps of a series' points, kept by point index: the series of a
+/// range query share the steps, so each time is formatted about once per answer.
+#[derive(Default)]
+struct TimestampMemo {
+    by_index: Vec<(i64, String)>,
+}
+
+impl TimestampMemo {
+    fn push(&mut self, out: &mut String, index: usize, t: i64) {
+        if let Some((time, text)) = self.by_index.get(index) {
+            if *time == t {
+                out.push_str(text);
+                return;
+            }
+        }
+        let mut text = String::new();
+        push_timestamp(&mut text, t);
+        out.push_str(&text);
+        if index < self.by_index.len() {
+            self.by_index[index] = (t, text);
+        } else if index == self.by_index.len() {
+            self.by_index.push((t, text));
+        }
+    }
 }
 
 /// Points in an answer from which it is written on all cores.
@@ -463,6 +528,41 @@ mod tests {
     use vigil_promql::{Annotations, Point, VectorSample};
 
     #[test]
+    fn large_matrices_render_in_pieces_like_small_ones() {
+        // Enough points for the parallel writer; times off the grid and repeated.
+        let series: Vec<vigil_promql::Series> = (0..300)
+            .map(|i| vigil_promql::Series {
+                labels: Labels::from_unsorted(vec![Label::new("i", i.to_string())]),
+                points: (0..100)
+                    .map(|k| Point {
+                        t: 1_700_000_000_000 + k * 15_000 + (i % 3) * 250,
+                        v: (i * k) as f64 / 7.0,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let mut expected =
+            String::from(r#"{"status":"success","data":{"resultType":"matrix","result":"#);
+        push_list(&mut expected, &series, |out, s| {
+            out.push_str("{\"metric\":");
+            push_labels(out, &s.labels);
+            out.push_str(",\"values\":");
+            push_list(out, &s.points, |out, p| push_point(out, p.t, p.v));
+            out.push('}');
+        });
+        expected.push_str("}}");
+        let pieces = render(
+            QueryResult {
+                value: Value::Matrix(series),
+                annotations: Annotations::default(),
+            },
+            None,
+        );
+        assert!(pieces.len() > 2, "written in pieces");
+        assert_eq!(pieces.concat(), expected);
+    }
+
+    #[test]
     fn timestamps_and_label_strings_render_as_prometheus_does() {
         let ts = |t: i64| {
             let mut out = String::new();
@@ -502,7 +602,7 @@ mod tests {
             annotations: Annotations::default(),
         };
         assert_eq!(
-            render(r, None),
+            render(r, None).concat(),
             r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a"},"value":[1700000000.250,"+Inf"]}]}}"#
         );
         let r = QueryResult {
@@ -513,7 +613,7 @@ mod tests {
             },
         };
         assert_eq!(
-            render(r, None),
+            render(r, None).concat(),
             r#"{"status":"success","data":{"resultType":"scalar","result":[1,"0.5"]},"warnings":["w"]}"#
         );
     }

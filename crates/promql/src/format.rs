@@ -26,9 +26,8 @@ pub fn go_float_json(v: f64) -> String {
 pub fn push_go_float_json(out: &mut String, v: f64) {
     const EXACT: f64 = 1e15;
     if v.fract() == 0.0 && v.abs() < EXACT && !(v == 0.0 && v.is_sign_negative()) {
-        use std::fmt::Write as _;
         // In range: the conversion is exact.
-        let _ = write!(out, "{}", v as i64);
+        out.push_str(itoa::Buffer::new().format(v as i64));
         return;
     }
     if v.is_finite() && v.fract() != 0.0 {

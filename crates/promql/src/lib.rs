@@ -38,7 +38,7 @@ pub trait Storage {
     /// `shares` runs (keeping their order), each visited in order on a thread of its own, so a
     /// storage that decodes as it goes never holds the whole selection. `Ok(false)` means the
     /// visit was incomplete (the storage changed under it): discard what was visited and use
-    /// `select`. The default selects, then visits (one share below 2,000 series).
+    /// `select`. The default selects, then visits (one share below [`MIN_SERIES_FOR_SHARES`]).
     fn visit(
         &self,
         matchers: &[Matcher],
@@ -53,15 +53,23 @@ pub trait Storage {
     }
 }
 
-/// Visits `items` in at most `shares` contiguous runs on scoped threads (one run below 2,000
-/// items): `visit(share, labels, points)` with what `parts` takes from each item.
+/// Below this many series a visit runs in one share: more threads would cost about what they
+/// save (a series of a dashboard's range holds some hundred samples).
+pub const MIN_SERIES_FOR_SHARES: usize = 256;
+
+/// Visits `items` in at most `shares` contiguous runs on scoped threads (one run below
+/// [`MIN_SERIES_FOR_SHARES`] items): `visit(share, labels, points)` with what `parts` takes from each item.
 pub fn visit_in_shares<T: Sync>(
     items: &[T],
     shares: usize,
     parts: impl Fn(&T) -> (&Labels, &[Point]) + Sync,
     visit: &(dyn Fn(usize, &Labels, &[Point]) + Sync),
 ) {
-    let shares = if items.len() < 2_000 { 1 } else { shares };
+    let shares = if items.len() < MIN_SERIES_FOR_SHARES {
+        1
+    } else {
+        shares
+    };
     map_runs(items, shares, |share, run| {
         for item in run {
             let (labels, points) = parts(item);

@@ -30,9 +30,20 @@ struct StreamShare {
     name: Option<Option<String>>,
     series: usize,
     points: usize,
-    /// A series' points without its stale markers (a buffer reused across series).
+    /// A buffer of the share's, reused across series.
     fresh: Vec<Point>,
     stop: Option<StreamStop>,
+}
+
+/// What [`Evaluator::aggregate_streamed`] accumulated.
+struct Streamed {
+    groups: LabelSetIds,
+    /// Group × step accumulators.
+    accs: Vec<Acc>,
+    /// The series' one metric name, when asked to check for one.
+    name: Option<String>,
+    /// Samples visited (accounted as held).
+    samples: usize,
 }
 
 /// Why a share stopped taking series.
@@ -206,12 +217,70 @@ impl Evaluator<'_> {
         let (Some(&min_ref), Some(&max_ref)) = (refs.iter().min(), refs.iter().max()) else {
             return Ok(None);
         };
+        let (range_ms, refs) = (ms.range_ms, &refs);
+        let rate_into = |fresh: &mut Vec<Point>, points: &[Point], row: &mut [Acc]| {
+            // Range vectors leave out stale markers.
+            let points = if points.iter().any(|p| is_stale_marker(p.v)) {
+                fresh.clear();
+                fresh.extend(points.iter().filter(|p| !is_stale_marker(p.v)));
+                &fresh[..]
+            } else {
+                points
+            };
+            // Windows never fail; an error here would be a bug, so it only stops the stream.
+            rate_windows(points, refs, range_ms, is_counter, is_rate, |i, v| {
+                accumulate(a.op, &mut row[i], v)
+            })
+            .is_ok()
+        };
+        let streamed = self.aggregate_streamed(
+            a,
+            &vs.matchers,
+            (min_ref - ms.range_ms + 1, max_ref),
+            steps,
+            true,
+            rate_into,
+        )?;
+        let Some(streamed) = streamed else {
+            return Ok(None);
+        };
+        if let Some(name) = &streamed.name {
+            self.note_counter_name(rf, c, name, 0);
+        }
+        let out = dense_output(
+            a.op,
+            streamed.groups.into_labels(),
+            &[],
+            &streamed.accs,
+            steps,
+        );
+        self.add_samples(out.iter().map(|s| s.points.len()).sum())?;
+        Ok(Some(Val::Vector(out)))
+    }
+
+    /// Streams the series `matchers` select in `span` (inclusive) through group × step
+    /// accumulators, one set per share of the series on a thread of its own, merged in series
+    /// order at the end. `into_row(buffer, points, row)` adds one series' values to its group's
+    /// row (false: stop, use the general path). With `one_name`, all series must share one
+    /// metric name (it is returned). The samples visited are accounted as held. `None` (nothing reported yet) when the visit was
+    /// incomplete or the general path is needed (too many groups, or several names).
+    fn aggregate_streamed<F>(
+        &self,
+        a: &AggregateExpr,
+        matchers: &[vigil_model::Matcher],
+        span: (i64, i64),
+        steps: Steps,
+        one_name: bool,
+        into_row: F,
+    ) -> EvalResult<Option<Streamed>>
+    where
+        F: Fn(&mut Vec<Point>, &[Point], &mut [Acc]) -> bool + Sync,
+    {
         let shares = std::thread::available_parallelism().map_or(1, |n| n.get());
         let states: Vec<std::sync::Mutex<StreamShare>> = (0..shares)
             .map(|_| std::sync::Mutex::new(StreamShare::default()))
             .collect();
-        let (deadline, range_ms, cells_per_group) = (self.deadline, ms.range_ms, steps.len());
-        let refs = &refs;
+        let (deadline, cells_per_group) = (self.deadline, steps.len());
         let visit = |share: usize, labels: &Labels, points: &[Point]| {
             let Some(state) = states.get(share) else {
                 return;
@@ -229,14 +298,16 @@ impl Evaluator<'_> {
                 return;
             }
             state.points += points.len();
-            let name = labels.metric_name();
-            match &state.name {
-                None => state.name = Some(name.map(str::to_string)),
-                Some(first) if first.as_deref() != name => {
-                    state.stop = Some(StreamStop::General);
-                    return;
+            if one_name {
+                let name = labels.metric_name();
+                match &state.name {
+                    None => state.name = Some(name.map(str::to_string)),
+                    Some(first) if first.as_deref() != name => {
+                        state.stop = Some(StreamStop::General);
+                        return;
+                    }
+                    Some(_) => {}
                 }
-                Some(_) => {}
             }
             let group = intern_group(&mut state.groups, a, labels);
             if state.groups.len().saturating_mul(cells_per_group) > DENSE_CELLS_MAX {
@@ -247,35 +318,14 @@ impl Evaluator<'_> {
             if state.accs.len() < needed {
                 state.accs.resize(needed, Acc::default());
             }
-            // Range vectors leave out stale markers.
-            let points = if points.iter().any(|p| is_stale_marker(p.v)) {
-                state.fresh.clear();
-                state
-                    .fresh
-                    .extend(points.iter().filter(|p| !is_stale_marker(p.v)));
-                &state.fresh[..]
-            } else {
-                points
-            };
             let row = &mut state.accs[group * cells_per_group..][..cells_per_group];
-            // Windows never fail; an error here would be a bug, so it only stops the stream.
-            if rate_windows(points, refs, range_ms, is_counter, is_rate, |i, v| {
-                accumulate(a.op, &mut row[i], v)
-            })
-            .is_err()
-            {
+            if !into_row(&mut state.fresh, points, row) {
                 state.stop = Some(StreamStop::General);
             }
         };
         let complete = self
             .storage
-            .visit(
-                &vs.matchers,
-                min_ref - ms.range_ms + 1,
-                max_ref,
-                shares,
-                &visit,
-            )
+            .visit(matchers, span.0, span.1, shares, &visit)
             .map_err(QueryError::Execution)?;
         let states: Vec<StreamShare> = states
             .into_iter()
@@ -291,15 +341,23 @@ impl Evaluator<'_> {
         {
             return Ok(None);
         }
-        self.add_samples(states.iter().map(|s| s.points).sum())?;
-        if let Some(Some(name)) = names.first() {
-            self.note_counter_name(rf, c, name, 0);
-        }
+        let name = names.first().and_then(|n| (*n).clone());
+        let samples = states.iter().map(|s| s.points).sum();
+        self.add_samples(samples)?;
         // Shares in order, so groups are numbered in series order and sums add up in the order
         // of the materialising path.
         let mut groups = LabelSetIds::default();
         let mut accs: Vec<Acc> = Vec::new();
         for share in states {
+            if groups.len() == 0 {
+                // The first share's groups are numbered as they are: take its accumulators.
+                for labels in share.groups.into_labels() {
+                    groups.intern(labels);
+                }
+                accs = share.accs;
+                accs.truncate(groups.len() * cells_per_group);
+                continue;
+            }
             for (local, labels) in share.groups.into_labels().into_iter().enumerate() {
                 let (global, _) = groups.intern(labels);
                 if accs.len() < (global + 1) * cells_per_group {
@@ -315,9 +373,12 @@ impl Evaluator<'_> {
         if groups.len().saturating_mul(cells_per_group) > DENSE_CELLS_MAX {
             return Ok(None);
         }
-        let out = dense_output(a.op, groups.into_labels(), &[], &accs, steps);
-        self.add_samples(out.iter().map(|s| s.points.len()).sum())?;
-        Ok(Some(Val::Vector(out)))
+        Ok(Some(Streamed {
+            groups,
+            accs,
+            name,
+            samples,
+        }))
     }
 
     /// `sum(selector)` and the like: each series' step values go straight into the group
@@ -329,6 +390,31 @@ impl Evaluator<'_> {
         vs: &VectorSelector,
         steps: Steps,
     ) -> EvalResult<Val> {
+        if mergeable_op(a.op) {
+            let refs = self.ref_times(steps, vs.at, vs.offset_ms);
+            let (Some(&min_ref), Some(&max_ref)) = (refs.iter().min(), refs.iter().max()) else {
+                return Ok(Val::Vector(Vec::new()));
+            };
+            let (lookback, refs) = (self.opts.lookback_delta_ms, &refs);
+            let into_row = |step_points: &mut Vec<Point>, points: &[Point], row: &mut [Acc]| {
+                step_points.clear();
+                instant_points(points, refs, lookback, steps, false, step_points);
+                for p in step_points.iter() {
+                    accumulate(a.op, &mut row[steps.index(p.t)], p.v);
+                }
+                true
+            };
+            let span = (min_ref - lookback + 1, max_ref);
+            if let Some(streamed) =
+                self.aggregate_streamed(a, &vs.matchers, span, steps, false, into_row)?
+            {
+                self.release_samples(streamed.samples);
+                let labels = streamed.groups.into_labels();
+                let out = dense_output(a.op, labels, &[], &streamed.accs, steps);
+                self.add_samples(out.iter().map(|s| s.points.len()).sum())?;
+                return Ok(Val::Vector(out));
+            }
+        }
         let Some((fetched, refs)) = self.fetch_instant(vs, steps)? else {
             return Ok(Val::Vector(Vec::new()));
         };
@@ -535,7 +621,10 @@ impl Evaluator<'_> {
                 ..s
             })
             .collect();
-        let mut by_group: FxHashMap<usize, Vec<(u32, f64)>> = FxHashMap::default();
+        // Members of each group at the current step, and the groups in first-seen order.
+        let group_count = group_of.iter().max().map_or(0, |g| g + 1);
+        let mut by_group: Vec<Vec<(u32, f64)>> = vec![Vec::new(); group_count];
+        let mut group_order: Vec<usize> = Vec::new();
         // First-seen order of groups, and within a group the sorted order, for instant results.
         let mut order: Vec<u32> = Vec::new();
         if param.iter().any(|k| k.is_nan()) {
@@ -556,31 +645,35 @@ impl Evaluator<'_> {
             if k < 1 {
                 continue;
             }
-            by_group.clear();
-            let mut group_order = Vec::new();
+            group_order.clear();
             for &(i, v) in at_step {
                 let g = group_of[i as usize];
-                let members = by_group.entry(g).or_insert_with(|| {
+                if by_group[g].is_empty() {
                     group_order.push(g);
-                    Vec::new()
-                });
-                members.push((i, v));
+                }
+                by_group[g].push((i, v));
             }
             let t = steps.time(step);
             order.clear();
-            for g in &group_order {
-                let Some(members) = by_group.get_mut(g) else {
-                    continue;
-                };
+            for &g in &group_order {
+                let members = &mut by_group[g];
+                let take = k.min(members.len() as i64) as usize;
+                // Members arrive in series order, so ties broken by series index give what a
+                // stable sort would.
                 match op {
-                    AggregateOp::TopK => members.sort_by(|a, b| desc_nan_last(a.1, b.1)),
-                    AggregateOp::BottomK => members.sort_by(|a, b| asc_nan_last(a.1, b.1)),
+                    AggregateOp::TopK => select_first(members, take, |a, b| {
+                        desc_nan_last(a.1, b.1).then(a.0.cmp(&b.0))
+                    }),
+                    AggregateOp::BottomK => select_first(members, take, |a, b| {
+                        asc_nan_last(a.1, b.1).then(a.0.cmp(&b.0))
+                    }),
                     _ => {}
                 }
-                for &(i, v) in members.iter().take(k.min(members.len() as i64) as usize) {
+                for &(i, v) in &members[..take] {
                     out[i as usize].points.push(Point { t, v });
                     order.push(i);
                 }
+                members.clear();
             }
         }
         if steps.len() == 1 {
@@ -696,15 +789,17 @@ fn dense_output(
         .into_iter()
         .enumerate()
         .filter_map(|(g, labels)| {
-            let points: Vec<Point> = accs[g * n..(g + 1) * n]
-                .iter()
-                .enumerate()
-                .filter(|(_, acc)| acc.seen)
-                .map(|(step, acc)| Point {
-                    t: steps.time(step),
-                    v: finish(op, acc),
-                })
-                .collect();
+            let row = &accs[g * n..(g + 1) * n];
+            let mut points = Vec::with_capacity(row.iter().filter(|acc| acc.seen).count());
+            points.extend(
+                row.iter()
+                    .enumerate()
+                    .filter(|(_, acc)| acc.seen)
+                    .map(|(step, acc)| Point {
+                        t: steps.time(step),
+                        v: finish(op, acc),
+                    }),
+            );
             (!points.is_empty()).then(|| StepSeries {
                 labels,
                 drop_name: drops_name.get(g).copied().unwrap_or(false),
@@ -712,6 +807,18 @@ fn dense_output(
             })
         })
         .collect()
+}
+
+/// Puts the `take` least items of `items` under the total order `cmp`, sorted, at its front
+/// (the rest in no particular order): a partial sort for topk and bottomk.
+fn select_first<T>(items: &mut [T], take: usize, cmp: impl Fn(&T, &T) -> std::cmp::Ordering) {
+    if take == 0 {
+        return;
+    }
+    if take < items.len() {
+        items.select_nth_unstable_by(take - 1, &cmp);
+    }
+    items[..take].sort_unstable_by(cmp);
 }
 
 fn desc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {

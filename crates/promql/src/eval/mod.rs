@@ -270,6 +270,9 @@ impl<'a> Evaluator<'a> {
         steps: Steps,
         timestamps: bool,
     ) -> EvalResult<Vec<StepSeries>> {
+        if let Some(series) = self.visit_instant(vs, steps, timestamps)? {
+            return Ok(series);
+        }
         let Some((fetched, refs)) = self.fetch_instant(vs, steps)? else {
             return Ok(Vec::new());
         };
@@ -295,6 +298,89 @@ impl<'a> Evaluator<'a> {
         self.release_samples(fetched_len);
         self.add_samples(total)?;
         Ok(out)
+    }
+
+    /// [`select_instant`](Self::select_instant) as the storage decodes the series
+    /// ([`Storage::visit`](crate::Storage::visit)): each share takes its series' step points
+    /// on its own thread, without holding the raw samples. `None` when the visit was
+    /// incomplete (the caller then selects).
+    fn visit_instant(
+        &self,
+        vs: &VectorSelector,
+        steps: Steps,
+        timestamps: bool,
+    ) -> EvalResult<Option<Vec<StepSeries>>> {
+        #[derive(Default)]
+        struct Share {
+            series: Vec<StepSeries>,
+            raw: usize,
+            visited: usize,
+            timed_out: bool,
+        }
+        let refs = self.ref_times(steps, vs.at, vs.offset_ms);
+        let (Some(&min_ref), Some(&max_ref)) = (refs.iter().min(), refs.iter().max()) else {
+            return Ok(Some(Vec::new()));
+        };
+        let (lookback, deadline, refs) = (self.opts.lookback_delta_ms, self.deadline, &refs);
+        let shares = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let states: Vec<std::sync::Mutex<Share>> = (0..shares)
+            .map(|_| std::sync::Mutex::new(Share::default()))
+            .collect();
+        let visit = |share: usize, labels: &Labels, points: &[Point]| {
+            let Some(Ok(mut state)) = states.get(share).map(|s| s.lock()) else {
+                return;
+            };
+            if state.timed_out {
+                return;
+            }
+            state.visited += 1;
+            if state.visited % 1024 == 0 && past_deadline(deadline).is_err() {
+                state.timed_out = true;
+                return;
+            }
+            state.raw += points.len();
+            let mut out = Vec::with_capacity(refs.len());
+            instant_points(points, refs, lookback, steps, timestamps, &mut out);
+            if !out.is_empty() {
+                if out.len() < out.capacity() / 2 {
+                    out.shrink_to_fit();
+                }
+                state.series.push(StepSeries {
+                    labels: labels.clone(),
+                    drop_name: false,
+                    points: out,
+                });
+            }
+        };
+        let complete = self
+            .storage
+            .visit(
+                &vs.matchers,
+                min_ref - lookback + 1,
+                max_ref,
+                shares,
+                &visit,
+            )
+            .map_err(QueryError::Execution)?;
+        let states: Vec<Share> = states
+            .into_iter()
+            .map(|s| s.into_inner().unwrap_or_default())
+            .collect();
+        if states.iter().any(|s| s.timed_out) {
+            past_deadline(deadline)?;
+        }
+        if !complete {
+            return Ok(None);
+        }
+        let raw: usize = states.iter().map(|s| s.raw).sum();
+        self.add_samples(raw)?;
+        self.release_samples(raw);
+        let mut out = Vec::with_capacity(states.iter().map(|s| s.series.len()).sum());
+        for share in states {
+            out.extend(share.series);
+        }
+        self.add_samples(out.iter().map(|s| s.points.len()).sum())?;
+        Ok(Some(out))
     }
 
     /// The raw series an instant selector needs for all steps, and each step's reference time.
