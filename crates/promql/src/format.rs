@@ -31,10 +31,10 @@ pub fn push_go_float_json(out: &mut String, v: f64) {
         return;
     }
     if v.is_finite() && v.fract() != 0.0 {
-        // ryu prints the shortest round-trip digits as Go does, ties to even included (where
+        // zmij prints the shortest round-trip digits as Go does, ties to even included (where
         // `go_float_json`, through Rust's formatter, rounds a tie up), several times faster;
         // its plain decimal form (no exponent, not integral) is Go's 'f' form.
-        let mut buffer = ryu::Buffer::new();
+        let mut buffer = zmij::Buffer::new();
         let printed = buffer.format_finite(v);
         if !printed.contains(['e', 'E']) && (1e-6..1e21).contains(&v.abs()) {
             out.push_str(printed);
@@ -138,7 +138,7 @@ mod tests {
             push_go_float_json(&mut out, v);
             let reference = go_float_json(v);
             if out != reference {
-                // Only an exact tie between two shortest forms may differ: Go (and ryu) take
+                // Only an exact tie between two shortest forms may differ: Go (and zmij) take
                 // the even last digit, Rust's formatter the upper one.
                 let last = |s: &str| s.bytes().last().map_or(0, |b| b - b'0');
                 assert_eq!(out.len(), reference.len(), "{v:?}: {out} vs {reference}");

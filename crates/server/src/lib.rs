@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use axum::serve::ListenerExt as _;
 use clap::Parser;
 use config::{Cli, Command, Config};
 use vigil_db::{Db, DbConfig, Metrics};
@@ -129,6 +130,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let server = {
         let mut stop_rx = stop_rx.clone();
         tokio::spawn(async move {
+            // As Go's servers (Prometheus, Loki) do: no Nagle delay on the last small segment
+            // of an answer sent in pieces.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "could not set TCP_NODELAY");
+                }
+            });
             axum::serve(listener, vigil_api::router(state))
                 .with_graceful_shutdown(async move {
                     let _ = stop_rx.wait_for(|s| *s).await;
