@@ -783,7 +783,8 @@ impl<'de> Deserialize<'de> for Pairs {
 }
 
 /// Which share of a file's row groups a read covers, so that one file can be read by several
-/// threads: part `index` of `count` contiguous shares.
+/// threads: part `index` of `count` contiguous shares of the row groups the read wants, of
+/// about equal rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadPart {
     pub index: usize,
@@ -799,11 +800,31 @@ impl ReadPart {
         (0..count).map(move |index| ReadPart { index, count })
     }
 
-    fn holds(&self, row_group: usize, row_groups: usize) -> bool {
+    /// This part's items `first..end` of a list whose items cost `weights`: contiguous
+    /// shares of about equal weight, together covering the list once.
+    fn share(&self, weights: &[usize]) -> (usize, usize) {
         let count = self.count.max(1);
-        let start = row_groups * self.index / count;
-        let end = row_groups * (self.index + 1) / count;
-        (start..end).contains(&row_group)
+        let total: usize = weights.iter().sum();
+        // Item i goes to the part its weight's midpoint falls in.
+        let part_of = |before: usize, weight: usize| -> usize {
+            if total == 0 {
+                return 0;
+            }
+            ((2 * before + weight) * count / (2 * total)).min(count - 1)
+        };
+        let (mut first, mut end, mut before) = (weights.len(), weights.len(), 0);
+        for (i, &w) in weights.iter().enumerate() {
+            let part = part_of(before, w);
+            if part == self.index && first == weights.len() {
+                first = i;
+            }
+            if part > self.index {
+                end = i;
+                break;
+            }
+            before += w;
+        }
+        (first.min(end), end)
     }
 }
 
@@ -1200,12 +1221,9 @@ fn plan(
     };
     let (sid_col, ts_col) = (index_of(STREAM_ID)?, index_of(TIMESTAMP)?);
     let meta_col = index_of(METADATA)?;
-    let mut row_groups = Vec::new();
-    let mut selectors = Vec::new();
+    // Each kept row group with its selected row ranges.
+    let mut kept: Vec<(usize, usize, Vec<Range<usize>>)> = Vec::new();
     for (rg_idx, rg) in metadata.row_groups().iter().enumerate() {
-        if !request.part.holds(rg_idx, metadata.num_row_groups()) {
-            continue;
-        }
         let keep = match (
             rg.column(sid_col).statistics(),
             rg.column(ts_col).statistics(),
@@ -1253,6 +1271,18 @@ fn plan(
         if ranges.is_empty() {
             continue;
         }
+        kept.push((rg_idx, rows, ranges));
+    }
+    // The part's share of the kept row groups, cut by the rows they select, so the parts of
+    // a read that wants a few row groups of a block share them out.
+    let weights: Vec<usize> = kept
+        .iter()
+        .map(|(_, _, ranges)| ranges.iter().map(|r| r.end - r.start).sum())
+        .collect();
+    let (first, end) = request.part.share(&weights);
+    let mut row_groups = Vec::new();
+    let mut selectors = Vec::new();
+    for (rg_idx, rows, ranges) in kept.drain(..).take(end).skip(first) {
         row_groups.push(rg_idx);
         let mut at = 0;
         for r in ranges {
@@ -2373,6 +2403,40 @@ mod tests {
                         "stream {id} in [{lo}, {hi}]"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn parts_share_out_the_wanted_row_groups_by_weight() {
+        let shares = |weights: &[usize], count: usize| -> Vec<(usize, usize)> {
+            ReadPart::all(count).map(|p| p.share(weights)).collect()
+        };
+        // Two wanted row groups of a block go one to each core.
+        assert_eq!(shares(&[4000, 4000], 2), vec![(0, 1), (1, 2)]);
+        assert_eq!(shares(&[10, 4000, 4000, 10], 2), vec![(0, 2), (2, 4)]);
+        assert_eq!(shares(&[1], 2), vec![(0, 0), (0, 1)]);
+        assert_eq!(shares(&[], 2), vec![(0, 0), (0, 0)]);
+        // Any weights: contiguous shares that cover every item once.
+        let mut x = 7u64;
+        for _ in 0..500 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let len = (x >> 59) as usize;
+            let weights: Vec<usize> = (0..len)
+                .map(|i| ((x >> (i % 50)) % 1000) as usize + 1)
+                .collect();
+            for count in 1..5 {
+                let mut next = 0;
+                for (first, end) in shares(&weights, count) {
+                    assert!(first <= end && end <= weights.len());
+                    if first < end {
+                        assert_eq!(first, next, "{weights:?} {count}");
+                        next = end;
+                    }
+                }
+                assert_eq!(next, weights.len(), "{weights:?} {count}");
             }
         }
     }

@@ -483,7 +483,19 @@ impl Db {
                     Ok::<_, DbError>((block, entries))
                 }
             });
-            for (block, entries) in futures::future::try_join_all(reads).await? {
+            let wave_started = std::time::Instant::now();
+            let read = futures::future::try_join_all(reads).await?;
+            tracing::debug!(
+                blocks = now.len(),
+                parts,
+                ms = wave_started.elapsed().as_secs_f64() * 1e3,
+                entries = read
+                    .iter()
+                    .map(|(_, e)| e.values().map(Vec::len).sum::<usize>())
+                    .sum::<usize>(),
+                "log read wave"
+            );
+            for (block, entries) in read {
                 for (id, entries) in entries {
                     if let Some(labels) = block.index.labels.get(id as usize) {
                         merged.entry(labels.clone()).or_default().extend(entries);
