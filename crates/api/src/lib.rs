@@ -4,6 +4,7 @@
 //! storage lives in `vigil-db`; errors become status codes in [`error`] only.
 
 pub mod error;
+mod json;
 mod logql;
 mod loki;
 mod prom;

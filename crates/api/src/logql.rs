@@ -22,7 +22,8 @@ use vigil_model::{
 use vigil_promql::format::go_float;
 
 use crate::error::{db_error, ErrorKind, PlainError};
-use crate::loki::{json_response, labels_object, parse_loki_time, read_request, ReadRequest};
+use crate::json::{push_json_str, push_labels};
+use crate::loki::{json_response, parse_loki_time, read_request, ReadRequest};
 use crate::prom::Params;
 use crate::{tenant, AppState};
 
@@ -344,14 +345,6 @@ fn json_response_text(body: String) -> Response {
         .into_response()
 }
 
-fn push_json_str(out: &mut String, s: &str) {
-    out.push_str(&serde_json::Value::String(s.to_string()).to_string());
-}
-
-fn push_labels(out: &mut String, labels: &Labels) {
-    out.push_str(&labels_object(labels).to_string());
-}
-
 /// Seconds as Loki writes sample timestamps: a JSON number, fractional only when needed.
 fn push_seconds(out: &mut String, ns: i64) {
     // Loki evaluates at millisecond times (the nanoseconds truncated) and writes them as
@@ -424,7 +417,7 @@ fn push_streams(out: &mut String, streams: &[StreamResult], categorize: bool) {
                 out.push(',');
             }
             out.push_str("[\"");
-            out.push_str(&e.timestamp_ns.to_string());
+            out.push_str(itoa::Buffer::new().format(e.timestamp_ns));
             out.push_str("\",");
             push_json_str(out, &e.line);
             if categorize {

@@ -18,6 +18,7 @@ use vigil_promql::parser::ast::Expr;
 use vigil_promql::{EngineOptions, QueryResult, Storage, StorageSeries, Value};
 
 use crate::error::{query_error, ApiError, ErrorKind};
+use crate::json::{push_json_str, push_labels};
 use crate::prom::{apply_limit, limit_param, parse_time, parse_time_param, Params};
 use crate::{tenant, AppState};
 
@@ -491,34 +492,6 @@ fn push_point(out: &mut String, t: i64, v: f64) {
     out.push_str(",\"");
     push_go_float_json(out, v);
     out.push_str("\"]");
-}
-
-fn push_labels(out: &mut String, labels: &Labels) {
-    out.push('{');
-    for (i, l) in labels.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        push_json_str(out, &l.name);
-        out.push(':');
-        push_json_str(out, &l.value);
-    }
-    out.push('}');
-}
-
-fn push_json_str(out: &mut String, s: &str) {
-    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
-        // Nothing to escape (label names and most values).
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
-        return;
-    }
-    // serde_json escapes exactly as JSON requires.
-    match serde_json::to_string(s) {
-        Ok(quoted) => out.push_str(&quoted),
-        Err(_) => out.push_str("\"\""),
-    }
 }
 
 #[cfg(test)]

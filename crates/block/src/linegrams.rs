@@ -65,6 +65,11 @@ impl LineGrams {
         (bitmaps.len() == row_groups * BYTES).then_some(LineGrams { bitmaps })
     }
 
+    /// Memory the bitmaps hold.
+    pub fn memory_size(&self) -> usize {
+        self.bitmaps.capacity()
+    }
+
     /// Whether a line of the row group may contain `text` (texts shorter than three bytes
     /// always may).
     pub fn may_contain(&self, row_group: usize, text: &[u8]) -> bool {

@@ -126,6 +126,12 @@ pub struct LineTokens {
 }
 
 impl LineTokens {
+    /// Memory the filters hold.
+    pub fn memory_size(&self) -> usize {
+        self.filters.iter().map(|f| f.capacity() * 8).sum::<usize>()
+            + self.filters.capacity() * std::mem::size_of::<Vec<u64>>()
+    }
+
     /// Decodes a metadata value; `None` when it is malformed (then nothing is skipped).
     pub fn decode(value: &str, row_groups: usize) -> Option<LineTokens> {
         let bytes = base64::engine::general_purpose::STANDARD

@@ -34,7 +34,8 @@ use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt32
 use arrow::datatypes::{DataType, Field, Schema};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelector,
 };
 use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter, ProjectionMask};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -848,16 +849,25 @@ pub fn read_log_entries_where(
     max_ns: i64,
     filter: &LogReadFilter,
 ) -> Result<BTreeMap<u32, Vec<LogEntry>>, BlockError> {
-    read_log_entries_part(entries_file, ids, (min_ns, max_ns), filter, ReadPart::WHOLE)
+    read_log_entries_part(
+        entries_file,
+        ids,
+        (min_ns, max_ns),
+        filter,
+        ReadPart::WHOLE,
+        None,
+    )
 }
 
-/// [`read_log_entries_where`] over one part of the file's row groups.
+/// [`read_log_entries_where`] over one part of the file's row groups, through `cache` when
+/// given ([`RowGroupCache`]).
 pub fn read_log_entries_part(
     entries_file: Bytes,
     ids: &RoaringBitmap,
     (min_ns, max_ns): (i64, i64),
     filter: &LogReadFilter,
     part: ReadPart,
+    cache: Option<&dyn RowGroupCache>,
 ) -> Result<BTreeMap<u32, Vec<LogEntry>>, BlockError> {
     let mut out: BTreeMap<u32, Vec<LogEntry>> = BTreeMap::new();
     let need = if !filter.skip_lines || filter.tests_lines() {
@@ -873,6 +883,7 @@ pub fn read_log_entries_part(
         filter,
         need,
         part,
+        cache,
         |id, timestamp_ns, line, _, meta| {
             let structured_metadata = match meta {
                 None => Vec::new(),
@@ -916,7 +927,9 @@ pub fn extend_stream_entries(
 
 /// Window sums of the streams in `ids` over the entries in [min_ns, max_ns] whose line `filter`
 /// keeps, each adding the value `value` asks for, grouped by stream id and structured metadata
-/// (in file order). The line column is decoded only when the filter or the value needs it.
+/// (in file order). The line column is decoded only when the filter or the value needs it,
+/// through `cache` when given ([`RowGroupCache`]).
+#[allow(clippy::too_many_arguments)]
 pub fn read_log_window_sums(
     entries_file: Bytes,
     ids: &RoaringBitmap,
@@ -925,6 +938,7 @@ pub fn read_log_window_sums(
     value: LogSampleValue,
     windows: LogWindows,
     part: ReadPart,
+    cache: Option<&dyn RowGroupCache>,
 ) -> Result<Vec<StreamWindowSums>, BlockError> {
     let need = match value {
         _ if filter.tests_lines() => LineNeed::Text,
@@ -944,6 +958,7 @@ pub fn read_log_window_sums(
         filter,
         need,
         part,
+        cache,
         |id, timestamp_ns, _, line_bytes, meta| {
             let idx = match (meta, last) {
                 (None, Some((cur, idx))) if cur == id => idx,
@@ -1003,7 +1018,9 @@ enum LineNeed {
 /// Calls `visit(stream id, timestamp, line, line length, structured metadata JSON)` for every
 /// row of the streams in `ids` in [min_ns, max_ns] whose line `filter` keeps, in file order (by
 /// stream, then time). Row groups and pages that cannot match are not decoded, nor lines that
-/// `need` does not ask for (they read as empty).
+/// `need` does not ask for (they read as empty). With a `cache`, reads that need the text take
+/// whole decoded row groups from it, and leave there those they decode.
+#[allow(clippy::too_many_arguments)]
 fn visit_rows(
     entries_file: Bytes,
     ids: &RoaringBitmap,
@@ -1011,36 +1028,38 @@ fn visit_rows(
     filter: &LogReadFilter,
     need: LineNeed,
     part: ReadPart,
+    cache: Option<&dyn RowGroupCache>,
     mut visit: impl FnMut(u32, i64, &str, usize, Option<&str>) -> Result<(), BlockError>,
 ) -> Result<(), BlockError> {
     if ids.is_empty() || min_ns > max_ns {
         return Ok(());
     }
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(entries_file, options)?;
+    let reader_metadata = ArrowReaderMetadata::load(&entries_file, options)?;
+    let metadata = reader_metadata.metadata();
     let implied = filter.implied.as_ref().map_or(&[][..], |i| &i.clauses[..]);
     let indexes = match (&filter.required_substrings[..], implied) {
         ([], []) => None,
-        (required, implied) => Some(LineIndexes::load(
-            builder.metadata(),
-            required.iter().chain(implied),
-        )),
+        (required, implied) => Some(match cache {
+            Some(cache) => cache.line_indexes(&mut || Arc::new(LineIndexes::load_all(metadata))),
+            None => Arc::new(LineIndexes::load(metadata, required.iter().chain(implied))),
+        }),
     };
     let request = Request {
         ids,
         min_ns,
         max_ns,
         substrings: indexes
-            .as_ref()
+            .as_deref()
             .map(|g| (g, &filter.required_substrings[..])),
-        implied: indexes.as_ref().map(|g| (g, implied)),
+        implied: indexes.as_deref().map(|g| (g, implied)),
         part,
     };
-    let Some((row_groups, selection)) = plan(builder.metadata(), &request)? else {
+    let Some(planned) = plan(metadata, &request)? else {
         return Ok(());
     };
-    let has_line_bytes = builder
-        .parquet_schema()
+    let schema = metadata.file_metadata().schema_descr();
+    let has_line_bytes = schema
         .columns()
         .iter()
         .any(|c| c.path().string() == LINE_BYTES);
@@ -1053,58 +1072,210 @@ fn visit_rows(
         LineNeed::Length => &[STREAM_ID, TIMESTAMP, METADATA, LINE_BYTES],
         LineNeed::Nothing => &[STREAM_ID, TIMESTAMP, METADATA],
     };
-    let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
-    let builder = builder.with_projection(mask);
-    let reader = builder
-        .with_batch_size(READ_BATCH_ROWS)
-        .with_row_groups(row_groups)
-        .with_row_selection(selection)
-        .build()?;
-    let (mut read_lines, mut read_bytes) = (0u64, 0u64);
-    for batch in reader {
-        let batch = batch?;
-        let column = |name: &'static str| batch.column_by_name(name).ok_or_else(|| malformed(name));
-        let sid = downcast::<UInt32Array>(column(STREAM_ID)?, STREAM_ID)?;
-        let ts = downcast::<Int64Array>(column(TIMESTAMP)?, TIMESTAMP)?;
-        let line = match need {
-            LineNeed::Text => Some(downcast::<StringArray>(column(LINE)?, LINE)?),
-            _ => None,
-        };
-        let lengths = match need {
-            LineNeed::Length => Some(downcast::<UInt32Array>(column(LINE_BYTES)?, LINE_BYTES)?),
-            _ => None,
-        };
-        let meta = downcast::<StringArray>(column(METADATA)?, METADATA)?;
-        let mut i = 0;
-        while i < batch.num_rows() {
+    let mask = ProjectionMask::columns(schema, columns.iter().copied());
+    let mut counts = (0u64, 0u64);
+    let mut rows = RowVisitor {
+        ids,
+        min_ns,
+        max_ns,
+        filter,
+        counts: &mut counts,
+        visit: &mut visit,
+    };
+    // Reads of more than the cache takes (a scan of everything) pass it by, so that they
+    // neither evict what dashboards re-read nor pay for keeping what will not fit.
+    let planned_bytes: i64 = planned
+        .iter()
+        .map(|(rg, _)| metadata.row_group(*rg).total_byte_size())
+        .sum();
+    match cache {
+        Some(cache)
+            if need == LineNeed::Text
+                && cache.admits(usize::try_from(planned_bytes).unwrap_or(usize::MAX)) =>
+        {
+            for (rg, ranges) in &planned {
+                let decoded = match cache.get(*rg) {
+                    Some(decoded) => decoded,
+                    None => {
+                        let decoded = Arc::new(DecodedRowGroup::decode(
+                            &entries_file,
+                            &reader_metadata,
+                            mask.clone(),
+                            *rg,
+                        )?);
+                        cache.insert(*rg, decoded.clone());
+                        decoded
+                    }
+                };
+                for range in ranges {
+                    rows.visit_range(
+                        &decoded.stream_ids,
+                        &decoded.timestamps,
+                        Some(&decoded.lines),
+                        None,
+                        &decoded.metadata,
+                        range.clone(),
+                    )?;
+                }
+            }
+        }
+        _ => {
+            let (row_groups, selection) = selection_of(metadata, &planned);
+            let reader =
+                ParquetRecordBatchReaderBuilder::new_with_metadata(entries_file, reader_metadata)
+                    .with_projection(mask)
+                    .with_batch_size(READ_BATCH_ROWS)
+                    .with_row_groups(row_groups)
+                    .with_row_selection(selection)
+                    .build()?;
+            for batch in reader {
+                let batch = batch?;
+                let column =
+                    |name: &'static str| batch.column_by_name(name).ok_or_else(|| malformed(name));
+                let line = match need {
+                    LineNeed::Text => Some(downcast::<StringArray>(column(LINE)?, LINE)?),
+                    _ => None,
+                };
+                let lengths = match need {
+                    LineNeed::Length => {
+                        Some(downcast::<UInt32Array>(column(LINE_BYTES)?, LINE_BYTES)?)
+                    }
+                    _ => None,
+                };
+                rows.visit_range(
+                    downcast::<UInt32Array>(column(STREAM_ID)?, STREAM_ID)?,
+                    downcast::<Int64Array>(column(TIMESTAMP)?, TIMESTAMP)?,
+                    line,
+                    lengths,
+                    downcast::<StringArray>(column(METADATA)?, METADATA)?,
+                    0..batch.num_rows(),
+                )?;
+            }
+        }
+    }
+    filter.count_read(counts.0, counts.1);
+    Ok(())
+}
+
+/// The rows [`visit_rows`] hands out, and what it counts as read.
+struct RowVisitor<'a, F> {
+    ids: &'a RoaringBitmap,
+    min_ns: i64,
+    max_ns: i64,
+    filter: &'a LogReadFilter,
+    /// Lines and line bytes read.
+    counts: &'a mut (u64, u64),
+    visit: &'a mut F,
+}
+
+impl<F> RowVisitor<'_, F>
+where
+    F: FnMut(u32, i64, &str, usize, Option<&str>) -> Result<(), BlockError>,
+{
+    /// Visits the wanted rows among `rows` of decoded columns.
+    fn visit_range(
+        &mut self,
+        sid: &UInt32Array,
+        ts: &Int64Array,
+        line: Option<&StringArray>,
+        lengths: Option<&UInt32Array>,
+        meta: &StringArray,
+        rows: Range<usize>,
+    ) -> Result<(), BlockError> {
+        let mut i = rows.start;
+        while i < rows.end {
             // Rows come in runs of one stream: test membership once per run.
             let id = sid.value(i);
             let mut end = i + 1;
-            while end < batch.num_rows() && sid.value(end) == id {
+            while end < rows.end && sid.value(end) == id {
                 end += 1;
             }
-            if ids.contains(id) {
+            if self.ids.contains(id) {
                 for row in i..end {
                     let t = ts.value(row);
-                    if t < min_ns || t > max_ns {
+                    if t < self.min_ns || t > self.max_ns {
                         continue;
                     }
                     let text = line.map_or("", |l| l.value(row));
                     let len = lengths.map_or(text.len(), |l| l.value(row) as usize);
-                    read_lines += 1;
-                    read_bytes += len as u64;
+                    self.counts.0 += 1;
+                    self.counts.1 += len as u64;
                     let json = (!meta.is_null(row)).then(|| meta.value(row));
-                    if !filter.keeps_entry(text, json.is_some()) {
+                    if !self.filter.keeps_entry(text, json.is_some()) {
                         continue;
                     }
-                    visit(id, t, text, len, json)?;
+                    (self.visit)(id, t, text, len, json)?;
                 }
             }
             i = end;
         }
+        Ok(())
     }
-    filter.count_read(read_lines, read_bytes);
-    Ok(())
+}
+
+/// Where reads of one entries file keep and find its row groups decoded whole: blocks never
+/// change, so a decoded row group stays true, and repeated queries (a dashboard refreshing)
+/// skip decompressing it again.
+pub trait RowGroupCache: Send + Sync {
+    fn get(&self, row_group: usize) -> Option<Arc<DecodedRowGroup>>;
+    fn insert(&self, row_group: usize, decoded: Arc<DecodedRowGroup>);
+    /// Whether a read that decodes row groups of `bytes` (uncompressed) should go through the
+    /// cache.
+    fn admits(&self, bytes: usize) -> bool;
+    /// The file's line indexes, kept from an earlier read or decoded by `load` (and kept).
+    fn line_indexes(&self, load: &mut dyn FnMut() -> Arc<LineIndexes>) -> Arc<LineIndexes>;
+}
+
+/// Every row of one row group of an entries file, with the columns a read of lines needs.
+#[derive(Debug)]
+pub struct DecodedRowGroup {
+    stream_ids: UInt32Array,
+    timestamps: Int64Array,
+    lines: StringArray,
+    metadata: StringArray,
+}
+
+impl DecodedRowGroup {
+    fn decode(
+        entries_file: &Bytes,
+        reader_metadata: &ArrowReaderMetadata,
+        mask: ProjectionMask,
+        row_group: usize,
+    ) -> Result<DecodedRowGroup, BlockError> {
+        let rows = reader_metadata
+            .metadata()
+            .row_group(row_group)
+            .num_rows()
+            .max(1);
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            entries_file.clone(),
+            reader_metadata.clone(),
+        )
+        .with_projection(mask)
+        .with_batch_size(usize::try_from(rows).unwrap_or(READ_BATCH_ROWS))
+        .with_row_groups(vec![row_group])
+        .build()?;
+        let batches = reader.collect::<Result<Vec<RecordBatch>, _>>()?;
+        let batch = match batches.len() {
+            1 => batches.into_iter().next().ok_or_else(|| malformed(LINE))?,
+            _ => arrow::compute::concat_batches(&batches[0].schema(), &batches)?,
+        };
+        let column = |name: &'static str| batch.column_by_name(name).ok_or_else(|| malformed(name));
+        Ok(DecodedRowGroup {
+            stream_ids: downcast::<UInt32Array>(column(STREAM_ID)?, STREAM_ID)?.clone(),
+            timestamps: downcast::<Int64Array>(column(TIMESTAMP)?, TIMESTAMP)?.clone(),
+            lines: downcast::<StringArray>(column(LINE)?, LINE)?.clone(),
+            metadata: downcast::<StringArray>(column(METADATA)?, METADATA)?.clone(),
+        })
+    }
+
+    /// Memory the decoded columns hold.
+    pub fn memory_size(&self) -> usize {
+        self.stream_ids.get_array_memory_size()
+            + self.timestamps.get_array_memory_size()
+            + self.lines.get_array_memory_size()
+            + self.metadata.get_array_memory_size()
+    }
 }
 
 fn malformed(what: &str) -> BlockError {
@@ -1144,12 +1315,34 @@ struct Request<'a> {
 
 /// The per-row-group line indexes of an `entries.parquet` that it has (older files lack the
 /// token filters).
-struct LineIndexes {
+pub struct LineIndexes {
     grams: Option<LineGrams>,
     tokens: Option<LineTokens>,
 }
 
 impl LineIndexes {
+    /// Decodes every index the file has.
+    fn load_all(metadata: &ParquetMetaData) -> LineIndexes {
+        let value = |key: &str| {
+            metadata
+                .file_metadata()
+                .key_value_metadata()
+                .and_then(|kv| kv.iter().find(|kv| kv.key == key))
+                .and_then(|kv| kv.value.as_deref())
+        };
+        let row_groups = metadata.num_row_groups();
+        LineIndexes {
+            grams: value(linegrams::KEY).and_then(|v| LineGrams::decode(v, row_groups)),
+            tokens: value(linetokens::KEY).and_then(|v| LineTokens::decode(v, row_groups)),
+        }
+    }
+
+    /// Memory the decoded indexes hold.
+    pub fn memory_size(&self) -> usize {
+        self.grams.as_ref().map_or(0, LineGrams::memory_size)
+            + self.tokens.as_ref().map_or(0, LineTokens::memory_size)
+    }
+
     /// Decodes the indexes that can rule out one of `clauses`' texts (each costs a few
     /// hundred microseconds per block).
     fn load<'c>(
@@ -1207,10 +1400,7 @@ impl Request<'_> {
 /// The row groups to decode and, within them, the rows worth decoding: row groups are dropped
 /// by their column-chunk statistics, rows by the page index of `stream_id` and `timestamp_ns`.
 /// `None` when nothing can match.
-fn plan(
-    metadata: &ParquetMetaData,
-    request: &Request,
-) -> Result<Option<(Vec<usize>, RowSelection)>, BlockError> {
+fn plan(metadata: &ParquetMetaData, request: &Request) -> Result<Option<Planned>, BlockError> {
     let columns = metadata.file_metadata().schema_descr();
     let index_of = |name: &str| {
         columns
@@ -1222,7 +1412,7 @@ fn plan(
     let (sid_col, ts_col) = (index_of(STREAM_ID)?, index_of(TIMESTAMP)?);
     let meta_col = index_of(METADATA)?;
     // Each kept row group with its selected row ranges.
-    let mut kept: Vec<(usize, usize, Vec<Range<usize>>)> = Vec::new();
+    let mut kept: Planned = Vec::new();
     for (rg_idx, rg) in metadata.row_groups().iter().enumerate() {
         let keep = match (
             rg.column(sid_col).statistics(),
@@ -1271,19 +1461,29 @@ fn plan(
         if ranges.is_empty() {
             continue;
         }
-        kept.push((rg_idx, rows, ranges));
+        kept.push((rg_idx, ranges));
     }
     // The part's share of the kept row groups, cut by the rows they select, so the parts of
     // a read that wants a few row groups of a block share them out.
     let weights: Vec<usize> = kept
         .iter()
-        .map(|(_, _, ranges)| ranges.iter().map(|r| r.end - r.start).sum())
+        .map(|(_, ranges)| ranges.iter().map(|r| r.end - r.start).sum())
         .collect();
     let (first, end) = request.part.share(&weights);
-    let mut row_groups = Vec::new();
+    let planned: Planned = kept.into_iter().take(end).skip(first).collect();
+    Ok((!planned.is_empty()).then_some(planned))
+}
+
+/// The row groups a read decodes, each with the row ranges in it worth visiting.
+type Planned = Vec<(usize, Vec<Range<usize>>)>;
+
+/// The row groups of `planned` and the parquet row selection of their ranges.
+fn selection_of(metadata: &ParquetMetaData, planned: &Planned) -> (Vec<usize>, RowSelection) {
+    let mut row_groups = Vec::with_capacity(planned.len());
     let mut selectors = Vec::new();
-    for (rg_idx, rows, ranges) in kept.drain(..).take(end).skip(first) {
-        row_groups.push(rg_idx);
+    for (rg, ranges) in planned {
+        row_groups.push(*rg);
+        let rows = usize::try_from(metadata.row_group(*rg).num_rows()).unwrap_or(0);
         let mut at = 0;
         for r in ranges {
             if r.start > at {
@@ -1297,10 +1497,7 @@ fn plan(
             selectors.push(RowSelector::skip(rows - at));
         }
     }
-    if row_groups.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some((row_groups, RowSelection::from(selectors))))
+    (row_groups, RowSelection::from(selectors))
 }
 
 /// Row ranges of the pages of column `col` in one row group that `wanted` keeps; the whole row
@@ -2174,7 +2371,7 @@ mod tests {
             implied: Some((&indexes, clauses)),
         };
         // The last row group is skipped; the third holds metadata, so it is read.
-        let (groups, _) = plan(metadata, &request).unwrap().unwrap();
+        let (groups, _) = planned_selection(metadata, &request);
         assert_eq!(groups, vec![0, 1, 2]);
         // Metadata is compressed only where there is some.
         let compression = |rg: usize| metadata.row_group(rg).column(3).compression();
@@ -2273,7 +2470,7 @@ mod tests {
             implied: None,
         };
         // Stream 4 is row groups 12..15; entries 1xx (row group 13) lack "y 2".
-        let (groups, _) = plan(metadata, &request).unwrap().unwrap();
+        let (groups, _) = planned_selection(metadata, &request);
         assert_eq!(groups, vec![12, 14]);
         let got = read_log_entries_where(
             file(&block, ENTRIES_FILE),
@@ -2340,8 +2537,24 @@ mod tests {
                         value,
                         windows,
                         ReadPart::WHOLE,
+                        None,
                     )
                     .unwrap();
+                    let cache = MapCache::default();
+                    for _cold_then_warm in 0..2 {
+                        let cached = read_log_window_sums(
+                            file(&block, ENTRIES_FILE),
+                            &ids,
+                            (20_000, 250_000),
+                            &filter,
+                            value,
+                            windows,
+                            ReadPart::WHOLE,
+                            Some(&cache),
+                        )
+                        .unwrap();
+                        assert_eq!(cached, got);
+                    }
                     let mut want: Vec<StreamWindowSums> = Vec::new();
                     for id in [3u32, 4] {
                         let kept: Vec<LogEntry> = entries[id as usize]
@@ -2455,7 +2668,17 @@ mod tests {
             &LogReadFilter::default(),
         )
         .unwrap();
-        for count in [2, 3, 7, 100] {
+        // Without a cache, then through one (cold, then warm: decoded row groups come back).
+        let cache = MapCache::default();
+        for (count, cache) in [2, 3, 7, 100, 2, 3, 2].into_iter().zip([
+            None,
+            None,
+            None,
+            None,
+            Some(&cache),
+            Some(&cache),
+            Some(&cache),
+        ]) {
             let mut merged: BTreeMap<u32, Vec<LogEntry>> = BTreeMap::new();
             let mut nonempty_parts = 0;
             for part in ReadPart::all(count) {
@@ -2465,6 +2688,7 @@ mod tests {
                     range,
                     &LogReadFilter::default(),
                     part,
+                    cache.map(|c| c as &dyn RowGroupCache),
                 )
                 .unwrap();
                 nonempty_parts += usize::from(!got.is_empty());
@@ -2474,6 +2698,35 @@ mod tests {
             }
             assert_eq!(merged, whole, "{count} parts");
             assert!(nonempty_parts > 1, "{count} parts");
+        }
+        assert!(cache.0.lock().unwrap().len() > 1, "row groups were cached");
+    }
+
+    /// The row groups and parquet selection a read plans.
+    fn planned_selection(
+        metadata: &ParquetMetaData,
+        request: &Request,
+    ) -> (Vec<usize>, RowSelection) {
+        let planned = plan(metadata, request).unwrap().unwrap();
+        selection_of(metadata, &planned)
+    }
+
+    /// Keeps every decoded row group.
+    #[derive(Default)]
+    struct MapCache(std::sync::Mutex<HashMap<usize, Arc<DecodedRowGroup>>>);
+
+    impl RowGroupCache for MapCache {
+        fn get(&self, row_group: usize) -> Option<Arc<DecodedRowGroup>> {
+            self.0.lock().unwrap().get(&row_group).cloned()
+        }
+        fn insert(&self, row_group: usize, decoded: Arc<DecodedRowGroup>) {
+            self.0.lock().unwrap().insert(row_group, decoded);
+        }
+        fn admits(&self, _bytes: usize) -> bool {
+            true
+        }
+        fn line_indexes(&self, load: &mut dyn FnMut() -> Arc<LineIndexes>) -> Arc<LineIndexes> {
+            load()
         }
     }
 
@@ -2537,7 +2790,7 @@ mod tests {
             substrings: None,
             implied: None,
         };
-        let (groups, selection) = plan(metadata, &request).unwrap().unwrap();
+        let (groups, selection) = planned_selection(metadata, &request);
         // Entries 100..199 of streams 2 and 7: row group 1 of each stream only.
         assert_eq!(groups, vec![7, 22]);
         // Pages of 10 rows: 10 of them, in both row groups, hold the requested times
@@ -2552,7 +2805,7 @@ mod tests {
             substrings: None,
             implied: None,
         };
-        let (groups, selection) = plan(metadata, &request).unwrap().unwrap();
+        let (groups, selection) = planned_selection(metadata, &request);
         assert_eq!(groups, vec![7]);
         assert_eq!(selection.row_count(), 10);
         assert_eq!(selection.skipped_row_count(), 90);
@@ -2576,7 +2829,7 @@ mod tests {
             substrings: None,
             implied: None,
         };
-        let (groups, _) = plan(metadata, &request).unwrap().unwrap();
+        let (groups, _) = planned_selection(metadata, &request);
         assert_eq!(groups, vec![6, 7, 8, 21, 22, 23]);
     }
 

@@ -1,64 +1,140 @@
-//! A byte-budgeted cache of block files read for queries. Blocks are immutable once written, so
-//! a cached file never goes stale; the least recently used files leave when the budget is hit.
+//! Byte-budgeted caches of what queries read from blocks: the files themselves and, for log
+//! blocks, row groups decoded whole. Blocks are immutable once written, so a cached item never
+//! goes stale; the least recently used items leave when the budget is hit.
 
 use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use vigil_block::logs::{DecodedRowGroup, LineIndexes, RowGroupCache};
 
-pub(crate) struct BlockFileCache {
+/// Items of `V` by key, holding at most `budget` bytes by their own account of their size.
+pub(crate) struct LruCache<K, V> {
     budget: usize,
-    inner: Mutex<CacheState>,
+    inner: Mutex<CacheState<K, V>>,
 }
 
-#[derive(Default)]
-struct CacheState {
-    files: HashMap<String, (Bytes, u64)>,
+struct CacheState<K, V> {
+    /// Item, its size, when it was last used.
+    items: HashMap<K, (V, usize, u64)>,
     bytes: usize,
     clock: u64,
 }
 
-impl BlockFileCache {
+impl<K: Hash + Eq + Clone, V: Clone> LruCache<K, V> {
     pub(crate) fn new(budget: usize) -> Self {
         Self {
             budget,
-            inner: Mutex::new(CacheState::default()),
+            inner: Mutex::new(CacheState {
+                items: HashMap::new(),
+                bytes: 0,
+                clock: 0,
+            }),
         }
     }
 
-    pub(crate) fn get(&self, key: &str) -> Option<Bytes> {
+    pub(crate) fn get(&self, key: &K) -> Option<V> {
         let mut state = self.inner.lock();
         state.clock += 1;
         let now = state.clock;
-        let (bytes, used) = state.files.get_mut(key)?;
+        let (item, _, used) = state.items.get_mut(key)?;
         *used = now;
-        Some(bytes.clone())
+        Some(item.clone())
     }
 
-    pub(crate) fn insert(&self, key: &str, bytes: Bytes) {
-        if bytes.len() > self.budget {
+    /// Keeps `item` of `size` bytes, unless it alone is over the budget.
+    pub(crate) fn insert(&self, key: K, item: V, size: usize) {
+        if size > self.budget {
             return;
         }
         let mut state = self.inner.lock();
         state.clock += 1;
         let now = state.clock;
-        state.bytes += bytes.len();
-        if let Some((old, _)) = state.files.insert(key.to_string(), (bytes, now)) {
-            state.bytes -= old.len();
+        state.bytes += size;
+        if let Some((_, old, _)) = state.items.insert(key, (item, size, now)) {
+            state.bytes -= old;
         }
         while state.bytes > self.budget {
             let Some(oldest) = state
-                .files
+                .items
                 .iter()
-                .min_by_key(|(_, (_, used))| *used)
+                .min_by_key(|(_, (_, _, used))| *used)
                 .map(|(k, _)| k.clone())
             else {
                 break;
             };
-            if let Some((evicted, _)) = state.files.remove(&oldest) {
-                state.bytes -= evicted.len();
+            if let Some((_, evicted, _)) = state.items.remove(&oldest) {
+                state.bytes -= evicted;
             }
         }
+    }
+}
+
+/// Block files by block.
+pub(crate) type BlockFileCache = LruCache<String, Bytes>;
+
+/// What reads decode of log blocks' entries files, by block and row group (the line indexes
+/// under [`LINE_INDEXES`]).
+pub(crate) type DecodedRowGroups = LruCache<(Arc<str>, usize), Decoded>;
+
+/// The key of a file's line indexes among its row groups.
+const LINE_INDEXES: usize = usize::MAX;
+
+#[derive(Clone)]
+pub(crate) enum Decoded {
+    RowGroup(Arc<DecodedRowGroup>),
+    LineIndexes(Arc<LineIndexes>),
+}
+
+/// The [`RowGroupCache`] of one block's entries file, for one query.
+#[derive(Clone)]
+pub(crate) struct BlockRowGroups {
+    pub cache: Arc<DecodedRowGroups>,
+    pub block: Arc<str>,
+    /// Bytes of row groups the query's reads have put through the cache so far.
+    pub admitted: Arc<AtomicUsize>,
+}
+
+impl RowGroupCache for BlockRowGroups {
+    fn get(&self, row_group: usize) -> Option<Arc<DecodedRowGroup>> {
+        match self.cache.get(&(self.block.clone(), row_group))? {
+            Decoded::RowGroup(decoded) => Some(decoded),
+            Decoded::LineIndexes(_) => None,
+        }
+    }
+
+    fn insert(&self, row_group: usize, decoded: Arc<DecodedRowGroup>) {
+        let size = decoded.memory_size();
+        let key = (self.block.clone(), row_group);
+        self.cache.insert(key, Decoded::RowGroup(decoded), size);
+    }
+
+    /// One query's reads may put up to half the budget through the cache, leaving room for
+    /// the other panels of a dashboard: a scan of everything caches what fits of its first
+    /// blocks and reads the rest past the cache, instead of evicting all on every run.
+    fn admits(&self, bytes: usize) -> bool {
+        let limit = self.cache.budget / 2;
+        let before = self.admitted.fetch_add(bytes, Ordering::Relaxed);
+        if before.saturating_add(bytes) <= limit {
+            return true;
+        }
+        self.admitted.fetch_sub(bytes, Ordering::Relaxed);
+        false
+    }
+
+    fn line_indexes(&self, load: &mut dyn FnMut() -> Arc<LineIndexes>) -> Arc<LineIndexes> {
+        let key = (self.block.clone(), LINE_INDEXES);
+        if let Some(Decoded::LineIndexes(indexes)) = self.cache.get(&key) {
+            return indexes;
+        }
+        let indexes = load();
+        let size = indexes.memory_size();
+        self.cache
+            .insert(key, Decoded::LineIndexes(indexes.clone()), size);
+        indexes
     }
 }
 
@@ -69,16 +145,23 @@ mod tests {
     #[test]
     fn keeps_the_budget_by_evicting_the_least_recently_used() {
         let cache = BlockFileCache::new(10);
-        cache.insert("a", Bytes::from(vec![0; 4]));
-        cache.insert("b", Bytes::from(vec![0; 4]));
-        assert!(cache.get("a").is_some());
-        cache.insert("c", Bytes::from(vec![0; 4]));
-        assert!(cache.get("b").is_none(), "b was the least recently used");
-        assert!(cache.get("a").is_some() && cache.get("c").is_some());
-        cache.insert("huge", Bytes::from(vec![0; 11]));
-        assert!(cache.get("huge").is_none());
+        let file = |n: usize| Bytes::from(vec![0; n]);
+        cache.insert("a".into(), file(4), 4);
+        cache.insert("b".into(), file(4), 4);
+        assert!(cache.get(&"a".into()).is_some());
+        cache.insert("c".into(), file(4), 4);
+        assert!(
+            cache.get(&"b".into()).is_none(),
+            "b was the least recently used"
+        );
+        assert!(cache.get(&"a".into()).is_some() && cache.get(&"c".into()).is_some());
+        cache.insert("huge".into(), file(11), 11);
+        assert!(cache.get(&"huge".into()).is_none());
+        // Replacing an item accounts its new size only.
+        cache.insert("a".into(), file(6), 6);
+        assert!(cache.get(&"a".into()).is_some() && cache.get(&"c".into()).is_some());
         let off = BlockFileCache::new(0);
-        off.insert("a", Bytes::from(vec![0; 1]));
-        assert!(off.get("a").is_none());
+        off.insert("a".into(), file(1), 1);
+        assert!(off.get(&"a".into()).is_none());
     }
 }

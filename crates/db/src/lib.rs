@@ -89,6 +89,9 @@ pub struct DbConfig {
     pub maintenance_interval: Duration,
     /// Memory for recently read log block files; 0 disables the cache.
     pub log_block_cache_bytes: usize,
+    /// Memory for row groups of log blocks decoded whole by reads of their lines; 0 disables
+    /// the cache.
+    pub log_row_group_cache_bytes: usize,
     /// A due log range still receiving entries waits until none arrived for this long (at most
     /// [`LOG_CUT_MAX_WAITS`] times it) before it is cut; zero cuts as soon as it is due.
     pub log_cut_idle: Duration,
@@ -118,6 +121,7 @@ pub struct Db {
     catalog: Catalog,
     log_catalog: Catalog,
     log_block_cache: cache::BlockFileCache,
+    log_decoded_cache: Arc<cache::DecodedRowGroups>,
     store: Arc<dyn ObjectStore>,
     pending_store: Arc<dyn ObjectStore>,
     pending_dir: PathBuf,
@@ -231,6 +235,9 @@ impl Db {
         let (upload_tx, upload_rx) = mpsc::unbounded_channel();
         let (shutdown, _) = watch::channel(false);
         let log_block_cache = cache::BlockFileCache::new(config.log_block_cache_bytes);
+        let log_decoded_cache = Arc::new(cache::DecodedRowGroups::new(
+            config.log_row_group_cache_bytes,
+        ));
         let db = Arc::new(Self {
             config,
             wal,
@@ -240,6 +247,7 @@ impl Db {
             catalog: Catalog::default(),
             log_catalog: Catalog::default(),
             log_block_cache,
+            log_decoded_cache,
             store,
             pending_store,
             pending_dir,

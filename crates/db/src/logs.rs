@@ -5,12 +5,12 @@
 
 use std::collections::hash_map::Entry as HashEntry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 use roaring::RoaringBitmap;
-use vigil_block::logs::{ReadPart, ENTRIES_FILE, LOGS_KIND, STREAMS_FILE};
+use vigil_block::logs::{ReadPart, RowGroupCache, ENTRIES_FILE, LOGS_KIND, STREAMS_FILE};
 use vigil_head::logs::{sort_and_dedupe, LogAppendError, LogHead, MemStream};
 use vigil_log_ingest::{LogBatch, Rejection};
 use vigil_model::{
@@ -19,6 +19,7 @@ use vigil_model::{
 };
 use vigil_wal::record;
 
+use crate::cache::BlockRowGroups;
 use crate::catalog::{BlockEntry, BlockLocation};
 use crate::metrics::{RejectLabels, TenantLabel};
 use crate::write::WriteGuard;
@@ -459,6 +460,7 @@ impl Db {
             }
         }
         let mut rest = blocks.as_slice();
+        let admitted = Arc::new(AtomicUsize::new(0));
         while !rest.is_empty() {
             if let Some((limit, forward)) = filter.limit {
                 if limit_reached(&merged, limit, forward, &rest[0].0) {
@@ -467,18 +469,16 @@ impl Db {
             }
             let (now, later) = rest.split_at(wave.min(rest.len()));
             rest = later;
-            // Reading everything: every core gets a share of every block, so the last block
-            // does not run alone.
-            let parts = if filter.limit.is_none() {
-                read_parallelism()
-            } else {
-                1
-            };
+            // Every core gets a share of every block, so that a large block does not run alone
+            // (with a limit, blocks come one at a time, each read by all cores).
+            let parts = read_parallelism();
             let reads = now.iter().map(|(block, ids)| {
                 let filter = filter.for_streams(block_stream_labels(block, ids));
+                let decoded = self.decoded_row_groups(block, &admitted);
                 async move {
+                    let range = (start_ns, end_ns);
                     let entries = self
-                        .read_block_entries(block, ids.clone(), (start_ns, end_ns), filter, parts)
+                        .read_block_entries(block, ids.clone(), range, filter, parts, decoded)
                         .await?;
                     Ok::<_, DbError>((block, entries))
                 }
@@ -554,11 +554,19 @@ impl Db {
         range: (i64, i64),
         filter: LogReadFilter,
         parts: usize,
+        decoded: Option<BlockRowGroups>,
     ) -> Result<BTreeMap<u32, Vec<LogEntry>>, DbError> {
         let ids = Arc::new(ids);
         let shares = self
             .read_block_parts(block, parts, move |bytes, part| {
-                vigil_block::logs::read_log_entries_part(bytes, &ids, range, &filter, part)
+                vigil_block::logs::read_log_entries_part(
+                    bytes,
+                    &ids,
+                    range,
+                    &filter,
+                    part,
+                    decoded.as_ref().map(|d| d as &dyn RowGroupCache),
+                )
             })
             .await?;
         let mut out: BTreeMap<u32, Vec<LogEntry>> = BTreeMap::new();
@@ -598,14 +606,29 @@ impl Db {
             .collect()
     }
 
+    /// Where reads of `block` keep its decoded row groups (none when that cache is off);
+    /// `admitted` counts what one query has put through the cache.
+    fn decoded_row_groups(
+        &self,
+        block: &BlockEntry,
+        admitted: &Arc<AtomicUsize>,
+    ) -> Option<BlockRowGroups> {
+        (self.config.log_row_group_cache_bytes > 0).then(|| BlockRowGroups {
+            cache: self.log_decoded_cache.clone(),
+            block: Arc::from(block.ulid()),
+            admitted: admitted.clone(),
+        })
+    }
+
     /// A block's entries file, from the cache or the object store.
     async fn log_entries_file(&self, block: &BlockEntry) -> Result<bytes::Bytes, DbError> {
         let key = block.ulid();
-        if let Some(bytes) = self.log_block_cache.get(key) {
+        if let Some(bytes) = self.log_block_cache.get(&key.to_string()) {
             return Ok(bytes);
         }
         let bytes = self.block_file_bytes(block, ENTRIES_FILE).await?;
-        self.log_block_cache.insert(key, bytes.clone());
+        self.log_block_cache
+            .insert(key.to_string(), bytes.clone(), bytes.len());
         Ok(bytes)
     }
 
@@ -642,9 +665,11 @@ impl Db {
         let blocks = self.matching_log_blocks(tenant, matchers, start_ns, end_ns, cuts_done);
         // Every core gets a share of every block, so the last block does not run alone.
         let parts = read_parallelism();
+        let admitted = Arc::new(AtomicUsize::new(0));
         let reads = blocks.iter().map(|(block, ids)| {
             let filter = filter.for_streams(block_stream_labels(block, ids));
             let ids = Arc::new(ids.clone());
+            let decoded = self.decoded_row_groups(block, &admitted);
             async move {
                 let shares = self
                     .read_block_parts(block, parts, move |bytes, part| {
@@ -656,6 +681,7 @@ impl Db {
                             value,
                             windows,
                             part,
+                            decoded.as_ref().map(|d| d as &dyn RowGroupCache),
                         )
                     })
                     .await?;
@@ -719,8 +745,9 @@ fn read_head<T>(
 /// A stream's labels and a set of structured metadata: what window sums are grouped by.
 type SampleGroup = (Labels, Vec<(String, String)>);
 
-/// Blocks read at once when a limit lets later ones be skipped (2 cores: two decoders).
-const READ_WAVE_BLOCKS: usize = 2;
+/// Blocks read at once when a limit lets later ones be skipped: one, read by all cores, so the
+/// limit is checked after each.
+const READ_WAVE_BLOCKS: usize = 1;
 
 /// Tasks a block is read by when all of it is wanted: one per core.
 fn read_parallelism() -> usize {

@@ -68,6 +68,10 @@ pub struct Config {
     /// Memory for recently read log block files (`entries.parquet`), so repeated queries over
     /// the same hours do not fetch them again; 0 disables. Default 134217728 (128 MiB).
     pub log_block_cache_bytes: usize,
+    /// Memory for row groups of log blocks decoded whole when queries read their lines, so a
+    /// refreshing dashboard does not decompress the same hours again; 0 disables. Default
+    /// 268435456 (256 MiB).
+    pub log_row_group_cache_bytes: usize,
     /// A due log block range that is still receiving entries (a backfill) is cut once none
     /// arrived for this long, or after 30 times this at most; 0s cuts as soon as it is due.
     /// Default 10s.
@@ -98,6 +102,7 @@ impl Default for Config {
             max_label_names_per_series: 30,
             max_line_size: 256 << 10,
             log_block_cache_bytes: 128 << 20,
+            log_row_group_cache_bytes: 256 << 20,
             log_cut_idle: Duration::from_secs(10),
             log_head_max_bytes: 96 << 20,
             max_line_size_truncate: false,
@@ -231,6 +236,9 @@ pub struct ServeArgs {
     /// Memory for recently read log block files, 0 = off [default: 134217728].
     #[arg(long, env = "VIGIL_LOG_BLOCK_CACHE_BYTES")]
     pub log_block_cache_bytes: Option<usize>,
+    /// Memory for log block row groups decoded by queries, 0 = off [default: 268435456].
+    #[arg(long, env = "VIGIL_LOG_ROW_GROUP_CACHE_BYTES")]
+    pub log_row_group_cache_bytes: Option<usize>,
     /// Wait this long after the last entry for a due log range before cutting it, 0s = cut
     /// when due [default: 10s].
     #[arg(long, env = "VIGIL_LOG_CUT_IDLE", value_parser = parse_duration)]
@@ -280,6 +288,7 @@ impl ServeArgs {
         set!(query_timeout);
         set!(query_max_samples);
         set!(log_block_cache_bytes);
+        set!(log_row_group_cache_bytes);
         set!(log_cut_idle);
         set!(log_head_max_bytes);
         set!(log_level);
