@@ -1323,18 +1323,7 @@ pub struct LineIndexes {
 impl LineIndexes {
     /// Decodes every index the file has.
     fn load_all(metadata: &ParquetMetaData) -> LineIndexes {
-        let value = |key: &str| {
-            metadata
-                .file_metadata()
-                .key_value_metadata()
-                .and_then(|kv| kv.iter().find(|kv| kv.key == key))
-                .and_then(|kv| kv.value.as_deref())
-        };
-        let row_groups = metadata.num_row_groups();
-        LineIndexes {
-            grams: value(linegrams::KEY).and_then(|v| LineGrams::decode(v, row_groups)),
-            tokens: value(linetokens::KEY).and_then(|v| LineTokens::decode(v, row_groups)),
-        }
+        LineIndexes::load_these(metadata, true, true)
     }
 
     /// Memory the decoded indexes hold.
@@ -1349,7 +1338,14 @@ impl LineIndexes {
         metadata: &ParquetMetaData,
         clauses: impl Iterator<Item = &'c Vec<String>> + Clone,
     ) -> LineIndexes {
-        let texts = || clauses.clone().flatten().map(|t| t.as_bytes());
+        let mut texts = clauses.flatten().map(|t| t.as_bytes());
+        let grams = texts.clone().any(|t| t.len() >= 3);
+        let tokens = texts.any(linetokens::has_indexed_token);
+        LineIndexes::load_these(metadata, grams, tokens)
+    }
+
+    /// Decodes the trigram and the token index, where asked and present.
+    fn load_these(metadata: &ParquetMetaData, grams: bool, tokens: bool) -> LineIndexes {
         let value = |key: &str| {
             metadata
                 .file_metadata()
@@ -1359,12 +1355,10 @@ impl LineIndexes {
         };
         let row_groups = metadata.num_row_groups();
         LineIndexes {
-            grams: texts()
-                .any(|t| t.len() >= 3)
+            grams: grams
                 .then(|| value(linegrams::KEY).and_then(|v| LineGrams::decode(v, row_groups)))
                 .flatten(),
-            tokens: texts()
-                .any(linetokens::has_indexed_token)
+            tokens: tokens
                 .then(|| value(linetokens::KEY).and_then(|v| LineTokens::decode(v, row_groups)))
                 .flatten(),
         }
