@@ -76,23 +76,17 @@ impl<K: Hash + Eq + Clone, V: Clone> LruCache<K, V> {
 /// Block files by block.
 pub(crate) type BlockFileCache = LruCache<String, Bytes>;
 
-/// What reads decode of log blocks' entries files, by block and row group (the line indexes
-/// under [`LINE_INDEXES`]).
-pub(crate) type DecodedRowGroups = LruCache<(Arc<str>, usize), Decoded>;
-
-/// The key of a file's line indexes among its row groups.
-const LINE_INDEXES: usize = usize::MAX;
-
-#[derive(Clone)]
-pub(crate) enum Decoded {
-    RowGroup(Arc<DecodedRowGroup>),
-    LineIndexes(Arc<LineIndexes>),
+/// What reads decode of log blocks' entries files: row groups decoded whole (by block and row
+/// group) and each file's line indexes.
+pub(crate) struct LogReadCaches {
+    pub row_groups: LruCache<(Arc<str>, usize), Arc<DecodedRowGroup>>,
+    pub line_indexes: LruCache<Arc<str>, Arc<LineIndexes>>,
 }
 
 /// The [`RowGroupCache`] of one block's entries file, for one query.
 #[derive(Clone)]
 pub(crate) struct BlockRowGroups {
-    pub cache: Arc<DecodedRowGroups>,
+    pub caches: Arc<LogReadCaches>,
     pub block: Arc<str>,
     /// Bytes of row groups the query's reads have put through the cache so far.
     pub admitted: Arc<AtomicUsize>,
@@ -100,25 +94,22 @@ pub(crate) struct BlockRowGroups {
 
 impl RowGroupCache for BlockRowGroups {
     fn get(&self, row_group: usize) -> Option<Arc<DecodedRowGroup>> {
-        match self.cache.get(&(self.block.clone(), row_group))? {
-            Decoded::RowGroup(decoded) => Some(decoded),
-            Decoded::LineIndexes(_) => None,
-        }
+        self.caches.row_groups.get(&(self.block.clone(), row_group))
     }
 
     fn insert(&self, row_group: usize, decoded: Arc<DecodedRowGroup>) {
         let size = decoded.memory_size();
         let key = (self.block.clone(), row_group);
-        self.cache.insert(key, Decoded::RowGroup(decoded), size);
+        self.caches.row_groups.insert(key, decoded, size);
     }
 
     /// One query's reads may put up to half the budget through the cache, leaving room for
     /// the other panels of a dashboard: a scan of everything caches what fits of its first
     /// blocks and reads the rest past the cache, instead of evicting all on every run.
     fn admits(&self, bytes: usize) -> bool {
-        let limit = self.cache.budget / 2;
+        let limit = self.caches.row_groups.budget / 2;
         let before = self.admitted.fetch_add(bytes, Ordering::Relaxed);
-        if before.saturating_add(bytes) <= limit {
+        if limit > 0 && before.saturating_add(bytes) <= limit {
             return true;
         }
         self.admitted.fetch_sub(bytes, Ordering::Relaxed);
@@ -126,14 +117,14 @@ impl RowGroupCache for BlockRowGroups {
     }
 
     fn line_indexes(&self, load: &mut dyn FnMut() -> Arc<LineIndexes>) -> Arc<LineIndexes> {
-        let key = (self.block.clone(), LINE_INDEXES);
-        if let Some(Decoded::LineIndexes(indexes)) = self.cache.get(&key) {
+        if let Some(indexes) = self.caches.line_indexes.get(&self.block) {
             return indexes;
         }
         let indexes = load();
         let size = indexes.memory_size();
-        self.cache
-            .insert(key, Decoded::LineIndexes(indexes.clone()), size);
+        self.caches
+            .line_indexes
+            .insert(self.block.clone(), indexes.clone(), size);
         indexes
     }
 }

@@ -87,7 +87,8 @@ pub struct DbConfig {
     pub upload_backoff: Backoff,
     /// How often the head is checked for ranges to cut.
     pub maintenance_interval: Duration,
-    /// Memory for recently read log block files; 0 disables the cache.
+    /// Memory for recently read log block files (and a quarter more for their decoded line
+    /// indexes); 0 disables the cache.
     pub log_block_cache_bytes: usize,
     /// Memory for row groups of log blocks decoded whole by reads of their lines; 0 disables
     /// the cache.
@@ -121,7 +122,7 @@ pub struct Db {
     catalog: Catalog,
     log_catalog: Catalog,
     log_block_cache: cache::BlockFileCache,
-    log_decoded_cache: Arc<cache::DecodedRowGroups>,
+    log_read_caches: Arc<cache::LogReadCaches>,
     store: Arc<dyn ObjectStore>,
     pending_store: Arc<dyn ObjectStore>,
     pending_dir: PathBuf,
@@ -235,9 +236,11 @@ impl Db {
         let (upload_tx, upload_rx) = mpsc::unbounded_channel();
         let (shutdown, _) = watch::channel(false);
         let log_block_cache = cache::BlockFileCache::new(config.log_block_cache_bytes);
-        let log_decoded_cache = Arc::new(cache::DecodedRowGroups::new(
-            config.log_row_group_cache_bytes,
-        ));
+        let log_read_caches = Arc::new(cache::LogReadCaches {
+            row_groups: cache::LruCache::new(config.log_row_group_cache_bytes),
+            // Decoded from the footers of the cached block files, kept beside them.
+            line_indexes: cache::LruCache::new(config.log_block_cache_bytes / 4),
+        });
         let db = Arc::new(Self {
             config,
             wal,
@@ -247,7 +250,7 @@ impl Db {
             catalog: Catalog::default(),
             log_catalog: Catalog::default(),
             log_block_cache,
-            log_decoded_cache,
+            log_read_caches,
             store,
             pending_store,
             pending_dir,

@@ -554,7 +554,7 @@ impl Db {
         range: (i64, i64),
         filter: LogReadFilter,
         parts: usize,
-        decoded: Option<BlockRowGroups>,
+        decoded: BlockRowGroups,
     ) -> Result<BTreeMap<u32, Vec<LogEntry>>, DbError> {
         let ids = Arc::new(ids);
         let shares = self
@@ -565,7 +565,7 @@ impl Db {
                     range,
                     &filter,
                     part,
-                    decoded.as_ref().map(|d| d as &dyn RowGroupCache),
+                    Some(&decoded as &dyn RowGroupCache),
                 )
             })
             .await?;
@@ -606,18 +606,18 @@ impl Db {
             .collect()
     }
 
-    /// Where reads of `block` keep its decoded row groups (none when that cache is off);
-    /// `admitted` counts what one query has put through the cache.
+    /// Where reads of `block` keep its decoded row groups and line indexes; `admitted` counts
+    /// what one query has put through the row group cache.
     fn decoded_row_groups(
         &self,
         block: &BlockEntry,
         admitted: &Arc<AtomicUsize>,
-    ) -> Option<BlockRowGroups> {
-        (self.config.log_row_group_cache_bytes > 0).then(|| BlockRowGroups {
-            cache: self.log_decoded_cache.clone(),
+    ) -> BlockRowGroups {
+        BlockRowGroups {
+            caches: self.log_read_caches.clone(),
             block: Arc::from(block.ulid()),
             admitted: admitted.clone(),
-        })
+        }
     }
 
     /// A block's entries file, from the cache or the object store.
@@ -681,7 +681,7 @@ impl Db {
                             value,
                             windows,
                             part,
-                            decoded.as_ref().map(|d| d as &dyn RowGroupCache),
+                            Some(&decoded as &dyn RowGroupCache),
                         )
                     })
                     .await?;
