@@ -309,11 +309,14 @@ fn decode_head_series(
     }
     let chunk = series.len().div_ceil(threads);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = series
-            .chunks(chunk)
+        // The first share on this thread, the others on threads of their own.
+        let mut shares = series.chunks(chunk);
+        let first = shares.next().unwrap_or_default();
+        let handles: Vec<_> = shares
             .map(|part| scope.spawn(move || decode(part)))
             .collect();
         let mut out = Vec::with_capacity(series.len());
+        out.extend(decode(first));
         for h in handles {
             // A panic in a decode thread is a bug; re-raise it on the query thread.
             match h.join() {

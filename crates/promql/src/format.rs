@@ -25,19 +25,19 @@ pub fn go_float_json(v: f64) -> String {
 /// gauges) take a fast path: below 1e15 their shortest form is their integer digits.
 pub fn push_go_float_json(out: &mut String, v: f64) {
     const EXACT: f64 = 1e15;
-    if v.fract() == 0.0 && v.abs() < EXACT && !(v == 0.0 && v.is_sign_negative()) {
-        // In range: the conversion is exact.
-        out.push_str(itoa::Buffer::new().format(v as i64));
-        return;
-    }
-    if v.is_finite() && v.fract() != 0.0 {
-        // zmij prints the shortest round-trip digits as Go does, ties to even included (where
-        // `go_float_json`, through Rust's formatter, rounds a tie up), several times faster;
-        // its plain decimal form (no exponent, not integral) is Go's 'f' form.
-        let mut buffer = zmij::Buffer::new();
-        let printed = buffer.format_finite(v);
-        if !printed.contains(['e', 'E']) && (1e-6..1e21).contains(&v.abs()) {
-            out.push_str(printed);
+    let magnitude = v.abs();
+    if magnitude < EXACT {
+        // In range: the conversion is exact, and integral values come back unchanged.
+        let integral = v as i64;
+        if integral as f64 == v && !(v == 0.0 && v.is_sign_negative()) {
+            out.push_str(itoa::Buffer::new().format(integral));
+            return;
+        }
+        if magnitude >= 1e-4 {
+            // zmij prints the shortest round-trip digits as Go does, ties to even included
+            // (where `go_float_json`, through Rust's formatter, rounds a tie up), several times
+            // faster; between 1e-5 and 1e16 it writes them as a plain decimal, Go's 'f' form.
+            out.push_str(zmij::Buffer::new().format_finite(v));
             return;
         }
     }

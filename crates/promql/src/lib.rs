@@ -78,8 +78,9 @@ pub fn visit_in_shares<T: Sync>(
     });
 }
 
-/// `f(run index, run)` over `items` cut into at most `runs` contiguous runs, each on a scoped
-/// thread of its own; the results in run order (none for no items).
+/// `f(run index, run)` over `items` cut into at most `runs` contiguous runs, the first on this
+/// thread and each other one on a scoped thread of its own; the results in run order (none
+/// for no items).
 pub fn map_runs<T: Sync, U: Send>(
     items: &[T],
     runs: usize,
@@ -87,19 +88,21 @@ pub fn map_runs<T: Sync, U: Send>(
 ) -> Vec<U> {
     let chunk = items.len().div_ceil(runs.max(1)).max(1);
     let f = &f;
+    let mut chunks = items.chunks(chunk).enumerate();
+    let Some((_, first)) = chunks.next() else {
+        return Vec::new();
+    };
     std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .enumerate()
+        let handles: Vec<_> = chunks
             .map(|(i, run)| scope.spawn(move || f(i, run)))
             .collect();
-        handles
-            .into_iter()
-            .map(|h| match h.join() {
-                Ok(result) => result,
-                Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
+        let mut out = Vec::with_capacity(handles.len() + 1);
+        out.push(f(0, first));
+        out.extend(handles.into_iter().map(|h| match h.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }));
+        out
     })
 }
 

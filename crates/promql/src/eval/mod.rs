@@ -536,7 +536,8 @@ where
 }
 
 /// Runs `f` over `items` split into one share per core (when there are at least 2,000 items;
-/// else in one go on this thread), on scoped threads, and concatenates the results in order.
+/// else in one go on this thread), the first on this thread and the others on scoped threads,
+/// and concatenates the results in order.
 pub fn map_on_all_cores<T, U, E, F>(items: Vec<T>, f: F) -> Result<Vec<U>, E>
 where
     T: Send,
@@ -557,13 +558,15 @@ where
         rest = tail;
     }
     parts.push(rest);
+    // The first part on this thread, the others on threads of their own.
+    let first = parts.remove(0);
     let f = &f;
     std::thread::scope(|scope| {
         let handles: Vec<_> = parts
             .into_iter()
             .map(|part| scope.spawn(move || f(part)))
             .collect();
-        let mut out = Vec::new();
+        let mut out = f(first)?;
         for h in handles {
             match h.join() {
                 Ok(part) => out.extend(part?),
