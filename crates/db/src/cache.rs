@@ -134,6 +134,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_query_puts_at_most_half_the_row_group_budget_through_the_cache() {
+        let caches = |budget: usize| {
+            Arc::new(LogReadCaches {
+                row_groups: LruCache::new(budget),
+                line_indexes: LruCache::new(budget),
+            })
+        };
+        let reads = |caches: &Arc<LogReadCaches>| BlockRowGroups {
+            caches: caches.clone(),
+            block: Arc::from("block"),
+            admitted: Arc::new(AtomicUsize::new(0)),
+        };
+        let shared = caches(100);
+        let query = reads(&shared);
+        assert!(query.admits(30));
+        assert!(!query.admits(30), "30 + 30 is over half of 100");
+        assert!(query.admits(20), "what was refused is not counted");
+        assert!(!query.admits(1));
+        // Another query (another block of it shares the count).
+        let other_block = BlockRowGroups {
+            block: Arc::from("other"),
+            ..query.clone()
+        };
+        assert!(!other_block.admits(1));
+        assert!(reads(&shared).admits(50), "the next query starts afresh");
+        assert!(
+            !reads(&caches(0)).admits(0),
+            "a zero budget turns the cache off"
+        );
+    }
+
+    #[test]
     fn keeps_the_budget_by_evicting_the_least_recently_used() {
         let cache = BlockFileCache::new(10);
         let file = |n: usize| Bytes::from(vec![0; n]);

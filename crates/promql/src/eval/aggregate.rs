@@ -158,24 +158,12 @@ impl Evaluator<'_> {
             Ok(accs)
         };
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let accs = if threads < 2 || series.len() < 2_000 {
+        let accs = if threads < 2 || series.len() < crate::MIN_SERIES_FOR_SHARES {
             accumulate_part(&series, 0)?
         } else {
             let chunk = series.len().div_ceil(threads);
-            let parts: Vec<EvalResult<Vec<Acc>>> = std::thread::scope(|scope| {
-                let handles: Vec<_> = series
-                    .chunks(chunk)
-                    .enumerate()
-                    .map(|(i, part)| scope.spawn(move || accumulate_part(part, i * chunk)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| match h.join() {
-                        Ok(r) => r,
-                        Err(panic) => std::panic::resume_unwind(panic),
-                    })
-                    .collect()
-            });
+            let parts =
+                crate::map_runs(&series, threads, |i, part| accumulate_part(part, i * chunk));
             let mut merged: Option<Vec<Acc>> = None;
             for part in parts {
                 let part = part?;
