@@ -405,12 +405,7 @@ fn push_matrix(pieces: &mut Vec<String>, out: &mut String, series: &[vigil_promq
             push_labels(into, &s.labels);
             into.push_str(",\"values\":[");
             for (k, p) in s.points.iter().enumerate() {
-                if k > 0 {
-                    into.push(',');
-                }
-                into.push('[');
-                times.push(into, k, p.t);
-                into.push_str(",\"");
+                times.push_point_start(into, k, p.t);
                 push_go_float_json(into, p.v);
                 into.push_str("\"]");
             }
@@ -440,24 +435,28 @@ fn push_matrix(pieces: &mut Vec<String>, out: &mut String, series: &[vigil_promq
     out.push(']');
 }
 
-/// The text of the timestamps of a series' points, kept by point index: the series of a
-/// range query share the steps, so each time is formatted about once per answer.
+/// The text that starts each point of a series up to its value (`,[1700000000.250,"`), kept
+/// by point index: the series of a range query share the steps, so each time is formatted
+/// about once per answer.
 #[derive(Default)]
 struct TimestampMemo {
     by_index: Vec<(i64, String)>,
 }
 
 impl TimestampMemo {
-    fn push(&mut self, out: &mut String, index: usize, t: i64) {
+    fn push_point_start(&mut self, out: &mut String, index: usize, t: i64) {
+        // The first point of a series has no comma before it.
+        let skip = usize::from(index == 0);
         if let Some((time, text)) = self.by_index.get(index) {
             if *time == t {
-                out.push_str(text);
+                out.push_str(&text[skip..]);
                 return;
             }
         }
-        let mut text = String::new();
+        let mut text = String::from(",[");
         push_timestamp(&mut text, t);
-        out.push_str(&text);
+        text.push_str(",\"");
+        out.push_str(&text[skip..]);
         if index < self.by_index.len() {
             self.by_index[index] = (t, text);
         } else if index == self.by_index.len() {
