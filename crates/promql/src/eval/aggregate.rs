@@ -537,13 +537,17 @@ impl Evaluator<'_> {
                     // Few groups: one accumulator per group and step, filled series by series
                     // (the same order of additions as the per-step walk, without regrouping
                     // the points by step).
-                    let mut accs = vec![Acc::default(); cells];
-                    for (i, s) in series.iter().enumerate() {
-                        let row = group_of[i] * steps.len();
-                        for p in &s.points {
-                            accumulate(a.op, &mut accs[row + steps.index(p.t)], p.v);
+                    let accumulate_part = |part: &[StepSeries], first: usize| -> Vec<Acc> {
+                        let mut accs = vec![Acc::default(); cells];
+                        for (i, s) in part.iter().enumerate() {
+                            let row = group_of[first + i] * steps.len();
+                            for p in &s.points {
+                                accumulate(a.op, &mut accs[row + steps.index(p.t)], p.v);
+                            }
                         }
-                    }
+                        accs
+                    };
+                    let accs = self.accumulate_on_all_cores(a.op, &series, accumulate_part);
                     let labels = out.into_iter().map(|s| s.labels).collect();
                     return Ok(Val::Vector(dense_output(
                         a.op,
@@ -580,6 +584,35 @@ impl Evaluator<'_> {
                 Ok(Val::Vector(out))
             }
         }
+    }
+
+    /// `accumulate_part(part, index of its first series)` over shares of `series` on all cores,
+    /// merged in order, for the ops whose states merge ([`mergeable_op`], and `avg` while its
+    /// sums have not overflowed into an incremental mean); in one go otherwise.
+    fn accumulate_on_all_cores(
+        &self,
+        op: AggregateOp,
+        series: &[StepSeries],
+        accumulate_part: impl Fn(&[StepSeries], usize) -> Vec<Acc> + Sync,
+    ) -> Vec<Acc> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let merges = mergeable_op(op) || op == AggregateOp::Avg;
+        if threads < 2 || !merges || series.len() < crate::MIN_SERIES_FOR_SHARES {
+            return accumulate_part(series, 0);
+        }
+        let chunk = series.len().div_ceil(threads);
+        let parts = crate::map_runs(series, threads, |i, part| accumulate_part(part, i * chunk));
+        if parts.iter().flatten().any(|acc| acc.incremental_mean) {
+            return accumulate_part(series, 0);
+        }
+        let mut parts = parts.into_iter();
+        let mut merged = parts.next().unwrap_or_default();
+        for part in parts {
+            for (into, other) in merged.iter_mut().zip(&part) {
+                merge(op, into, other);
+            }
+        }
+        merged
     }
 
     fn eval_param_scalar(&self, a: &AggregateExpr, steps: Steps) -> EvalResult<Vec<f64>> {
@@ -704,7 +737,8 @@ fn mergeable_op(op: AggregateOp) -> bool {
     )
 }
 
-/// Adds the state `other` (later series) into `into` for the ops of [`mergeable_op`].
+/// Adds the state `other` (later series) into `into` for the ops of [`mergeable_op`], and for
+/// avg while neither state is an incremental mean.
 fn merge(op: AggregateOp, into: &mut Acc, other: &Acc) {
     if !other.seen {
         return;
@@ -715,7 +749,8 @@ fn merge(op: AggregateOp, into: &mut Acc, other: &Acc) {
     }
     into.count += other.count;
     match op {
-        AggregateOp::Sum => {
+        // Avg's states merge like sums while neither is an incremental mean.
+        AggregateOp::Sum | AggregateOp::Avg => {
             (into.value, into.comp) = kahan_sum_inc(other.value, into.value, into.comp);
             into.comp += other.comp;
         }

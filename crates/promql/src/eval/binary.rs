@@ -78,10 +78,13 @@ impl Evaluator<'_> {
                     .collect(),
             )),
             (Val::Vector(v), Val::Scalar(s)) => {
-                Ok(Val::Vector(vector_scalar(b, v, &s, false, steps)))
+                // Elementwise: on all cores for many series.
+                let run = |part| Ok(vector_scalar(b, part, &s, false, steps));
+                Ok(Val::Vector(super::on_all_cores(v, run)?))
             }
             (Val::Scalar(s), Val::Vector(v)) => {
-                Ok(Val::Vector(vector_scalar(b, v, &s, true, steps)))
+                let run = |part| Ok(vector_scalar(b, part, &s, true, steps));
+                Ok(Val::Vector(super::on_all_cores(v, run)?))
             }
             (Val::Vector(l), Val::Vector(r)) => {
                 let default_matching = VectorMatching {
