@@ -1084,15 +1084,15 @@ fn visit_rows(
     };
     // Reads of more than the cache takes (a scan of everything) pass it by, so that they
     // neither evict what dashboards re-read nor pay for keeping what will not fit.
-    let planned_bytes: i64 = planned
-        .iter()
-        .map(|(rg, _)| metadata.row_group(*rg).total_byte_size())
-        .sum();
+    let planned_bytes = || -> usize {
+        let bytes: i64 = planned
+            .iter()
+            .map(|(rg, _)| metadata.row_group(*rg).total_byte_size())
+            .sum();
+        usize::try_from(bytes).unwrap_or(usize::MAX)
+    };
     match cache {
-        Some(cache)
-            if need == LineNeed::Text
-                && cache.admits(usize::try_from(planned_bytes).unwrap_or(usize::MAX)) =>
-        {
+        Some(cache) if need == LineNeed::Text && cache.admits(planned_bytes()) => {
             for (rg, ranges) in &planned {
                 let decoded = match cache.get(*rg) {
                     Some(decoded) => decoded,
@@ -2523,20 +2523,8 @@ mod tests {
                     ..Default::default()
                 };
                 for value in [LogSampleValue::One, LogSampleValue::LineBytes] {
-                    let got = read_log_window_sums(
-                        file(&block, ENTRIES_FILE),
-                        &ids,
-                        (20_000, 250_000),
-                        &filter,
-                        value,
-                        windows,
-                        ReadPart::WHOLE,
-                        None,
-                    )
-                    .unwrap();
-                    let cache = MapCache::default();
-                    for _cold_then_warm in 0..2 {
-                        let cached = read_log_window_sums(
+                    let read = |cache: Option<&dyn RowGroupCache>| {
+                        read_log_window_sums(
                             file(&block, ENTRIES_FILE),
                             &ids,
                             (20_000, 250_000),
@@ -2544,10 +2532,14 @@ mod tests {
                             value,
                             windows,
                             ReadPart::WHOLE,
-                            Some(&cache),
+                            cache,
                         )
-                        .unwrap();
-                        assert_eq!(cached, got);
+                        .unwrap()
+                    };
+                    let got = read(None);
+                    let cache = MapCache::default();
+                    for _cold_then_warm in 0..2 {
+                        assert_eq!(read(Some(&cache)), got);
                     }
                     let mut want: Vec<StreamWindowSums> = Vec::new();
                     for id in [3u32, 4] {

@@ -474,7 +474,7 @@ impl Db {
             let parts = read_parallelism();
             let reads = now.iter().map(|(block, ids)| {
                 let filter = filter.for_streams(block_stream_labels(block, ids));
-                let decoded = self.decoded_row_groups(block, &admitted);
+                let decoded = self.block_read_caches(block, &admitted);
                 async move {
                     let range = (start_ns, end_ns);
                     let entries = self
@@ -608,11 +608,7 @@ impl Db {
 
     /// Where reads of `block` keep its decoded row groups and line indexes; `admitted` counts
     /// what one query has put through the row group cache.
-    fn decoded_row_groups(
-        &self,
-        block: &BlockEntry,
-        admitted: &Arc<AtomicUsize>,
-    ) -> BlockRowGroups {
+    fn block_read_caches(&self, block: &BlockEntry, admitted: &Arc<AtomicUsize>) -> BlockRowGroups {
         BlockRowGroups {
             caches: self.log_read_caches.clone(),
             block: Arc::from(block.ulid()),
@@ -622,13 +618,12 @@ impl Db {
 
     /// A block's entries file, from the cache or the object store.
     async fn log_entries_file(&self, block: &BlockEntry) -> Result<bytes::Bytes, DbError> {
-        let key = block.ulid();
-        if let Some(bytes) = self.log_block_cache.get(&key.to_string()) {
+        let key = block.ulid().to_string();
+        if let Some(bytes) = self.log_block_cache.get(&key) {
             return Ok(bytes);
         }
         let bytes = self.block_file_bytes(block, ENTRIES_FILE).await?;
-        self.log_block_cache
-            .insert(key.to_string(), bytes.clone(), bytes.len());
+        self.log_block_cache.insert(key, bytes.clone(), bytes.len());
         Ok(bytes)
     }
 
@@ -669,7 +664,7 @@ impl Db {
         let reads = blocks.iter().map(|(block, ids)| {
             let filter = filter.for_streams(block_stream_labels(block, ids));
             let ids = Arc::new(ids.clone());
-            let decoded = self.decoded_row_groups(block, &admitted);
+            let decoded = self.block_read_caches(block, &admitted);
             async move {
                 let shares = self
                     .read_block_parts(block, parts, move |bytes, part| {
