@@ -56,7 +56,8 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use vigil_index::Postings;
 use vigil_model::{
-    Labels, LogEntry, LogReadFilter, LogSampleValue, LogWindows, WindowSums, WindowSumsBuilder,
+    Labels, LineSeekFn, LogEntry, LogReadFilter, LogSampleValue, LogWindows, WindowSums,
+    WindowSumsBuilder,
 };
 
 use crate::linegrams::{self, LineGrams, LineGramsWriter};
@@ -1182,6 +1183,10 @@ where
         meta: &StringArray,
         rows: Range<usize>,
     ) -> Result<(), BlockError> {
+        // Lines the filter's search does not land in fail it: they are counted, not tested.
+        let seek = self.filter.line_seek.as_ref().zip(line);
+        let landed = seek.map(|(seek, lines)| seek_rows(seek, lines, rows.clone()));
+        let mut landed = landed.as_deref().map(|rows| rows.iter().peekable());
         let mut i = rows.start;
         while i < rows.end {
             // Rows come in runs of one stream: test membership once per run.
@@ -1200,6 +1205,13 @@ where
                     let len = lengths.map_or(text.len(), |l| l.value(row) as usize);
                     self.counts.0 += 1;
                     self.counts.1 += len as u64;
+                    if let Some(landed) = &mut landed {
+                        // Rows landed on but not wanted (other streams, times) are passed.
+                        while landed.next_if(|&&r| r < row).is_some() {}
+                        if landed.next_if(|&&r| r == row).is_none() {
+                            continue;
+                        }
+                    }
                     let json = (!meta.is_null(row)).then(|| meta.value(row));
                     if !self.filter.keeps_entry(text, json.is_some()) {
                         continue;
@@ -1211,6 +1223,28 @@ where
         }
         Ok(())
     }
+}
+
+/// The rows among `rows` that one search of their lines, laid end to end as the array holds
+/// them, lands in (ascending): after each landing the search goes on from the next line.
+fn seek_rows(seek: &LineSeekFn, lines: &StringArray, rows: Range<usize>) -> Vec<usize> {
+    let offsets = lines.value_offsets();
+    let text = lines.value_data();
+    let start = |row: usize| offsets[row] as usize;
+    let end = start(rows.end);
+    let mut landed = Vec::new();
+    let mut row = rows.start;
+    while row < rows.end {
+        let Some(at) = seek(&text[start(row)..end]).map(|at| start(row) + at) else {
+            break;
+        };
+        // The line holding byte `at`: the last to start at or before it (a match is never
+        // empty, so `at` is inside a line, not at an empty one sharing its start).
+        row += offsets[row + 1..=rows.end].partition_point(|&o| o as usize <= at);
+        landed.push(row);
+        row += 1;
+    }
+    landed
 }
 
 /// Where reads of one entries file keep and find its row groups decoded whole: blocks never
@@ -2481,6 +2515,71 @@ mod tests {
             .collect();
         assert_eq!(got.len(), 1);
         assert_eq!(got[&4], want);
+    }
+
+    #[test]
+    fn a_line_search_lands_on_every_line_holding_a_match() {
+        let finder = |needle: &'static str| -> LineSeekFn {
+            Arc::new(move |text: &[u8]| memchr_find(text, needle.as_bytes()))
+        };
+        // "a" then "b" (rows 4, 5) only match across the two lines: row 4 is landed on (the
+        // line test then drops it), and the search goes on from row 5.
+        let lines = StringArray::from(vec![
+            "ab", "", "cab", "", "a", "b", "xxab", "", "", "ab", "zz",
+        ]);
+        let all = 0..lines.len();
+        assert_eq!(
+            seek_rows(&finder("ab"), &lines, all.clone()),
+            [0, 2, 4, 6, 9]
+        );
+        assert_eq!(seek_rows(&finder("zz"), &lines, all.clone()), [10]);
+        assert!(seek_rows(&finder("q"), &lines, all).is_empty());
+        assert_eq!(seek_rows(&finder("ab"), &lines, 3..9), [4, 6]);
+        // A slice keeps its offsets into the whole buffer.
+        let slice = lines.slice(2, 8);
+        assert_eq!(seek_rows(&finder("ab"), &slice, 0..8), [0, 2, 4, 7]);
+        assert_eq!(seek_rows(&finder("ab"), &slice, 1..7), [2, 4]);
+    }
+
+    fn memchr_find(text: &[u8], needle: &[u8]) -> Option<usize> {
+        text.windows(needle.len()).position(|w| w == needle)
+    }
+
+    #[test]
+    fn reads_with_a_line_search_keep_what_the_line_test_keeps() {
+        let (block, entries) = striped_block(&small(LineCompression::Template));
+        let entries_file = file(&block, ENTRIES_FILE);
+        let ids: RoaringBitmap = [1u32, 4, 5, 9].into_iter().collect();
+        let cache = MapCache::default();
+        // Common, rare, across two lines ("ms" + "stream"), and absent.
+        for needle in ["entry 1", "4 entry 29", "msstream", "took 12ms", "zz"] {
+            let filter = LogReadFilter {
+                line_filter: Some(Arc::new(move |l: &str| l.contains(needle))),
+                line_seek: Some(Arc::new(move |t: &[u8]| memchr_find(t, needle.as_bytes()))),
+                ..Default::default()
+            };
+            for cache in [None, Some(&cache), Some(&cache)] {
+                let got = read_log_entries_part(
+                    entries_file.clone(),
+                    &ids,
+                    (11_000, 250_000),
+                    &filter,
+                    ReadPart::WHOLE,
+                    cache.map(|c| c as &dyn RowGroupCache),
+                )
+                .unwrap();
+                for id in ids.iter() {
+                    let want: Vec<LogEntry> = entries[id as usize]
+                        .iter()
+                        .filter(|e| (11_000..=250_000).contains(&e.timestamp_ns))
+                        .filter(|e| e.line.contains(needle))
+                        .cloned()
+                        .collect();
+                    let got = got.get(&id).cloned().unwrap_or_default();
+                    assert_eq!(got, want, "{needle:?} in stream {id}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use vigil_model::{
-    Label, Labels, LineFilterFn, LogEntry, LogReadFilter, LogSampleValue, LogWindowSums,
-    LogWindows, MatchOp, Matcher, WindowSums,
+    Label, Labels, LineFilterFn, LineSeekFn, LogEntry, LogReadFilter, LogSampleValue,
+    LogWindowSums, LogWindows, MatchOp, Matcher, WindowSums,
 };
 
 use crate::ast::{
@@ -74,6 +74,10 @@ fn plan_read(
         implied: implied_substrings(&expr.pipeline),
         limit: None,
         stats: None,
+        line_seek: prefilter
+            .as_ref()
+            .and_then(|p| p.seeker())
+            .map(|seeker| Arc::new(move |text: &[u8]| seeker.find(text)) as LineSeekFn),
         line_filter: prefilter.map(|p| {
             let p = Arc::new(p);
             Arc::new(move |line: &str| p.matches(line)) as LineFilterFn

@@ -292,6 +292,83 @@ impl LinePrefilter {
     pub fn matches(&self, line: &str) -> bool {
         self.0.iter().all(|f| f.matches(line))
     }
+
+    /// A search for one of the filters over many lines at once (see
+    /// [`vigil_model::LineSeekFn`]): a substring filter if there is one (memchr speed), else
+    /// the first regex filter that can be searched so. `None` when no filter can.
+    pub fn seeker(&self) -> Option<LineSeeker> {
+        let seekers = self.0.iter().filter_map(|f| f.seeker());
+        let mut regex = None;
+        for seeker in seekers {
+            match seeker {
+                LineSeeker::Substring(_) => return Some(seeker),
+                LineSeeker::Regex(_) => {
+                    regex.get_or_insert(seeker);
+                }
+            }
+        }
+        regex
+    }
+}
+
+/// One line filter searched over many lines laid end to end.
+pub enum LineSeeker {
+    Substring(Box<memmem::Finder<'static>>),
+    /// Also the alternatives of `|= "a" or "b"`, which the regex crate searches together.
+    Regex(regex::bytes::Regex),
+}
+
+impl LineSeeker {
+    /// Start of the leftmost match in `text`.
+    pub fn find(&self, text: &[u8]) -> Option<usize> {
+        match self {
+            LineSeeker::Substring(finder) => finder.find(text),
+            LineSeeker::Regex(re) => re.find(text).map(|m| m.start()),
+        }
+    }
+}
+
+impl LineFilterMatcher {
+    /// This filter as a [`LineSeeker`], when a leftmost match over lines laid end to end
+    /// lands at or before every passing line: not for a negated filter (it passes lines by
+    /// what they lack), nor `ip()` and patterns, nor a regex with an anchor or word boundary
+    /// (`^`, `$`, `\b` see the neighbouring line's bytes), nor one that matches empty text
+    /// (it would land on every line).
+    fn seeker(&self) -> Option<LineSeeker> {
+        if self.negated {
+            return None;
+        }
+        let mut substrings = Vec::with_capacity(self.alternatives.len());
+        let mut regexes = Vec::with_capacity(self.alternatives.len());
+        for alternative in &self.alternatives {
+            match alternative {
+                LineMatch::Contains(finder) if !finder.needle().is_empty() => {
+                    substrings.push(finder)
+                }
+                LineMatch::Regex(re) => {
+                    let hir = regex_syntax::Parser::new().parse(re.as_str()).ok()?;
+                    if !hir.properties().look_set().is_empty() {
+                        return None;
+                    }
+                    regexes.push(format!("(?:{})", re.as_str()));
+                }
+                _ => return None,
+            }
+        }
+        if let [finder] = substrings[..] {
+            if regexes.is_empty() {
+                return Some(LineSeeker::Substring(finder.clone()));
+            }
+        }
+        let pattern = substrings
+            .iter()
+            .map(|f| regex_syntax::escape(&String::from_utf8_lossy(f.needle())))
+            .chain(regexes)
+            .collect::<Vec<_>>()
+            .join("|");
+        let re = regex::bytes::Regex::new(&pattern).ok()?;
+        (!re.is_match(b"")).then_some(LineSeeker::Regex(re))
+    }
 }
 
 /// Splits a pipeline into its leading line filters (if any) and the compiled rest.
@@ -659,6 +736,60 @@ mod tests {
         })
         .unwrap();
         assert!(f.matches("a TIMEOUT b"));
+    }
+
+    /// What the query's leading line filters search for over lines laid end to end:
+    /// `Some(Ok(needle))` for a substring search, `Some(Err(regex))` for a regex one.
+    fn seeker(query: &str) -> Option<Result<String, String>> {
+        let crate::ast::Expr::Log(log) = crate::parser::parse(query).unwrap() else {
+            panic!("not a log query: {query}");
+        };
+        let (prefilter, _) = split_prefilter(&log.pipeline).unwrap();
+        prefilter?.seeker().map(|s| match s {
+            LineSeeker::Substring(f) => Ok(String::from_utf8(f.needle().to_vec()).unwrap()),
+            LineSeeker::Regex(re) => Err(re.as_str().to_string()),
+        })
+    }
+
+    #[test]
+    fn line_seekers_prefer_substrings_and_refuse_what_could_miss_a_line() {
+        assert_eq!(
+            seeker(r#"{a="b"} |~ "x.y" |= "err""#),
+            Some(Ok("err".into()))
+        );
+        assert_eq!(
+            seeker(r#"{a="b"} |~ "x.y" |~ "(?i)z""#),
+            Some(Err("(?:x.y)".into()))
+        );
+        assert_eq!(
+            seeker(r#"{a="b"} |= "a.b" or "c""#),
+            Some(Err(r"a\.b|c".into()))
+        );
+        // Negated filters, anchors and word boundaries, empty matches, ip() and patterns.
+        for query in [
+            r#"{a="b"} != "x""#,
+            r#"{a="b"} |~ "^GET""#,
+            r#"{a="b"} |~ "\\bGET""#,
+            r#"{a="b"} |~ "x*""#,
+            r#"{a="b"} |= """#,
+            r#"{a="b"} |= ip("10.0.0.0/8")"#,
+            r#"{a="b"} |> "<_> GET <_>""#,
+            r#"{a="b"} | json |= "x""#,
+        ] {
+            assert_eq!(seeker(query), None, "{query}");
+        }
+        // A regex searched over two lines lands at or before the line that matches.
+        let Some(LineSeeker::Regex(re)) = LineFilterMatcher::compile(&LineFilter {
+            op: LineFilterOp::Regex,
+            values: vec![LineFilterValue::Text(r"\w+ took \d+ms".into())],
+        })
+        .unwrap()
+        .seeker() else {
+            panic!("a regex seeker");
+        };
+        assert_eq!(re.find(b"alpha beta").map(|m| m.start()), None);
+        assert_eq!(re.find(b"x oktook 5msy").map(|m| m.start()), None);
+        assert_eq!(re.find(b"x ok took 5msy").map(|m| m.start()), Some(2));
     }
 
     fn clauses(query: &str) -> Vec<Vec<String>> {

@@ -230,6 +230,12 @@ impl LogWindowSums {
 /// A predicate over log lines that storage applies while decoding.
 pub type LineFilterFn = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
+/// Searches many lines laid end to end at once: the start of the leftmost place in the text
+/// where a line that passes the filter can match, or `None` when no line in it passes. A match
+/// it reports may run across two lines (the caller tests the line it starts in), but it never
+/// misses a passing line, and it never matches empty text.
+pub type LineSeekFn = std::sync::Arc<dyn Fn(&[u8]) -> Option<usize> + Send + Sync>;
+
 /// What a log read needs of each entry, so that storage can skip work: lines that fail the
 /// query's leading line filters are never copied out, and lines are left empty when only
 /// timestamps (and structured metadata) matter, e.g. for `count_over_time({app="x"}[1m])`.
@@ -240,6 +246,9 @@ pub struct LogReadFilter {
     pub skip_lines: bool,
     /// Only entries whose line passes are returned.
     pub line_filter: Option<LineFilterFn>,
+    /// What `line_filter` implies, as a search over many lines at once: storage that holds
+    /// lines end to end tests only those the search lands in.
+    pub line_seek: Option<LineSeekFn>,
     /// Substrings every wanted line holds: each clause lists alternatives of which a wanted
     /// line contains at least one (what `line_filter` implies; lets storage skip row groups
     /// by their trigram index).
@@ -348,6 +357,7 @@ impl std::fmt::Debug for LogReadFilter {
         f.debug_struct("LogReadFilter")
             .field("skip_lines", &self.skip_lines)
             .field("line_filter", &self.line_filter.is_some())
+            .field("line_seek", &self.line_seek.is_some())
             .field("required_substrings", &self.required_substrings)
             .field("limit", &self.limit)
             .field("stats", &self.stats.is_some())
