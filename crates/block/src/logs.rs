@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
     RowSelector,
@@ -48,6 +48,7 @@ use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::properties::{
     DeltaBinaryPackedEncoderOptions, EnabledStatistics, WriterProperties, WriterPropertiesPtr,
 };
+use parquet::file::serialized_reader::SerializedPageReader;
 use parquet::file::statistics::Statistics;
 use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::{ColumnPath, SchemaDescriptor};
@@ -1069,9 +1070,8 @@ fn visit_rows(
         need => need,
     };
     let columns: &[&str] = match need {
-        LineNeed::Text => &[STREAM_ID, TIMESTAMP, LINE, METADATA],
         LineNeed::Length => &[STREAM_ID, TIMESTAMP, METADATA, LINE_BYTES],
-        LineNeed::Nothing => &[STREAM_ID, TIMESTAMP, METADATA],
+        LineNeed::Text | LineNeed::Nothing => &[STREAM_ID, TIMESTAMP, METADATA],
     };
     let mask = ProjectionMask::columns(schema, columns.iter().copied());
     let mut counts = (0u64, 0u64);
@@ -1092,66 +1092,61 @@ fn visit_rows(
             .sum();
         usize::try_from(bytes).unwrap_or(usize::MAX)
     };
-    match cache {
-        Some(cache) if need == LineNeed::Text && cache.admits(planned_bytes()) => {
-            for (rg, ranges) in &planned {
-                let decoded = match cache.get(*rg) {
-                    Some(decoded) => decoded,
-                    None => {
-                        let decoded = Arc::new(DecodedRowGroup::decode(
-                            &entries_file,
-                            &reader_metadata,
-                            mask.clone(),
-                            *rg,
-                        )?);
+    // Lines are read in place from their page (`PlainLines`), which is decompressed whole
+    // whatever rows a read wants of it: such reads decode whole row groups.
+    if need == LineNeed::Text {
+        let cache = cache.filter(|cache| cache.admits(planned_bytes()));
+        for (rg, ranges) in &planned {
+            let decoded = match cache.map(|cache| (cache, cache.get(*rg))) {
+                Some((_, Some(decoded))) => decoded,
+                cached => {
+                    let decoded = Arc::new(DecodedRowGroup::decode(
+                        &entries_file,
+                        &reader_metadata,
+                        *rg,
+                    )?);
+                    if let Some((cache, _)) = cached {
                         cache.insert(*rg, decoded.clone());
-                        decoded
                     }
-                };
-                for range in ranges {
-                    rows.visit_range(
-                        &decoded.stream_ids,
-                        &decoded.timestamps,
-                        Some(&decoded.lines),
-                        None,
-                        &decoded.metadata,
-                        range.clone(),
-                    )?;
+                    decoded
                 }
-            }
-        }
-        _ => {
-            let (row_groups, selection) = selection_of(metadata, &planned);
-            let reader =
-                ParquetRecordBatchReaderBuilder::new_with_metadata(entries_file, reader_metadata)
-                    .with_projection(mask)
-                    .with_batch_size(READ_BATCH_ROWS)
-                    .with_row_groups(row_groups)
-                    .with_row_selection(selection)
-                    .build()?;
-            for batch in reader {
-                let batch = batch?;
-                let column =
-                    |name: &'static str| batch.column_by_name(name).ok_or_else(|| malformed(name));
-                let line = match need {
-                    LineNeed::Text => Some(downcast::<StringArray>(column(LINE)?, LINE)?),
-                    _ => None,
-                };
-                let lengths = match need {
-                    LineNeed::Length => {
-                        Some(downcast::<UInt32Array>(column(LINE_BYTES)?, LINE_BYTES)?)
-                    }
-                    _ => None,
-                };
+            };
+            for range in ranges {
                 rows.visit_range(
-                    downcast::<UInt32Array>(column(STREAM_ID)?, STREAM_ID)?,
-                    downcast::<Int64Array>(column(TIMESTAMP)?, TIMESTAMP)?,
-                    line,
-                    lengths,
-                    downcast::<StringArray>(column(METADATA)?, METADATA)?,
-                    0..batch.num_rows(),
+                    &decoded.stream_ids,
+                    &decoded.timestamps,
+                    Some(&decoded.lines),
+                    None,
+                    &decoded.metadata,
+                    range.clone(),
                 )?;
             }
+        }
+    } else {
+        let (row_groups, selection) = selection_of(metadata, &planned);
+        let reader =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(entries_file, reader_metadata)
+                .with_projection(mask)
+                .with_batch_size(READ_BATCH_ROWS)
+                .with_row_groups(row_groups)
+                .with_row_selection(selection)
+                .build()?;
+        for batch in reader {
+            let batch = batch?;
+            let column =
+                |name: &'static str| batch.column_by_name(name).ok_or_else(|| malformed(name));
+            let lengths = match need {
+                LineNeed::Length => Some(downcast::<UInt32Array>(column(LINE_BYTES)?, LINE_BYTES)?),
+                _ => None,
+            };
+            rows.visit_range(
+                downcast::<UInt32Array>(column(STREAM_ID)?, STREAM_ID)?,
+                downcast::<Int64Array>(column(TIMESTAMP)?, TIMESTAMP)?,
+                None,
+                lengths,
+                downcast::<StringArray>(column(METADATA)?, METADATA)?,
+                0..batch.num_rows(),
+            )?;
         }
     }
     filter.count_read(counts.0, counts.1);
@@ -1178,14 +1173,14 @@ where
         &mut self,
         sid: &UInt32Array,
         ts: &Int64Array,
-        line: Option<&StringArray>,
+        line: Option<&PlainLines>,
         lengths: Option<&UInt32Array>,
         meta: &StringArray,
         rows: Range<usize>,
     ) -> Result<(), BlockError> {
         // Lines the filter's search does not land in fail it: they are counted, not tested.
         let seek = self.filter.line_seek.as_ref().zip(line);
-        let landed = seek.map(|(seek, lines)| seek_rows(seek, lines, rows.clone()));
+        let landed = seek.map(|(seek, lines)| lines.seek_rows(seek, rows.clone()));
         let mut landed = landed.as_deref().map(|rows| rows.iter().peekable());
         let mut i = rows.start;
         while i < rows.end {
@@ -1201,8 +1196,11 @@ where
                     if t < self.min_ns || t > self.max_ns {
                         continue;
                     }
-                    let text = line.map_or("", |l| l.value(row));
-                    let len = lengths.map_or(text.len(), |l| l.value(row) as usize);
+                    let len = match (lengths, line) {
+                        (Some(lengths), _) => lengths.value(row) as usize,
+                        (None, Some(lines)) => lines.bytes(row).len(),
+                        (None, None) => 0,
+                    };
                     self.counts.0 += 1;
                     self.counts.1 += len as u64;
                     if let Some(landed) = &mut landed {
@@ -1212,6 +1210,10 @@ where
                             continue;
                         }
                     }
+                    let text = match line {
+                        Some(lines) => lines.text(row)?,
+                        None => "",
+                    };
                     let json = (!meta.is_null(row)).then(|| meta.value(row));
                     if !self.filter.keeps_entry(text, json.is_some()) {
                         continue;
@@ -1223,28 +1225,6 @@ where
         }
         Ok(())
     }
-}
-
-/// The rows among `rows` that one search of their lines, laid end to end as the array holds
-/// them, lands in (ascending): after each landing the search goes on from the next line.
-fn seek_rows(seek: &LineSeekFn, lines: &StringArray, rows: Range<usize>) -> Vec<usize> {
-    let offsets = lines.value_offsets();
-    let text = lines.value_data();
-    let start = |row: usize| offsets[row] as usize;
-    let end = start(rows.end);
-    let mut landed = Vec::new();
-    let mut row = rows.start;
-    while row < rows.end {
-        let Some(at) = seek(&text[start(row)..end]).map(|at| start(row) + at) else {
-            break;
-        };
-        // The line holding byte `at`: the last to start at or before it (a match is never
-        // empty, so `at` is inside a line, not at an empty one sharing its start).
-        row += offsets[row + 1..=rows.end].partition_point(|&o| o as usize <= at);
-        landed.push(row);
-        row += 1;
-    }
-    landed
 }
 
 /// Where reads of one entries file keep and find its row groups decoded whole: blocks never
@@ -1265,40 +1245,141 @@ pub trait RowGroupCache: Send + Sync {
 pub struct DecodedRowGroup {
     stream_ids: UInt32Array,
     timestamps: Int64Array,
-    lines: StringArray,
+    lines: PlainLines,
     metadata: StringArray,
+}
+
+/// The lines of one row group as their PLAIN page holds them (each a 4-byte little-endian
+/// length, then the text), read in place: copying them into an Arrow array (and checking every
+/// one is UTF-8) cost more than decompressing them.
+#[derive(Debug)]
+pub struct PlainLines {
+    page: Bytes,
+    /// Where each line's text starts in `page`, then where a line after the last would
+    /// (`page.len() + LEN_PREFIX`), so line `i` ends `LEN_PREFIX` before `starts[i + 1]`.
+    starts: Vec<u32>,
+}
+
+impl PlainLines {
+    /// The `rows` lines of `page`; an error unless it holds exactly that many.
+    fn parse(page: Bytes, rows: usize) -> Result<Self, BlockError> {
+        let bad = || BlockError::Malformed {
+            file: ENTRIES_FILE,
+            reason: "line page does not hold its rows".into(),
+        };
+        u32::try_from(page.len() + LEN_PREFIX).map_err(|_| bad())?;
+        let mut starts = Vec::with_capacity(rows + 1);
+        let mut at = 0usize;
+        for _ in 0..rows {
+            let prefix = page.get(at..at + LEN_PREFIX).ok_or_else(bad)?;
+            let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+            at += LEN_PREFIX;
+            starts.push(at as u32);
+            at = at
+                .checked_add(len)
+                .filter(|&end| end <= page.len())
+                .ok_or_else(bad)?;
+        }
+        if at != page.len() {
+            return Err(bad());
+        }
+        starts.push((at + LEN_PREFIX) as u32);
+        Ok(Self { page, starts })
+    }
+
+    /// The lines of an array, laid out as a PLAIN page (for line columns in another encoding).
+    fn from_array(lines: &StringArray) -> Result<Self, BlockError> {
+        let mut page = Vec::with_capacity(lines.value_data().len() + lines.len() * LEN_PREFIX);
+        for line in lines.iter() {
+            let line = line.unwrap_or_default();
+            page.extend_from_slice(&(line.len() as u32).to_le_bytes());
+            page.extend_from_slice(line.as_bytes());
+        }
+        Self::parse(page.into(), lines.len())
+    }
+
+    fn start(&self, row: usize) -> usize {
+        self.starts[row] as usize
+    }
+
+    fn bytes(&self, row: usize) -> &[u8] {
+        &self.page[self.start(row)..self.start(row + 1) - LEN_PREFIX]
+    }
+
+    fn text(&self, row: usize) -> Result<&str, BlockError> {
+        std::str::from_utf8(self.bytes(row)).map_err(|_| BlockError::Malformed {
+            file: ENTRIES_FILE,
+            reason: format!("line {row} of a row group is not UTF-8"),
+        })
+    }
+
+    /// The rows among `rows` that one search of their page lands in (ascending): after each
+    /// landing the search goes on from the next line. A match that starts in the length in
+    /// front of a line lands on the line before, which the caller's test then drops.
+    fn seek_rows(&self, seek: &LineSeekFn, rows: Range<usize>) -> Vec<usize> {
+        let mut landed = Vec::new();
+        if rows.is_empty() {
+            return landed;
+        }
+        let end = self.start(rows.end) - LEN_PREFIX;
+        let mut row = rows.start;
+        while row < rows.end {
+            let from = self.start(row);
+            let Some(at) = seek(&self.page[from..end]).map(|at| from + at) else {
+                break;
+            };
+            // The line holding byte `at`: the last to start at or before it (a match is never
+            // empty, so `at` is inside a line, not at an empty one sharing its start).
+            row += self.starts[row + 1..rows.end].partition_point(|&s| s as usize <= at);
+            landed.push(row);
+            row += 1;
+        }
+        landed
+    }
+
+    fn memory_size(&self) -> usize {
+        self.page.len() + self.starts.capacity() * std::mem::size_of::<u32>()
+    }
 }
 
 impl DecodedRowGroup {
     fn decode(
         entries_file: &Bytes,
         reader_metadata: &ArrowReaderMetadata,
-        mask: ProjectionMask,
         row_group: usize,
     ) -> Result<DecodedRowGroup, BlockError> {
-        let rows = reader_metadata
-            .metadata()
-            .row_group(row_group)
-            .num_rows()
-            .max(1);
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
-            entries_file.clone(),
-            reader_metadata.clone(),
-        )
-        .with_projection(mask)
-        .with_batch_size(usize::try_from(rows).unwrap_or(READ_BATCH_ROWS))
-        .with_row_groups(vec![row_group])
-        .build()?;
-        let batches = reader.collect::<Result<Vec<RecordBatch>, _>>()?;
-        let batch = match batches.len() {
-            1 => batches.into_iter().next().ok_or_else(|| malformed(LINE))?,
-            _ => arrow::compute::concat_batches(&batches[0].schema(), &batches)?,
+        let metadata = reader_metadata.metadata();
+        let rows = usize::try_from(metadata.row_group(row_group).num_rows()).unwrap_or(0);
+        let schema = metadata.file_metadata().schema_descr();
+        let read = |columns: &[&str]| -> Result<RecordBatch, BlockError> {
+            let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
+                entries_file.clone(),
+                reader_metadata.clone(),
+            )
+            .with_projection(ProjectionMask::columns(schema, columns.iter().copied()))
+            .with_batch_size(rows.max(1))
+            .with_row_groups(vec![row_group])
+            .build()?;
+            let batches = reader.collect::<Result<Vec<RecordBatch>, _>>()?;
+            Ok(match batches.len() {
+                1 => batches.into_iter().next().ok_or_else(|| malformed(LINE))?,
+                _ => arrow::compute::concat_batches(&batches[0].schema(), &batches)?,
+            })
         };
+        let batch = read(&[STREAM_ID, TIMESTAMP, METADATA])?;
         let column = |name: &'static str| batch.column_by_name(name).ok_or_else(|| malformed(name));
+        let lines = match plain_line_page(entries_file, metadata, row_group, rows)? {
+            Some(page) => PlainLines::parse(page, rows)?,
+            None => {
+                let batch = read(&[LINE])?;
+                let lines = batch.column_by_name(LINE).ok_or_else(|| malformed(LINE))?;
+                PlainLines::from_array(downcast::<StringArray>(lines, LINE)?)?
+            }
+        };
         Ok(DecodedRowGroup {
             stream_ids: downcast::<UInt32Array>(column(STREAM_ID)?, STREAM_ID)?.clone(),
             timestamps: downcast::<Int64Array>(column(TIMESTAMP)?, TIMESTAMP)?.clone(),
-            lines: downcast::<StringArray>(column(LINE)?, LINE)?.clone(),
+            lines,
             metadata: downcast::<StringArray>(column(METADATA)?, METADATA)?.clone(),
         })
     }
@@ -1307,9 +1388,72 @@ impl DecodedRowGroup {
     pub fn memory_size(&self) -> usize {
         self.stream_ids.get_array_memory_size()
             + self.timestamps.get_array_memory_size()
-            + self.lines.get_array_memory_size()
+            + self.lines.memory_size()
             + self.metadata.get_array_memory_size()
     }
+}
+
+/// The line column of a row group as one decompressed PLAIN page of its `rows` values, as
+/// this crate writes it (several pages are joined); `None` when it is laid out otherwise
+/// (a dictionary, other encodings, definition levels), for the Arrow reader to decode.
+fn plain_line_page(
+    entries_file: &Bytes,
+    metadata: &ParquetMetaData,
+    row_group: usize,
+    rows: usize,
+) -> Result<Option<Bytes>, BlockError> {
+    use parquet::column::page::{Page, PageReader};
+    let row_group_meta = metadata.row_group(row_group);
+    let Some(column) = row_group_meta
+        .columns()
+        .iter()
+        .position(|c| c.column_path().string() == LINE)
+    else {
+        return Err(malformed(LINE));
+    };
+    let descr = row_group_meta.column(column).column_descr();
+    if descr.max_def_level() != 0 || descr.max_rep_level() != 0 {
+        return Ok(None);
+    }
+    let mut pages = SerializedPageReader::new(
+        Arc::new(entries_file.clone()),
+        row_group_meta.column(column),
+        rows,
+        None,
+    )?;
+    let mut joined: Option<BytesMut> = None;
+    let mut first: Option<Bytes> = None;
+    while let Some(page) = pages.get_next_page()? {
+        let buf = match page {
+            Page::DataPage {
+                buf,
+                encoding: Encoding::PLAIN,
+                ..
+            } => buf,
+            Page::DataPageV2 {
+                buf,
+                encoding: Encoding::PLAIN,
+                def_levels_byte_len: 0,
+                rep_levels_byte_len: 0,
+                ..
+            } => buf,
+            _ => return Ok(None),
+        };
+        match (&mut joined, first.take()) {
+            (Some(joined), _) => joined.extend_from_slice(&buf),
+            (None, None) => first = Some(buf),
+            (None, Some(previous)) => {
+                let mut both = BytesMut::with_capacity(previous.len() + buf.len());
+                both.extend_from_slice(&previous);
+                both.extend_from_slice(&buf);
+                joined = Some(both);
+            }
+        }
+    }
+    Ok(joined
+        .map(BytesMut::freeze)
+        .or(first)
+        .or(Some(Bytes::new())))
 }
 
 fn malformed(what: &str) -> BlockError {
@@ -2519,26 +2663,40 @@ mod tests {
 
     #[test]
     fn a_line_search_lands_on_every_line_holding_a_match() {
-        let finder = |needle: &'static str| -> LineSeekFn {
-            Arc::new(move |text: &[u8]| memchr_find(text, needle.as_bytes()))
+        let finder = |needle: &'static [u8]| -> LineSeekFn {
+            Arc::new(move |text: &[u8]| memchr_find(text, needle))
         };
-        // "a" then "b" (rows 4, 5) only match across the two lines: row 4 is landed on (the
-        // line test then drops it), and the search goes on from row 5.
-        let lines = StringArray::from(vec![
+        let lines = PlainLines::from_array(&StringArray::from(vec![
             "ab", "", "cab", "", "a", "b", "xxab", "", "", "ab", "zz",
-        ]);
-        let all = 0..lines.len();
-        assert_eq!(
-            seek_rows(&finder("ab"), &lines, all.clone()),
-            [0, 2, 4, 6, 9]
-        );
-        assert_eq!(seek_rows(&finder("zz"), &lines, all.clone()), [10]);
-        assert!(seek_rows(&finder("q"), &lines, all).is_empty());
-        assert_eq!(seek_rows(&finder("ab"), &lines, 3..9), [4, 6]);
-        // A slice keeps its offsets into the whole buffer.
-        let slice = lines.slice(2, 8);
-        assert_eq!(seek_rows(&finder("ab"), &slice, 0..8), [0, 2, 4, 7]);
-        assert_eq!(seek_rows(&finder("ab"), &slice, 1..7), [2, 4]);
+        ]))
+        .unwrap();
+        assert_eq!(lines.bytes(2), b"cab");
+        assert_eq!(lines.bytes(3), b"");
+        assert_eq!(lines.text(10).unwrap(), "zz");
+        let all = 0..11;
+        assert_eq!(lines.seek_rows(&finder(b"ab"), all.clone()), [0, 2, 6, 9]);
+        assert_eq!(lines.seek_rows(&finder(b"zz"), all.clone()), [10]);
+        assert!(lines.seek_rows(&finder(b"q"), all.clone()).is_empty());
+        assert_eq!(lines.seek_rows(&finder(b"ab"), 3..9), [6]);
+        assert_eq!(lines.seek_rows(&finder(b"ab"), 7..10), [9]);
+        assert!(lines.seek_rows(&finder(b"ab"), 3..3).is_empty());
+        // A match running from "a" over the length of "b" into it lands on row 4 (the line
+        // test then drops it), and the search goes on from row 5.
+        assert_eq!(lines.seek_rows(&finder(b"a\x01\0\0\0b"), all.clone()), [4]);
+        assert_eq!(lines.seek_rows(&finder(b"b"), 4..7), [5, 6]);
+    }
+
+    #[test]
+    fn plain_lines_refuse_a_page_that_does_not_hold_its_rows() {
+        let page = |parts: &[&[u8]]| Bytes::from(parts.concat());
+        assert!(PlainLines::parse(page(&[&[2, 0, 0, 0], b"hi"]), 1).is_ok());
+        assert!(PlainLines::parse(page(&[&[2, 0, 0, 0], b"hi"]), 2).is_err());
+        assert!(PlainLines::parse(page(&[&[3, 0, 0, 0], b"hi"]), 1).is_err());
+        assert!(PlainLines::parse(page(&[&[1, 0, 0, 0], b"hi"]), 1).is_err());
+        assert!(PlainLines::parse(page(&[&[2, 0, 0]]), 1).is_err());
+        let invalid = PlainLines::parse(page(&[&[1, 0, 0, 0], &[0xff]]), 1).unwrap();
+        assert!(invalid.text(0).is_err());
+        assert!(PlainLines::parse(Bytes::new(), 0).is_ok());
     }
 
     fn memchr_find(text: &[u8], needle: &[u8]) -> Option<usize> {
