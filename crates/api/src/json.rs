@@ -24,8 +24,14 @@ pub(crate) fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
     let bytes = s.as_bytes();
     let mut clean_from = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: &str = match b {
+    loop {
+        let i = next_to_escape(bytes, clean_from);
+        // Escaped bytes are ASCII, so the runs between them are whole UTF-8 text.
+        out.push_str(&s[clean_from..i]);
+        let Some(&b) = bytes.get(i) else {
+            break;
+        };
+        let escape = match b {
             b'"' => "\\\"",
             b'\\' => "\\\\",
             b'\n' => "\\n",
@@ -33,11 +39,8 @@ pub(crate) fn push_json_str(out: &mut String, s: &str) {
             b'\t' => "\\t",
             0x08 => "\\b",
             0x0c => "\\f",
-            0..=0x1f => "",
-            _ => continue,
+            _ => "",
         };
-        // Escaped bytes are ASCII, so the runs between them are whole UTF-8 text.
-        out.push_str(&s[clean_from..i]);
         if escape.is_empty() {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             out.push_str("\\u00");
@@ -48,8 +51,36 @@ pub(crate) fn push_json_str(out: &mut String, s: &str) {
         }
         clean_from = i + 1;
     }
-    out.push_str(&s[clean_from..]);
     out.push('"');
+}
+
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// The index of the first byte from `from` on that JSON escapes (`bytes.len()` if none),
+/// testing eight bytes at a time: log lines are long runs of plain text.
+fn next_to_escape(bytes: &[u8], from: usize) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Whether a byte of `word` is zero, or below 0x20 (exact as a test of any byte, though
+    // not of which one).
+    let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS != 0;
+    let has_control = |word: u64| word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0;
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_ne_bytes(word);
+        if has_control(word) || has_zero(word ^ (ONES * 0x22)) || has_zero(word ^ (ONES * 0x5c)) {
+            break;
+        }
+        i += 8;
+    }
+    bytes[i.min(bytes.len())..]
+        .iter()
+        .position(|&b| needs_escape(b))
+        .map_or(bytes.len(), |k| i + k)
 }
 
 #[cfg(test)]
@@ -70,6 +101,18 @@ mod tests {
             ]
             .map(String::from),
         );
+        // Every byte needing an escape at every offset of a longer text, next to bytes on
+        // either side of the eight-byte test's limits (0x1f/0x20, 0x21-0x23, 0x5b-0x5d, 0x7f,
+        // multi-byte characters).
+        let filler = "a é!#[]\u{7f}✓ z0123456789";
+        for special in ["\"", "\\", "\n", "\u{0}", "\u{1f}", "\u{8}", "\u{c}"] {
+            for at in 0..20 {
+                let mut text: String = filler.chars().cycle().take(at).collect();
+                text.push_str(special);
+                text.extend(filler.chars().cycle().take(17));
+                cases.push(text);
+            }
+        }
         for s in cases {
             let mut out = String::from("x");
             push_json_str(&mut out, &s);
