@@ -12,9 +12,11 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema};
 use bytes::Bytes;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnPath;
@@ -26,6 +28,7 @@ use vigil_model::{Label, Labels, Sample};
 pub mod linegrams;
 pub mod linetokens;
 pub mod logs;
+mod rows;
 
 pub const SERIES_FILE: &str = "series.parquet";
 pub const SAMPLES_FILE: &str = "samples.parquet";
@@ -278,7 +281,8 @@ impl BlockIndex {
 }
 
 /// Reads the samples of the series in `ids` within `[mint, maxt]` from `samples.parquet`,
-/// skipping row groups whose series-id range misses `ids`.
+/// decoding only the row groups and pages (by the page index of `series_id` and
+/// `timestamp_ms`) that can hold them.
 pub fn read_samples(
     samples_file: Bytes,
     ids: &RoaringBitmap,
@@ -286,29 +290,19 @@ pub fn read_samples(
     maxt: i64,
 ) -> Result<HashMap<u32, Vec<Sample>>, BlockError> {
     let mut out: HashMap<u32, Vec<Sample>> = HashMap::new();
-    if ids.is_empty() {
+    if ids.is_empty() || mint > maxt {
         return Ok(out);
     }
-    let (lo, hi) = (ids.min().unwrap_or(0), ids.max().unwrap_or(u32::MAX));
-    let builder = ParquetRecordBatchReaderBuilder::try_new(samples_file)?;
-    let mut selectors = Vec::new();
-    for rg in builder.metadata().row_groups() {
-        let rows = rg.num_rows() as usize;
-        let keep = match rg.column(0).statistics() {
-            Some(Statistics::Int32(s)) => match (s.min_opt(), s.max_opt()) {
-                (Some(min), Some(max)) => (*max as u32) >= lo && (*min as u32) <= hi,
-                _ => true,
-            },
-            _ => true,
-        };
-        selectors.push(if keep {
-            RowSelector::select(rows)
-        } else {
-            RowSelector::skip(rows)
-        });
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(samples_file, options)?;
+    let planned = plan_samples(builder.metadata(), ids, mint, maxt);
+    if planned.is_empty() {
+        return Ok(out);
     }
+    let (row_groups, selection) = rows::selection_of(builder.metadata(), &planned);
     let reader = builder
-        .with_row_selection(RowSelection::from(selectors))
+        .with_row_groups(row_groups)
+        .with_row_selection(selection)
         .build()?;
     for batch in reader {
         let batch = batch?;
@@ -331,18 +325,85 @@ pub fn read_samples(
             .as_any()
             .downcast_ref::<Float64Array>()
             .ok_or_else(|| malformed("value"))?;
-        for i in 0..batch.num_rows() {
-            let id = sid.value(i);
-            let t = ts.value(i);
-            if t < mint || t > maxt || !ids.contains(id) {
-                continue;
+        let (sids, times, values) = (sid.values(), ts.values(), val.values());
+        let mut i = 0;
+        while i < sids.len() {
+            // Rows come in runs of one series: one membership test and one lookup per run.
+            let id = sids[i];
+            let end = i + sids[i..].iter().take_while(|&&s| s == id).count();
+            if ids.contains(id) {
+                // A series' times ascend: its rows in range are one slice of the run.
+                let from = i + times[i..end].partition_point(|&t| t < mint);
+                let to = i + times[i..end].partition_point(|&t| t <= maxt);
+                if from < to {
+                    out.entry(id).or_default().extend(
+                        times[from..to]
+                            .iter()
+                            .zip(&values[from..to])
+                            .map(|(&t, &v)| Sample::new(t, v)),
+                    );
+                }
             }
-            out.entry(id)
-                .or_default()
-                .push(Sample::new(t, val.value(i)));
+            i = end;
         }
     }
     Ok(out)
+}
+
+/// The row groups of `samples.parquet` and the row ranges in them that can hold samples of
+/// `ids` in `[mint, maxt]`: by the column-chunk statistics, then the page index.
+fn plan_samples(
+    metadata: &ParquetMetaData,
+    ids: &RoaringBitmap,
+    mint: i64,
+    maxt: i64,
+) -> rows::Planned {
+    let wants_ids = |min: i32, max: i32| {
+        let (min, max) = (min as u32, max as u32);
+        min <= max && ids.range_cardinality(min..=max) > 0
+    };
+    let wants_times = |min: i64, max: i64| min <= maxt && max >= mint;
+    let mut planned = Vec::new();
+    for (rg_idx, rg) in metadata.row_groups().iter().enumerate() {
+        let keep = match (rg.column(0).statistics(), rg.column(1).statistics()) {
+            (Some(Statistics::Int32(s)), Some(Statistics::Int64(t))) => {
+                let ids_overlap = match (s.min_opt(), s.max_opt()) {
+                    (Some(&min), Some(&max)) => wants_ids(min, max),
+                    _ => true,
+                };
+                let times_overlap = match (t.min_opt(), t.max_opt()) {
+                    (Some(&min), Some(&max)) => wants_times(min, max),
+                    _ => true,
+                };
+                ids_overlap && times_overlap
+            }
+            _ => true,
+        };
+        if !keep {
+            continue;
+        }
+        let rows = usize::try_from(rg.num_rows()).unwrap_or(0);
+        let page_index = metadata.page_index_for_row_group(rg_idx);
+        let sid_pages = rows::page_ranges(&page_index, 0, rows, |ci, p| match ci {
+            ColumnIndexMetaData::INT32(ci) => match (ci.min_value(p), ci.max_value(p)) {
+                (Some(&min), Some(&max)) => wants_ids(min, max),
+                _ => true,
+            },
+            _ => true,
+        });
+        let ts_pages = rows::page_ranges(&page_index, 1, rows, |ci, p| match ci {
+            ColumnIndexMetaData::INT64(ci) => match (ci.min_value(p), ci.max_value(p)) {
+                (Some(&min), Some(&max)) => wants_times(min, max),
+                _ => true,
+            },
+            _ => true,
+        });
+        let ranges = rows::intersect(&sid_pages, &ts_pages);
+        if !ranges.is_empty() {
+            planned.push((rg_idx, ranges));
+        }
+    }
+    planned
 }
 
 #[cfg(test)]
@@ -381,5 +442,73 @@ mod tests {
         let got = read_samples(file(SAMPLES_FILE), &ids, i64::MIN, i64::MAX).unwrap();
         assert_eq!(got.len(), 1);
         assert!(got[&1][1].same_as(&sb[1]));
+    }
+
+    #[test]
+    fn reads_of_a_few_series_and_a_time_slice_skip_pages_and_match_a_full_scan() {
+        // 600 series × 120 samples: several pages of 16,384 rows.
+        let labels: Vec<Labels> = (0..600)
+            .map(|i| {
+                Labels::from_unsorted(vec![
+                    Label::new("__name__", "m"),
+                    Label::new("i", format!("{i:03}")),
+                ])
+            })
+            .collect();
+        let samples: Vec<Vec<Sample>> = (0..600)
+            .map(|i| {
+                (0..120)
+                    .map(|k| Sample::new(k * 15_000 + i, (i * 1000 + k) as f64))
+                    .collect()
+            })
+            .collect();
+        let block = encode_block(
+            "t",
+            labels.iter().zip(&samples).map(|(l, s)| (l, s.as_slice())),
+        )
+        .unwrap();
+        let file = block
+            .files
+            .iter()
+            .find(|(n, _)| *n == SAMPLES_FILE)
+            .unwrap()
+            .1
+            .clone();
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new_with_options(file.clone(), options).unwrap();
+        for (ids, mint, maxt) in [
+            (vec![3u32, 4, 599], i64::MIN, i64::MAX),
+            (vec![0, 250, 251, 598], 300_000, 900_003),
+            ((0..600).step_by(7).collect(), 15_000, 15_000 + 599),
+            (vec![10], 2_000_000, 3_000_000),
+            (vec![], i64::MIN, i64::MAX),
+        ] {
+            let bitmap: RoaringBitmap = ids.iter().copied().collect();
+            let got = read_samples(file.clone(), &bitmap, mint, maxt).unwrap();
+            let want: HashMap<u32, Vec<(i64, f64)>> = ids
+                .iter()
+                .map(|&id| {
+                    let s = &samples[id as usize];
+                    let kept = s.iter().filter(|x| (mint..=maxt).contains(&x.timestamp_ms));
+                    (
+                        id,
+                        kept.map(|x| (x.timestamp_ms, x.value)).collect::<Vec<_>>(),
+                    )
+                })
+                .filter(|(_, s)| !s.is_empty())
+                .collect();
+            let got: HashMap<u32, Vec<(i64, f64)>> = got
+                .into_iter()
+                .map(|(id, s)| (id, s.iter().map(|x| (x.timestamp_ms, x.value)).collect()))
+                .collect();
+            assert_eq!(got, want, "{ids:?} in [{mint}, {maxt}]");
+        }
+        // Three series in two of the five pages: only those are planned.
+        let few: RoaringBitmap = [3u32, 4, 599].into_iter().collect();
+        let planned = plan_samples(builder.metadata(), &few, i64::MIN, i64::MAX);
+        let rows: usize = planned.iter().flat_map(|(_, r)| r).map(|r| r.len()).sum();
+        assert_eq!(planned.len(), 1);
+        assert!(rows <= 2 * 16_384, "{rows} rows planned");
     }
 }

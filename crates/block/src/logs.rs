@@ -34,8 +34,7 @@ use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt32
 use arrow::datatypes::{DataType, Field, Schema};
 use bytes::{Bytes, BytesMut};
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
-    RowSelector,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
 use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter, ProjectionMask};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -63,6 +62,7 @@ use vigil_model::{
 
 use crate::linegrams::{self, LineGrams, LineGramsWriter};
 use crate::linetokens::{self, LineTokens, LineTokensWriter};
+use crate::rows::{intersect, page_ranges, selection_of, Planned};
 
 use crate::{
     zstd, BlockError, BlockFile, BlockMeta, EncodedBlock, BLOCK_FORMAT_VERSION, INDEX_FILE,
@@ -1646,82 +1646,6 @@ fn plan(metadata: &ParquetMetaData, request: &Request) -> Result<Option<Planned>
     Ok((!planned.is_empty()).then_some(planned))
 }
 
-/// The row groups a read decodes, each with the row ranges in it worth visiting.
-type Planned = Vec<(usize, Vec<Range<usize>>)>;
-
-/// The row groups of `planned` and the parquet row selection of their ranges.
-fn selection_of(metadata: &ParquetMetaData, planned: &Planned) -> (Vec<usize>, RowSelection) {
-    let mut row_groups = Vec::with_capacity(planned.len());
-    let mut selectors = Vec::new();
-    for (rg, ranges) in planned {
-        row_groups.push(*rg);
-        let rows = usize::try_from(metadata.row_group(*rg).num_rows()).unwrap_or(0);
-        let mut at = 0;
-        for r in ranges {
-            if r.start > at {
-                selectors.push(RowSelector::skip(r.start - at));
-            }
-            selectors.push(RowSelector::select(r.end - r.start));
-            at = r.end;
-        }
-        // Cover the whole row group: the selection is matched to rows positionally.
-        if at < rows {
-            selectors.push(RowSelector::skip(rows - at));
-        }
-    }
-    (row_groups, RowSelection::from(selectors))
-}
-
-/// Row ranges of the pages of column `col` in one row group that `wanted` keeps; the whole row
-/// group when the page index is missing.
-fn page_ranges(
-    page_index: &parquet::file::metadata::page_index::RowGroupPageIndex,
-    col: usize,
-    rows: usize,
-    wanted: impl Fn(&ColumnIndexMetaData, usize) -> bool,
-) -> Vec<Range<usize>> {
-    let (Some(ci), Some(oi)) = (page_index.column_index(col), page_index.offset_index(col)) else {
-        return std::iter::once(0..rows).collect();
-    };
-    let pages = oi.page_locations();
-    if pages.len() as u64 != ci.num_pages() {
-        return std::iter::once(0..rows).collect();
-    }
-    let start = |p: usize| {
-        usize::try_from(pages[p].first_row_index)
-            .unwrap_or(0)
-            .min(rows)
-    };
-    (0..pages.len())
-        .filter(|&p| wanted(ci, p))
-        .map(|p| {
-            start(p)..if p + 1 < pages.len() {
-                start(p + 1)
-            } else {
-                rows
-            }
-        })
-        .collect()
-}
-
-/// Intersection of two sorted lists of disjoint ranges.
-fn intersect(a: &[Range<usize>], b: &[Range<usize>]) -> Vec<Range<usize>> {
-    let (mut i, mut j, mut out) = (0, 0, Vec::new());
-    while i < a.len() && j < b.len() {
-        let start = a[i].start.max(b[j].start);
-        let end = a[i].end.min(b[j].end);
-        if start < end {
-            out.push(start..end);
-        }
-        if a[i].end < b[j].end {
-            i += 1;
-        } else {
-            j += 1;
-        }
-    }
-    out
-}
-
 /// zstd's smallest match length; shorter matches are emitted as literals.
 const MIN_MATCH: usize = 3;
 /// Bytes of the PLAIN length prefix in front of every line.
@@ -2949,7 +2873,7 @@ mod tests {
     fn planned_selection(
         metadata: &ParquetMetaData,
         request: &Request,
-    ) -> (Vec<usize>, RowSelection) {
+    ) -> (Vec<usize>, parquet::arrow::arrow_reader::RowSelection) {
         let planned = plan(metadata, request).unwrap().unwrap();
         selection_of(metadata, &planned)
     }
