@@ -302,25 +302,37 @@ mod tests {
                 .collect(),
         );
         let opts = EngineOptions::default();
-        for agg in ["sum", "count", "min", "max", "group"] {
-            for f in ["rate", "increase", "delta"] {
-                let fused = format!("{agg} by (g) ({f}(c_total[2m]))");
-                // `* 1` makes the argument a binary expression: the general path.
-                let general = format!("{agg} by (g) ({f}(c_total[2m]) * 1)");
-                let a = range_query(&s, &fused, 120_000, 840_000, 30_000, &opts).unwrap();
-                let b = range_query(&s, &general, 120_000, 840_000, 30_000, &opts).unwrap();
-                let (Value::Matrix(a), Value::Matrix(b)) = (a.value, b.value) else {
-                    panic!("matrices expected")
-                };
-                assert_eq!(a.len(), b.len(), "{fused}");
-                for (x, y) in a.iter().zip(&b) {
-                    assert_eq!(x.labels, y.labels, "{fused}");
-                    assert_eq!(x.points.len(), y.points.len(), "{fused}");
-                    for (p, q) in x.points.iter().zip(&y.points) {
-                        assert_eq!(p.t, q.t, "{fused}");
-                        let close = (p.v - q.v).abs() <= 1e-9 * p.v.abs().max(q.v.abs()).max(1.0);
-                        assert!(close, "{fused}: {} vs {} at {}", p.v, q.v, p.t);
-                    }
+        // Alone, and under arithmetic with a number (`* 1e305` makes avg's sums overflow into
+        // an incremental mean).
+        let arguments = [
+            "RATE(c_total[2m])",
+            "1 - RATE(c_total[2m])",
+            "RATE(c_total[2m]) * 1e305",
+            "RATE(c_total[2m]) * 1e304",
+        ];
+        for (agg, argument) in ["sum", "count", "min", "max", "group", "avg"]
+            .into_iter()
+            .flat_map(|agg| ["rate", "increase", "delta"].map(|f| (agg, f)))
+            .flat_map(|(agg, f)| arguments.map(|arg| (agg, arg.replace("RATE", f))))
+        {
+            let fused = format!("{agg} by (g) ({argument})");
+            // `(...) * 1` puts a binary expression over the argument: the general path.
+            let general = format!("{agg} by (g) (({argument}) * 1)");
+            let a = range_query(&s, &fused, 120_000, 840_000, 30_000, &opts).unwrap();
+            let b = range_query(&s, &general, 120_000, 840_000, 30_000, &opts).unwrap();
+            let (Value::Matrix(a), Value::Matrix(b)) = (a.value, b.value) else {
+                panic!("matrices expected")
+            };
+            assert_eq!(a.len(), b.len(), "{fused}");
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x.labels, y.labels, "{fused}");
+                assert_eq!(x.points.len(), y.points.len(), "{fused}");
+                for (p, q) in x.points.iter().zip(&y.points) {
+                    assert_eq!(p.t, q.t, "{fused}");
+                    let close = p.v == q.v
+                        || (p.v.is_nan() && q.v.is_nan())
+                        || (p.v - q.v).abs() <= 1e-9 * p.v.abs().max(q.v.abs()).max(1.0);
+                    assert!(close, "{fused}: {} vs {} at {}", p.v, q.v, p.t);
                 }
             }
         }

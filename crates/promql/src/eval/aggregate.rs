@@ -3,10 +3,10 @@
 use rustc_hash::FxHashMap;
 use vigil_model::{is_stale_marker, Labels, METRIC_NAME_LABEL};
 use vigil_promql_parser::ast::{
-    AggregateExpr, AggregateOp, Call, Expr, MatrixSelector, VectorSelector,
+    AggregateExpr, AggregateOp, BinaryExpr, BinaryOp, Call, Expr, MatrixSelector, VectorSelector,
 };
 
-use super::binary::by_step;
+use super::binary::{apply, by_step};
 use super::call::{rate_kind, rate_windows, valid_label_name};
 use super::labels::{drop_names_and_metric, keep_only, with_label, LabelSetIds};
 use super::{
@@ -76,8 +76,9 @@ impl Evaluator<'_> {
             return self.aggregate_selector(a, vs, steps);
         }
         let keeps_name = !a.without && a.grouping.iter().any(|g| g == METRIC_NAME_LABEL);
-        if let (Expr::Call(c), true) = (inner, !keeps_name && mergeable_op(a.op)) {
-            if let Some(value) = self.aggregate_rate(a, c, steps)? {
+        let merges = mergeable_op(a.op) || a.op == AggregateOp::Avg;
+        if let (Some((c, number)), true) = (rate_with_number(inner), !keeps_name && merges) {
+            if let Some(value) = self.aggregate_rate(a, c, number, steps)? {
                 return Ok(value);
             }
         }
@@ -97,10 +98,17 @@ impl Evaluator<'_> {
         self.aggregate_series(a, series, steps)
     }
 
-    /// `sum by (x) (rate(selector[r]))` and the like (also increase and delta): each series'
-    /// rates go straight into per-core group accumulators, merged at the end, without
-    /// materialising the rate series. `None` when the query does not have that shape.
-    fn aggregate_rate(&self, a: &AggregateExpr, c: &Call, steps: Steps) -> EvalResult<Option<Val>> {
+    /// `sum by (x) (rate(selector[r]))` and the like (also increase and delta, and avg, and a
+    /// rate under arithmetic with a number, `avg(1 - rate(...))`): each series' rates go
+    /// straight into per-core group accumulators, merged at the end, without materialising
+    /// the rate series. `None` when the query does not have that shape.
+    fn aggregate_rate(
+        &self,
+        a: &AggregateExpr,
+        c: &Call,
+        number: Option<NumberOperand>,
+        steps: Steps,
+    ) -> EvalResult<Option<Val>> {
         let Some(rf) = RangeFunction::from_name(c.func.name) else {
             return Ok(None);
         };
@@ -117,8 +125,12 @@ impl Evaluator<'_> {
         let Expr::MatrixSelector(ms) = arg else {
             return Ok(None);
         };
-        if let Some(value) = self.aggregate_rate_streamed(a, c, rf, ms, steps)? {
+        if let Some(value) = self.aggregate_rate_streamed(a, c, rf, ms, number, steps)? {
             return Ok(Some(value));
+        }
+        if number.is_some() || !mergeable_op(a.op) {
+            // Left to the general path when the storage cannot stream.
+            return Ok(None);
         }
         let series = self.select_range(ms, steps)?;
         let refs = self.ref_times(steps, ms.selector.at, ms.selector.offset_ms);
@@ -195,6 +207,7 @@ impl Evaluator<'_> {
         c: &Call,
         rf: RangeFunction,
         ms: &MatrixSelector,
+        number: Option<NumberOperand>,
         steps: Steps,
     ) -> EvalResult<Option<Val>> {
         let Some((is_counter, is_rate)) = rate_kind(rf) else {
@@ -217,7 +230,7 @@ impl Evaluator<'_> {
             };
             // Windows never fail; an error here would be a bug, so it only stops the stream.
             rate_windows(points, refs, range_ms, is_counter, is_rate, |i, v| {
-                accumulate(a.op, &mut row[i], v)
+                accumulate(a.op, &mut row[i], number.map_or(v, |n| n.apply(v)))
             })
             .is_ok()
         };
@@ -232,6 +245,10 @@ impl Evaluator<'_> {
         let Some(streamed) = streamed else {
             return Ok(None);
         };
+        if streamed.accs.iter().any(|acc| acc.incremental_mean) {
+            // An avg whose sums overflowed: only a pass in series order gives its mean.
+            return Ok(None);
+        }
         if let Some(name) = &streamed.name {
             self.note_counter_name(rf, c, name, 0);
         }
@@ -612,6 +629,9 @@ impl Evaluator<'_> {
                 merge(op, into, other);
             }
         }
+        if merged.iter().any(|acc| acc.incremental_mean) {
+            return accumulate_part(series, 0);
+        }
         merged
     }
 
@@ -737,6 +757,67 @@ fn mergeable_op(op: AggregateOp) -> bool {
     )
 }
 
+/// An arithmetic operation of a rate with a number: `1 - rate(...)` is `Sub` with the number
+/// on the left.
+#[derive(Debug, Clone, Copy)]
+struct NumberOperand {
+    op: BinaryOp,
+    number: f64,
+    number_on_left: bool,
+}
+
+impl NumberOperand {
+    fn apply(self, v: f64) -> f64 {
+        let (l, r) = if self.number_on_left {
+            (self.number, v)
+        } else {
+            (v, self.number)
+        };
+        apply(self.op, l, r).0
+    }
+}
+
+/// `rate(...)` (or another call), alone or under arithmetic with a number literal
+/// (`1 - rate(...)`, `rate(...) * 8`), parentheses aside. Comparisons filter series rather than
+/// change values, so they are not taken.
+fn rate_with_number(expr: &Expr) -> Option<(&Call, Option<NumberOperand>)> {
+    fn strip(mut e: &Expr) -> &Expr {
+        while let Expr::Paren(inner) = e {
+            e = inner;
+        }
+        e
+    }
+    match strip(expr) {
+        Expr::Call(c) => Some((c, None)),
+        Expr::Binary(BinaryExpr {
+            op,
+            lhs,
+            rhs,
+            return_bool: false,
+            matching: None,
+        }) if !op.is_comparison() && !op.is_set() => match (strip(lhs), strip(rhs)) {
+            (Expr::NumberLiteral(n), Expr::Call(c)) => Some((
+                c,
+                Some(NumberOperand {
+                    op: *op,
+                    number: *n,
+                    number_on_left: true,
+                }),
+            )),
+            (Expr::Call(c), Expr::NumberLiteral(n)) => Some((
+                c,
+                Some(NumberOperand {
+                    op: *op,
+                    number: *n,
+                    number_on_left: false,
+                }),
+            )),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// Adds the state `other` (later series) into `into` for the ops of [`mergeable_op`], and for
 /// avg while neither state is an incremental mean.
 fn merge(op: AggregateOp, into: &mut Acc, other: &Acc) {
@@ -749,7 +830,16 @@ fn merge(op: AggregateOp, into: &mut Acc, other: &Acc) {
     }
     into.count += other.count;
     match op {
-        // Avg's states merge like sums while neither is an incremental mean.
+        // Avg's states merge like sums while neither is an incremental mean. Two finite sums
+        // that overflow mark the state as one: a pass in series order would have gone on with
+        // a mean there, so the callers redo it so.
+        AggregateOp::Avg
+            if into.value.is_finite()
+                && other.value.is_finite()
+                && (into.value + other.value).is_infinite() =>
+        {
+            into.incremental_mean = true;
+        }
         AggregateOp::Sum | AggregateOp::Avg => {
             (into.value, into.comp) = kahan_sum_inc(other.value, into.value, into.comp);
             into.comp += other.comp;
