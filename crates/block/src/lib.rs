@@ -4,7 +4,7 @@
 //! timestamp_ms, value; sorted by series then time; delta-encoded timestamps, byte-stream-split
 //! values, zstd), `index.bin` (roaring postings) and `meta.json`, written last.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -28,6 +28,7 @@ use vigil_model::{Label, Labels, Sample};
 pub mod linegrams;
 pub mod linetokens;
 pub mod logs;
+pub use rows::ReadPart;
 mod rows;
 
 pub const SERIES_FILE: &str = "series.parquet";
@@ -280,22 +281,25 @@ impl BlockIndex {
     }
 }
 
-/// Reads the samples of the series in `ids` within `[mint, maxt]` from `samples.parquet`,
-/// decoding only the row groups and pages (by the page index of `series_id` and
-/// `timestamp_ms`) that can hold them.
+/// Reads the samples of the series in `ids` within `[mint, maxt]` from `samples.parquet`, in
+/// series-id order, decoding only the row groups and pages (by the page index of `series_id`
+/// and `timestamp_ms`) that can hold them. With `part`, only that share of those pages (by
+/// rows), so that several threads read one file: a series whose rows straddle two parts comes
+/// back from both, the earlier samples from the earlier part.
 pub fn read_samples(
     samples_file: Bytes,
     ids: &RoaringBitmap,
-    mint: i64,
-    maxt: i64,
-) -> Result<HashMap<u32, Vec<Sample>>, BlockError> {
-    let mut out: HashMap<u32, Vec<Sample>> = HashMap::new();
+    (mint, maxt): (i64, i64),
+    part: ReadPart,
+) -> Result<Vec<(u32, Vec<Sample>)>, BlockError> {
+    let mut out: Vec<(u32, Vec<Sample>)> = Vec::new();
     if ids.is_empty() || mint > maxt {
         return Ok(out);
     }
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
     let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(samples_file, options)?;
     let planned = plan_samples(builder.metadata(), ids, mint, maxt);
+    let planned = rows::share_ranges(planned, part);
     if planned.is_empty() {
         return Ok(out);
     }
@@ -328,7 +332,7 @@ pub fn read_samples(
         let (sids, times, values) = (sid.values(), ts.values(), val.values());
         let mut i = 0;
         while i < sids.len() {
-            // Rows come in runs of one series: one membership test and one lookup per run.
+            // Rows come in runs of one series: one membership test per run.
             let id = sids[i];
             let end = i + sids[i..].iter().take_while(|&&s| s == id).count();
             if ids.contains(id) {
@@ -336,12 +340,15 @@ pub fn read_samples(
                 let from = i + times[i..end].partition_point(|&t| t < mint);
                 let to = i + times[i..end].partition_point(|&t| t <= maxt);
                 if from < to {
-                    out.entry(id).or_default().extend(
-                        times[from..to]
-                            .iter()
-                            .zip(&values[from..to])
-                            .map(|(&t, &v)| Sample::new(t, v)),
-                    );
+                    let samples = times[from..to]
+                        .iter()
+                        .zip(&values[from..to])
+                        .map(|(&t, &v)| Sample::new(t, v));
+                    // A run cut by a batch or page boundary continues the series before it.
+                    match out.last_mut() {
+                        Some((last, into)) if *last == id => into.extend(samples),
+                        _ => out.push((id, samples.collect())),
+                    }
                 }
             }
             i = end;
@@ -439,9 +446,16 @@ mod tests {
         let ids = index
             .postings
             .select(&[Matcher::new(MatchOp::Equal, "job", "b").unwrap()]);
-        let got = read_samples(file(SAMPLES_FILE), &ids, i64::MIN, i64::MAX).unwrap();
+        let got = read_samples(
+            file(SAMPLES_FILE),
+            &ids,
+            (i64::MIN, i64::MAX),
+            ReadPart::WHOLE,
+        )
+        .unwrap();
         assert_eq!(got.len(), 1);
-        assert!(got[&1][1].same_as(&sb[1]));
+        assert_eq!(got[0].0, 1);
+        assert!(got[0].1[1].same_as(&sb[1]));
     }
 
     #[test]
@@ -485,8 +499,7 @@ mod tests {
             (vec![], i64::MIN, i64::MAX),
         ] {
             let bitmap: RoaringBitmap = ids.iter().copied().collect();
-            let got = read_samples(file.clone(), &bitmap, mint, maxt).unwrap();
-            let want: HashMap<u32, Vec<(i64, f64)>> = ids
+            let want: Vec<(u32, Vec<(i64, f64)>)> = ids
                 .iter()
                 .map(|&id| {
                     let s = &samples[id as usize];
@@ -498,11 +511,21 @@ mod tests {
                 })
                 .filter(|(_, s)| !s.is_empty())
                 .collect();
-            let got: HashMap<u32, Vec<(i64, f64)>> = got
-                .into_iter()
-                .map(|(id, s)| (id, s.iter().map(|x| (x.timestamp_ms, x.value)).collect()))
-                .collect();
-            assert_eq!(got, want, "{ids:?} in [{mint}, {maxt}]");
+            // Whole, and in parts whose pieces of a series join up in order.
+            for count in [1, 2, 3, 7] {
+                let mut got: Vec<(u32, Vec<(i64, f64)>)> = Vec::new();
+                for part in ReadPart::all(count) {
+                    for (id, s) in read_samples(file.clone(), &bitmap, (mint, maxt), part).unwrap()
+                    {
+                        let s = s.iter().map(|x| (x.timestamp_ms, x.value));
+                        match got.last_mut() {
+                            Some((last, into)) if *last == id => into.extend(s),
+                            _ => got.push((id, s.collect())),
+                        }
+                    }
+                }
+                assert_eq!(got, want, "{ids:?} in [{mint}, {maxt}], {count} parts");
+            }
         }
         // Three series in two of the five pages: only those are planned.
         let few: RoaringBitmap = [3u32, 4, 599].into_iter().collect();

@@ -62,6 +62,7 @@ use vigil_model::{
 
 use crate::linegrams::{self, LineGrams, LineGramsWriter};
 use crate::linetokens::{self, LineTokens, LineTokensWriter};
+pub use crate::rows::ReadPart;
 use crate::rows::{intersect, page_ranges, selection_of, Planned};
 
 use crate::{
@@ -782,52 +783,6 @@ impl<'de> Deserialize<'de> for Pairs {
             }
         }
         deserializer.deserialize_map(PairsVisitor)
-    }
-}
-
-/// Which share of a file's row groups a read covers, so that one file can be read by several
-/// threads: part `index` of `count` contiguous shares of the row groups the read wants, of
-/// about equal rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReadPart {
-    pub index: usize,
-    pub count: usize,
-}
-
-impl ReadPart {
-    pub const WHOLE: ReadPart = ReadPart { index: 0, count: 1 };
-
-    /// `count` parts covering a file together.
-    pub fn all(count: usize) -> impl Iterator<Item = ReadPart> {
-        let count = count.max(1);
-        (0..count).map(move |index| ReadPart { index, count })
-    }
-
-    /// This part's items `first..end` of a list whose items cost `weights`: contiguous
-    /// shares of about equal weight, together covering the list once.
-    fn share(&self, weights: &[usize]) -> (usize, usize) {
-        let count = self.count.max(1);
-        let total: usize = weights.iter().sum();
-        // Item i goes to the part its weight's midpoint falls in.
-        let part_of = |before: usize, weight: usize| -> usize {
-            if total == 0 {
-                return 0;
-            }
-            ((2 * before + weight) * count / (2 * total)).min(count - 1)
-        };
-        let (mut first, mut end, mut before) = (weights.len(), weights.len(), 0);
-        for (i, &w) in weights.iter().enumerate() {
-            let part = part_of(before, w);
-            if part == self.index && first == weights.len() {
-                first = i;
-            }
-            if part > self.index {
-                end = i;
-                break;
-            }
-            before += w;
-        }
-        (first.min(end), end)
     }
 }
 

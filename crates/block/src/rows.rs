@@ -36,6 +36,27 @@ pub(crate) fn selection_of(
     (row_groups, RowSelection::from(selectors))
 }
 
+/// `part`'s share of the ranges of `planned`, by rows.
+pub(crate) fn share_ranges(planned: Planned, part: ReadPart) -> Planned {
+    if part.count <= 1 {
+        return planned;
+    }
+    let pieces: Vec<(usize, Range<usize>)> = planned
+        .into_iter()
+        .flat_map(|(rg, ranges)| ranges.into_iter().map(move |r| (rg, r)))
+        .collect();
+    let weights: Vec<usize> = pieces.iter().map(|(_, r)| r.len()).collect();
+    let (first, end) = part.share(&weights);
+    let mut out: Planned = Vec::new();
+    for (rg, range) in pieces.into_iter().take(end).skip(first) {
+        match out.last_mut() {
+            Some((last, ranges)) if *last == rg => ranges.push(range),
+            _ => out.push((rg, vec![range])),
+        }
+    }
+    out
+}
+
 /// Row ranges of the pages of column `col` in one row group that `wanted` keeps; the whole row
 /// group when the page index is missing.
 pub(crate) fn page_ranges(
@@ -84,4 +105,50 @@ pub(crate) fn intersect(a: &[Range<usize>], b: &[Range<usize>]) -> Vec<Range<usi
         }
     }
     out
+}
+
+/// Which share of a file's row groups (or row ranges) a read covers, so that one file can be read by several
+/// threads: part `index` of `count` contiguous shares of the row groups the read wants, of
+/// about equal rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadPart {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl ReadPart {
+    pub const WHOLE: ReadPart = ReadPart { index: 0, count: 1 };
+
+    /// `count` parts covering a file together.
+    pub fn all(count: usize) -> impl Iterator<Item = ReadPart> {
+        let count = count.max(1);
+        (0..count).map(move |index| ReadPart { index, count })
+    }
+
+    /// This part's items `first..end` of a list whose items cost `weights`: contiguous
+    /// shares of about equal weight, together covering the list once.
+    pub(crate) fn share(&self, weights: &[usize]) -> (usize, usize) {
+        let count = self.count.max(1);
+        let total: usize = weights.iter().sum();
+        // Item i goes to the part its weight's midpoint falls in.
+        let part_of = |before: usize, weight: usize| -> usize {
+            if total == 0 {
+                return 0;
+            }
+            ((2 * before + weight) * count / (2 * total)).min(count - 1)
+        };
+        let (mut first, mut end, mut before) = (weights.len(), weights.len(), 0);
+        for (i, &w) in weights.iter().enumerate() {
+            let part = part_of(before, w);
+            if part == self.index && first == weights.len() {
+                first = i;
+            }
+            if part > self.index {
+                end = i;
+                break;
+            }
+            before += w;
+        }
+        (first.min(end), end)
+    }
 }

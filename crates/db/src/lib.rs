@@ -763,6 +763,11 @@ pub fn set_release_freed_memory(release: fn()) {
     let _ = RELEASE_FREED_MEMORY.set(release);
 }
 
+/// Tasks a block is read by when all of it is wanted: one per core.
+pub(crate) fn read_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
 /// Returns the allocator's freed pages to the system, where the binary said how.
 pub(crate) fn release_freed_memory() {
     if let Some(release) = RELEASE_FREED_MEMORY.get() {

@@ -471,7 +471,7 @@ impl Db {
             rest = later;
             // Every core gets a share of every block, so that a large block does not run alone
             // (with a limit, blocks come one at a time, each read by all cores).
-            let parts = read_parallelism();
+            let parts = crate::read_parallelism();
             let reads = now.iter().map(|(block, ids)| {
                 let filter = filter.for_streams(block_stream_labels(block, ids));
                 let decoded = self.block_read_caches(block, &admitted);
@@ -659,7 +659,7 @@ impl Db {
         let from_head: Vec<LogWindowSums> = from_head.into_iter().flatten().collect();
         let blocks = self.matching_log_blocks(tenant, matchers, start_ns, end_ns, cuts_done);
         // Every core gets a share of every block, so the last block does not run alone.
-        let parts = read_parallelism();
+        let parts = crate::read_parallelism();
         let admitted = Arc::new(AtomicUsize::new(0));
         let reads = blocks.iter().map(|(block, ids)| {
             let filter = filter.for_streams(block_stream_labels(block, ids));
@@ -743,11 +743,6 @@ type SampleGroup = (Labels, Vec<(String, String)>);
 /// Blocks read at once when a limit lets later ones be skipped: one, read by all cores, so the
 /// limit is checked after each.
 const READ_WAVE_BLOCKS: usize = 1;
-
-/// Tasks a block is read by when all of it is wanted: one per core.
-fn read_parallelism() -> usize {
-    std::thread::available_parallelism().map_or(2, usize::from)
-}
 
 /// Whether `merged` already holds `limit` distinct entries that all come before (`forward`) or
 /// after every entry `next` can hold, so no later block in that order can make the cut.

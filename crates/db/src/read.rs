@@ -1,9 +1,10 @@
 //! Reads over a tenant's head and blocks, merged: series, label names and values, samples.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use roaring::RoaringBitmap;
+use rustc_hash::FxHashMap;
 use vigil_block::SAMPLES_FILE;
 use vigil_model::{Labels, Matcher, MetricMetadata, Sample, TenantId};
 
@@ -178,40 +179,46 @@ impl Db {
             None => Vec::new(),
         };
         let blocks = self.catalog.overlapping(tenant.as_str(), mint, maxt);
-        if !blocks.is_empty() {
-            let mut position: HashMap<Labels, usize> = merged
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (s.labels.clone(), i))
-                .collect();
-            for block in blocks {
-                let ids = block.index.postings.select(matchers);
-                if ids.is_empty() {
+        // Where each series already merged sits, built only once a second source (the head,
+        // or an earlier block) has series to merge into.
+        let mut position: Option<FxHashMap<Labels, usize>> = None;
+        for block in blocks {
+            let ids = block.index.postings.select(matchers);
+            if ids.is_empty() {
+                continue;
+            }
+            let read = self.read_block_samples(&block, ids, mint, maxt).await?;
+            if merged.is_empty() {
+                // Nothing to merge with: ids are distinct within a block.
+                merged.extend(read.into_iter().filter_map(|(id, samples)| {
+                    let labels = block.index.labels.get(id as usize)?;
+                    Some(SeriesData {
+                        labels: labels.clone(),
+                        samples: sorted_unique(samples),
+                    })
+                }));
+                continue;
+            }
+            let position = position.get_or_insert_with(|| {
+                merged
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (s.labels.clone(), i))
+                    .collect()
+            });
+            for (id, samples) in read {
+                let Some(labels) = block.index.labels.get(id as usize) else {
                     continue;
-                }
-                for (id, mut samples) in self.read_block_samples(&block, ids, mint, maxt).await? {
-                    let Some(labels) = block.index.labels.get(id as usize) else {
-                        continue;
-                    };
-                    if samples.is_empty() {
-                        continue;
-                    }
-                    if !samples
-                        .windows(2)
-                        .all(|w| w[0].timestamp_ms < w[1].timestamp_ms)
-                    {
-                        samples.sort_by_key(|s| s.timestamp_ms);
-                        samples.dedup_by_key(|s| s.timestamp_ms);
-                    }
-                    match position.get(labels) {
-                        Some(&i) => merge_keep_first(&mut merged[i].samples, samples),
-                        None => {
-                            position.insert(labels.clone(), merged.len());
-                            merged.push(SeriesData {
-                                labels: labels.clone(),
-                                samples,
-                            });
-                        }
+                };
+                let samples = sorted_unique(samples);
+                match position.get(labels) {
+                    Some(&i) => merge_keep_first(&mut merged[i].samples, samples),
+                    None => {
+                        position.insert(labels.clone(), merged.len());
+                        merged.push(SeriesData {
+                            labels: labels.clone(),
+                            samples,
+                        });
                     }
                 }
             }
@@ -219,18 +226,35 @@ impl Db {
         Ok(merged)
     }
 
+    /// The samples of the series `ids` of one block in `[mint, maxt]`, in series-id order,
+    /// decoded by all cores (each a share of the pages to read).
     async fn read_block_samples(
         &self,
         block: &Arc<BlockEntry>,
         ids: RoaringBitmap,
         mint: i64,
         maxt: i64,
-    ) -> Result<HashMap<u32, Vec<Sample>>, DbError> {
+    ) -> Result<Vec<(u32, Vec<Sample>)>, DbError> {
         let bytes = self.block_file_bytes(block, SAMPLES_FILE).await?;
-        tokio::task::spawn_blocking(move || vigil_block::read_samples(bytes, &ids, mint, maxt))
-            .await
-            .map_err(|e| DbError::Task(e.to_string()))?
-            .map_err(DbError::from)
+        let ids = Arc::new(ids);
+        let parts = vigil_block::ReadPart::all(crate::read_parallelism()).map(|part| {
+            let (bytes, ids) = (bytes.clone(), ids.clone());
+            tokio::task::spawn_blocking(move || {
+                vigil_block::read_samples(bytes, &ids, (mint, maxt), part)
+            })
+        });
+        let mut out: Vec<(u32, Vec<Sample>)> = Vec::new();
+        for part in futures::future::join_all(parts).await {
+            let part = part.map_err(|e| DbError::Task(e.to_string()))??;
+            for (id, samples) in part {
+                // A series cut between two parts: the later part holds its later samples.
+                match out.last_mut() {
+                    Some((last, into)) if *last == id => into.extend(samples),
+                    _ => out.push((id, samples)),
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// One file of a block, from the pending directory or the object store.
@@ -260,6 +284,18 @@ impl Db {
             .map(|h| h.metadata().into_iter().collect())
             .unwrap_or_default()
     }
+}
+
+/// `samples` sorted by time with one sample per timestamp (the first), as blocks hold them.
+fn sorted_unique(mut samples: Vec<Sample>) -> Vec<Sample> {
+    if !samples
+        .windows(2)
+        .all(|w| w[0].timestamp_ms < w[1].timestamp_ms)
+    {
+        samples.sort_by_key(|s| s.timestamp_ms);
+        samples.dedup_by_key(|s| s.timestamp_ms);
+    }
+    samples
 }
 
 /// Merges two time-sorted sample lists; where both have a timestamp, `into`'s sample stays.
