@@ -26,6 +26,10 @@
 #   5. Peak RSS of both after the queries (the largest VmHWM seen since the start).
 #   6. obsload compare (Prometheus as the reference A, Vigil as B) of the same queries, range and
 #      instant; its summary line "compared N, matched M, failed F, errors E".
+#   7. From blocks (QB_BLOCKS=1): Vigil is stopped with SIGTERM (the graceful shutdown cuts the
+#      head into a block in its local object store) and started again on the same data dir, so
+#      every query reads the block, as queries over past hours do; the range queries are timed
+#      again and compared with Prometheus again.
 #
 # Environment (defaults in brackets):
 #   QB_SERIES [100000] QB_SAMPLES_PER_SERIES [120] QB_CONCURRENCY [4] QB_BATCH [2000] QB_SEED [1]
@@ -37,6 +41,7 @@
 #   QB_BUILD_TRIES [4]  QB_BUILD_RETRY_SLEEP [180]   retries of a failing build
 #   QB_WORK_DIR [mktemp]  QB_OUT [$QB_WORK_DIR/results]  QB_KEEP [0] (keep data dirs)
 #   QB_VIGIL_ARGS []          extra `vigil serve` flags
+#   QB_BLOCKS [1]             step 7 (queries from blocks)
 #   OBSLOAD [/work/shared/bin/obsload]  PROMETHEUS [/usr/bin/prometheus]
 #
 # Output: a markdown table on stdout (also $QB_OUT/summary.md), $QB_OUT/results.json, and the raw
@@ -63,6 +68,7 @@ BUILD_TRIES=${QB_BUILD_TRIES:-4}
 BUILD_RETRY_SLEEP=${QB_BUILD_RETRY_SLEEP:-180}
 KEEP=${QB_KEEP:-0}
 VIGIL_ARGS=${QB_VIGIL_ARGS:-}
+BLOCKS=${QB_BLOCKS:-1}
 OBSLOAD=${OBSLOAD:-/work/shared/bin/obsload}
 PROMETHEUS=${PROMETHEUS:-/usr/bin/prometheus}
 WORK=${QB_WORK_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/vigil-query-bench.XXXXXX")}
@@ -274,7 +280,7 @@ bench() { # NAME URL PID KIND
         timeout --signal=TERM --kill-after=10 "$QUERY_MAX_SECONDS" "${cmd[@]}" >"$OUT/bench.tmp" 2>>"$OUT/bench-$name-$kind.err" || rc=$?
         hwm=$(vmhwm_bytes "$pid")
         alive "$pid" "$name"
-        if [[ $name == vigil ]]; then ((hwm > V_HWM_MAX)) && V_HWM_MAX=$hwm; else ((hwm > P_HWM_MAX)) && P_HWM_MAX=$hwm; fi
+        if [[ $name == vigil* ]]; then ((hwm > V_HWM_MAX)) && V_HWM_MAX=$hwm; else ((hwm > P_HWM_MAX)) && P_HWM_MAX=$hwm; fi
         if ((rc != 0)) || ! jq -e . "$OUT/bench.tmp" >/dev/null 2>&1 || [[ ! -s $OUT/bench.tmp ]]; then
             fails=$((fails + 1))
             log "query-bench of query $i against $name exited with status $rc (see $OUT/bench-$name-$kind.err)"
@@ -305,15 +311,40 @@ P_RSS_Q=$(vmrss_bytes "$PPID_")
 log "after queries: vigil VmHWM=$V_HWM_Q VmRSS=$V_RSS_Q; prometheus VmHWM=$P_HWM_Q VmRSS=$P_RSS_Q"
 
 # 6. Same results?
-CMP_CMD=("$OBSLOAD" compare --a "$PURL" --b "$VURL" --queries "$QUERIES" --start "$QSTART" --end "$E" --step "$STEP"
-    --timeout-s "$TIMEOUT_S" --timings "$OUT/compare-timings.tsv")
-echo "${CMP_CMD[*]}" >"$OUT/compare.cmd"
-log "compare: ${CMP_CMD[*]}"
-CMP_RC=0
-timeout --signal=TERM --kill-after=10 "$QUERY_MAX_SECONDS" "${CMP_CMD[@]}" >"$OUT/compare.out" 2>"$OUT/compare.err" || CMP_RC=$?
-CMP_SUMMARY=$(grep -E '^compared [0-9]+' "$OUT/compare.out" | tail -n 1 || true)
-[[ -n $CMP_SUMMARY ]] || CMP_SUMMARY="no summary (exit $CMP_RC, see $OUT/compare.err)"
-log "compare: $CMP_SUMMARY"
+compare() { # NAME: Prometheus (A) against Vigil (B); sets CMP_RC and CMP_SUMMARY
+    local name=$1
+    local -a cmd=("$OBSLOAD" compare --a "$PURL" --b "$VURL" --queries "$QUERIES" --start "$QSTART" --end "$E" --step "$STEP"
+        --timeout-s "$TIMEOUT_S" --timings "$OUT/$name-timings.tsv")
+    echo "${cmd[*]}" >"$OUT/$name.cmd"
+    log "$name: ${cmd[*]}"
+    CMP_RC=0
+    timeout --signal=TERM --kill-after=10 "$QUERY_MAX_SECONDS" "${cmd[@]}" >"$OUT/$name.out" 2>"$OUT/$name.err" || CMP_RC=$?
+    CMP_SUMMARY=$(grep -E '^compared [0-9]+' "$OUT/$name.out" | tail -n 1 || true)
+    [[ -n $CMP_SUMMARY ]] || CMP_SUMMARY="no summary (exit $CMP_RC, see $OUT/$name.err)"
+    log "$name: $CMP_SUMMARY"
+}
+compare compare
+
+# 7. The same range queries from a block: Vigil restarted after a graceful shutdown.
+: >"$OUT/bench-vigil-blocks-range.jsonl"
+BLOCKS_CMP_SUMMARY="not run (QB_BLOCKS=0)"
+BLOCKS_CMP_RC=0
+if [[ $BLOCKS == 1 ]]; then
+    kill -TERM "$VPID" 2>/dev/null || true
+    wait_exit "$VPID" 120 || die "vigil did not stop within 120 s of SIGTERM (see $OUT/vigil.log)"
+    "$VIGIL" serve --listen "127.0.0.1:$VPORT" --data-dir "$WORK/vigil-data" --wal-fsync true "${vextra[@]}" \
+        >>"$OUT/vigil.log" 2>&1 &
+    VPID=$!
+    STARTED_PIDS+=("$VPID")
+    wait_http "$VURL/ready" 120 || die "vigil did not become ready again (see $OUT/vigil.log)"
+    BLOCK_FILES=$(find "$WORK/vigil-data" -path '*metrics/blocks*' -name samples.parquet | wc -l)
+    log "vigil restarted (pid $VPID) with $BLOCK_FILES metrics block(s)"
+    bench vigil-blocks "$VURL" "$VPID" range
+    CMP_SUMMARY_HEAD=$CMP_SUMMARY CMP_RC_HEAD=$CMP_RC
+    compare compare-blocks
+    BLOCKS_CMP_SUMMARY=$CMP_SUMMARY BLOCKS_CMP_RC=$CMP_RC
+    CMP_SUMMARY=$CMP_SUMMARY_HEAD CMP_RC=$CMP_RC_HEAD
+fi
 
 # Stop both (the trap would too; this way their logs end cleanly).
 kill -TERM "$VPID" "$PPID_" 2>/dev/null || true
@@ -329,6 +360,7 @@ jq -n --arg date "$DATE" --arg rev "$GIT_REV" --argjson dirty "$GIT_DIRTY" --arg
     --slurpfile lv "$OUT/load-vigil.json" --slurpfile lp "$OUT/load-prometheus.json" \
     --slurpfile vr "$OUT/bench-vigil-range.jsonl" --slurpfile pr "$OUT/bench-prometheus-range.jsonl" \
     --slurpfile vi "$OUT/bench-vigil-instant.jsonl" --slurpfile pi "$OUT/bench-prometheus-instant.jsonl" \
+    --slurpfile vb "$OUT/bench-vigil-blocks-range.jsonl" --arg bcmp "$BLOCKS_CMP_SUMMARY" --argjson bcmp_rc "$BLOCKS_CMP_RC" \
     --argjson vhl "$V_HWM_LOAD" --argjson phl "$P_HWM_LOAD" --argjson vrl "$V_RSS_LOAD" --argjson prl "$P_RSS_LOAD" \
     --argjson vhq "$V_HWM_Q" --argjson phq "$P_HWM_Q" --argjson vrq "$V_RSS_Q" --argjson prq "$P_RSS_Q" \
     --argjson vs "$V_SERIES" --argjson ps "$P_SERIES" --argjson phases "$PHASES" --arg cmp "$CMP_SUMMARY" --argjson cmp_rc "$CMP_RC" \
@@ -337,8 +369,8 @@ jq -n --arg date "$DATE" --arg rev "$GIT_REV" --argjson dirty "$GIT_DIRTY" --arg
       load: {vigil: $lv[0], prometheus: $lp[0]}, head_series: {vigil: $vs, prometheus: $ps},
       rss: {vigil: {after_load: {vmhwm: $vhl, vmrss: $vrl}, after_queries: {vmhwm: $vhq, vmrss: $vrq}},
             prometheus: {after_load: {vmhwm: $phl, vmrss: $prl}, after_queries: {vmhwm: $phq, vmrss: $prq}}},
-      queries: {vigil: {range: $vr, instant: $vi}, prometheus: {range: $pr, instant: $pi}},
-      phases: $phases, compare: {summary: $cmp, exit: $cmp_rc}}' >"$OUT/results.json"
+      queries: {vigil: {range: $vr, instant: $vi, range_from_blocks: $vb}, prometheus: {range: $pr, instant: $pi}},
+      phases: $phases, compare: {summary: $cmp, exit: $cmp_rc}, compare_from_blocks: {summary: $bcmp, exit: $bcmp_rc}}' >"$OUT/results.json"
 
 {
     echo "Query latency, $DATE, $(nproc) CPUs; vigil built $VIGIL_BUILT at $GIT_REV ($GIT_DIRTY uncommitted changes under crates/ src/); prometheus $PROM_VERSION"
@@ -347,8 +379,8 @@ jq -n --arg date "$DATE" --arg rev "$GIT_REV" --argjson dirty "$GIT_DIRTY" --arg
         "prometheus: $(jq -r '.load.prometheus.samples_ok // "?"' "$OUT/results.json") samples ok, $P_SERIES head series)"
     echo "Queries: obsload query-bench --queries $(basename "$QUERIES") --start $QSTART --end $E --step $STEP --runs $RUNS [--instant]; ms, p50 (min–max) of $RUNS runs after a warm-up"
     echo
-    echo "| # | query | Vigil range p50 (min–max) | Prometheus range p50 (min–max) | Vigil / Prom | Vigil instant p50 | Prometheus instant p50 | peak RSS MiB, range: Vigil / Prom | anchors p50: Prom 2.42 / VM |"
-    echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| # | query | Vigil range p50 (min–max) | Prometheus range p50 (min–max) | Vigil / Prom | Vigil instant p50 | Prometheus instant p50 | peak RSS MiB, range: Vigil / Prom | anchors p50: Prom 2.42 / VM | Vigil range from blocks p50 (min–max) |"
+    echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     jq -r '
         def f: if . == null then "-" elif . >= 100 then (. | round | tostring) else ((. * 10 | round) / 10 | tostring) end;
         def cell: if . == null then "n/a" elif .status != "ok" then (.status | tostring) else "\(.p50_ms | f) (\(.min_ms | f)–\(.max_ms | f))" end;
@@ -360,8 +392,8 @@ jq -n --arg date "$DATE" --arg rev "$GIT_REV" --argjson dirty "$GIT_DIRTY" --arg
         | .queries as $q
         | range(0; $q.vigil.range | length) as $i
         | ($q.vigil.range[$i]) as $vr | ($q.prometheus.range[$i]) as $pr
-        | ($q.vigil.instant[$i]) as $vi | ($q.prometheus.instant[$i]) as $pi
-        | "| \($i + 1) | `\($vr.query)` | \($vr | cell) | \($pr | cell) | \(ratio($vr; $pr)) | \($vi | p50) | \($pi | p50) | \($vr.peak_rss_bytes | mib) / \($pr.peak_rss_bytes | mib) | \(if $i < ($anch | length) then "\($anch[$i][0]) / \($anch[$i][1])" else "" end) |"
+        | ($q.vigil.instant[$i]) as $vi | ($q.prometheus.instant[$i]) as $pi | ($q.vigil.range_from_blocks[$i]) as $vb
+        | "| \($i + 1) | `\($vr.query)` | \($vr | cell) | \($pr | cell) | \(ratio($vr; $pr)) | \($vi | p50) | \($pi | p50) | \($vr.peak_rss_bytes | mib) / \($pr.peak_rss_bytes | mib) | \(if $i < ($anch | length) then "\($anch[$i][0]) / \($anch[$i][1])" else "" end) | \($vb | cell) |"
     ' "$OUT/results.json"
     echo
     jq -r '
@@ -371,12 +403,15 @@ jq -n --arg date "$DATE" --arg rev "$GIT_REV" --argjson dirty "$GIT_DIRTY" --arg
     ' "$OUT/results.json"
     jq -r '"CPU during the query phases (target s / whole machine s, wall s): " + ([.phases[] | "\(.target) \(.kind) \(.target_cpu_seconds) / \(.machine_busy_cpu_seconds), \(.wall_seconds)"] | join("; "))' "$OUT/results.json"
     echo "Compare (A = Prometheus, B = Vigil, range + instant): $CMP_SUMMARY"
-    if [[ -s $OUT/compare.out ]] && grep -vqE '^(compared |timing )' "$OUT/compare.out"; then
-        echo
-        echo "Mismatches (obsload compare):"
-        echo '```'
-        grep -vE '^(compared |timing )' "$OUT/compare.out" | cut -c1-400 | head -n 40
-        echo '```'
-    fi
+    echo "Compare with Vigil reading the block (after the restart): $BLOCKS_CMP_SUMMARY"
+    for cmp in compare compare-blocks; do
+        if [[ -s $OUT/$cmp.out ]] && grep -vqE '^(compared |timing )' "$OUT/$cmp.out"; then
+            echo
+            echo "Mismatches (obsload $cmp):"
+            echo '```'
+            grep -vE '^(compared |timing )' "$OUT/$cmp.out" | cut -c1-400 | head -n 40
+            echo '```'
+        fi
+    done
 } | tee "$OUT/summary.md"
 log "raw results: $OUT"
