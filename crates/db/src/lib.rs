@@ -87,6 +87,8 @@ pub struct DbConfig {
     pub upload_backoff: Backoff,
     /// How often the head is checked for ranges to cut.
     pub maintenance_interval: Duration,
+    /// Memory for recently read metrics block sample files; 0 disables the cache.
+    pub metric_block_cache_bytes: usize,
     /// Memory for recently read log block files (and a quarter more for their decoded line
     /// indexes); 0 disables the cache.
     pub log_block_cache_bytes: usize,
@@ -122,6 +124,8 @@ pub struct Db {
     catalog: Catalog,
     log_catalog: Catalog,
     log_block_cache: cache::BlockFileCache,
+    /// `samples.parquet` of metrics blocks recently read, by block.
+    metric_block_cache: cache::BlockFileCache,
     log_read_caches: Arc<cache::LogReadCaches>,
     store: Arc<dyn ObjectStore>,
     pending_store: Arc<dyn ObjectStore>,
@@ -236,6 +240,7 @@ impl Db {
         let (upload_tx, upload_rx) = mpsc::unbounded_channel();
         let (shutdown, _) = watch::channel(false);
         let log_block_cache = cache::BlockFileCache::new(config.log_block_cache_bytes);
+        let metric_block_cache = cache::BlockFileCache::new(config.metric_block_cache_bytes);
         let log_read_caches = Arc::new(cache::LogReadCaches {
             row_groups: cache::LruCache::new(config.log_row_group_cache_bytes),
             // Decoded from the footers of the cached block files, kept beside them.
@@ -250,6 +255,7 @@ impl Db {
             catalog: Catalog::default(),
             log_catalog: Catalog::default(),
             log_block_cache,
+            metric_block_cache,
             log_read_caches,
             store,
             pending_store,

@@ -235,7 +235,16 @@ impl Db {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<(u32, Vec<Sample>)>, DbError> {
-        let bytes = self.block_file_bytes(block, SAMPLES_FILE).await?;
+        let key = block.ulid().to_string();
+        let bytes = match self.metric_block_cache.get(&key) {
+            Some(bytes) => bytes,
+            None => {
+                let bytes = self.block_file_bytes(block, SAMPLES_FILE).await?;
+                self.metric_block_cache
+                    .insert(key, bytes.clone(), bytes.len());
+                bytes
+            }
+        };
         let ids = Arc::new(ids);
         let parts = vigil_block::ReadPart::all(crate::read_parallelism()).map(|part| {
             let (bytes, ids) = (bytes.clone(), ids.clone());

@@ -16,6 +16,7 @@ fn config(dir: &std::path::Path) -> DbConfig {
         wal: vigil_wal::WalOptions::default(),
         upload_backoff: vigil_objstore::Backoff::default(),
         maintenance_interval: Duration::from_millis(50),
+        metric_block_cache_bytes: 1 << 20,
         log_block_cache_bytes: 1 << 20,
         log_row_group_cache_bytes: 1 << 20,
         log_cut_idle: Duration::ZERO,

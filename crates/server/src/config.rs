@@ -65,6 +65,10 @@ pub struct Config {
     pub query_timeout: Duration,
     /// Most samples one query may hold in memory. Default 50000000 (Prometheus').
     pub query_max_samples: usize,
+    /// Memory for recently read metrics block files (`samples.parquet`), so repeated PromQL
+    /// queries over the same hours do not fetch them again; 0 disables. Default 134217728
+    /// (128 MiB).
+    pub metric_block_cache_bytes: usize,
     /// Memory for recently read log block files (`entries.parquet`), so repeated queries over
     /// the same hours do not fetch them again; 0 disables. Default 134217728 (128 MiB).
     pub log_block_cache_bytes: usize,
@@ -101,6 +105,7 @@ impl Default for Config {
             max_series_per_tenant: 0,
             max_label_names_per_series: 30,
             max_line_size: 256 << 10,
+            metric_block_cache_bytes: 128 << 20,
             log_block_cache_bytes: 128 << 20,
             log_row_group_cache_bytes: 256 << 20,
             log_cut_idle: Duration::from_secs(10),
@@ -233,6 +238,9 @@ pub struct ServeArgs {
     /// Most samples one query may hold in memory [default: 50000000].
     #[arg(long, env = "VIGIL_QUERY_MAX_SAMPLES")]
     pub query_max_samples: Option<usize>,
+    /// Memory for recently read metrics block files, 0 = off [default: 134217728].
+    #[arg(long, env = "VIGIL_METRIC_BLOCK_CACHE_BYTES")]
+    pub metric_block_cache_bytes: Option<usize>,
     /// Memory for recently read log block files, 0 = off [default: 134217728].
     #[arg(long, env = "VIGIL_LOG_BLOCK_CACHE_BYTES")]
     pub log_block_cache_bytes: Option<usize>,
@@ -287,6 +295,7 @@ impl ServeArgs {
         set!(query_lookback_delta);
         set!(query_timeout);
         set!(query_max_samples);
+        set!(metric_block_cache_bytes);
         set!(log_block_cache_bytes);
         set!(log_row_group_cache_bytes);
         set!(log_cut_idle);

@@ -115,6 +115,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
         upload_backoff: vigil_objstore::Backoff::default(),
         maintenance_interval: Duration::from_secs(1),
+        metric_block_cache_bytes: config.metric_block_cache_bytes,
         log_block_cache_bytes: config.log_block_cache_bytes,
         log_row_group_cache_bytes: config.log_row_group_cache_bytes,
         log_cut_idle: config.log_cut_idle,
