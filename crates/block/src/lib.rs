@@ -16,9 +16,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderB
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
-use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnPath;
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
@@ -365,47 +363,19 @@ fn plan_samples(
     mint: i64,
     maxt: i64,
 ) -> rows::Planned {
-    let wants_ids = |min: i32, max: i32| {
-        let (min, max) = (min as u32, max as u32);
-        min <= max && ids.range_cardinality(min..=max) > 0
+    let keys = rows::SortKeys {
+        ids,
+        min_time: mint,
+        max_time: maxt,
+        id_col: 0,
+        time_col: 1,
     };
-    let wants_times = |min: i64, max: i64| min <= maxt && max >= mint;
     let mut planned = Vec::new();
     for (rg_idx, rg) in metadata.row_groups().iter().enumerate() {
-        let keep = match (rg.column(0).statistics(), rg.column(1).statistics()) {
-            (Some(Statistics::Int32(s)), Some(Statistics::Int64(t))) => {
-                let ids_overlap = match (s.min_opt(), s.max_opt()) {
-                    (Some(&min), Some(&max)) => wants_ids(min, max),
-                    _ => true,
-                };
-                let times_overlap = match (t.min_opt(), t.max_opt()) {
-                    (Some(&min), Some(&max)) => wants_times(min, max),
-                    _ => true,
-                };
-                ids_overlap && times_overlap
-            }
-            _ => true,
-        };
-        if !keep {
+        if !keys.row_group_may_match(rg) {
             continue;
         }
-        let rows = usize::try_from(rg.num_rows()).unwrap_or(0);
-        let page_index = metadata.page_index_for_row_group(rg_idx);
-        let sid_pages = rows::page_ranges(&page_index, 0, rows, |ci, p| match ci {
-            ColumnIndexMetaData::INT32(ci) => match (ci.min_value(p), ci.max_value(p)) {
-                (Some(&min), Some(&max)) => wants_ids(min, max),
-                _ => true,
-            },
-            _ => true,
-        });
-        let ts_pages = rows::page_ranges(&page_index, 1, rows, |ci, p| match ci {
-            ColumnIndexMetaData::INT64(ci) => match (ci.min_value(p), ci.max_value(p)) {
-                (Some(&min), Some(&max)) => wants_times(min, max),
-                _ => true,
-            },
-            _ => true,
-        });
-        let ranges = rows::intersect(&sid_pages, &ts_pages);
+        let ranges = keys.page_rows(metadata, rg_idx);
         if !ranges.is_empty() {
             planned.push((rg_idx, ranges));
         }

@@ -43,12 +43,10 @@ use parquet::column::writer::ColumnWriterImpl;
 use parquet::data_type::{ByteArray, ByteArrayType, Int32Type, Int64Type};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{KeyValue, PageIndexPolicy, ParquetMetaData, SortingColumn};
-use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::properties::{
     DeltaBinaryPackedEncoderOptions, EnabledStatistics, WriterProperties, WriterPropertiesPtr,
 };
 use parquet::file::serialized_reader::SerializedPageReader;
-use parquet::file::statistics::Statistics;
 use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::{ColumnPath, SchemaDescriptor};
 use roaring::RoaringBitmap;
@@ -63,7 +61,7 @@ use vigil_model::{
 use crate::linegrams::{self, LineGrams, LineGramsWriter};
 use crate::linetokens::{self, LineTokens, LineTokensWriter};
 pub use crate::rows::ReadPart;
-use crate::rows::{intersect, page_ranges, selection_of, Planned};
+use crate::rows::{selection_of, Planned, SortKeys};
 
 use crate::{
     zstd, BlockError, BlockFile, BlockMeta, EncodedBlock, BLOCK_FORMAT_VERSION, INDEX_FILE,
@@ -1514,16 +1512,6 @@ impl LineIndexes {
     }
 }
 
-impl Request<'_> {
-    fn wants_ids(&self, min: u32, max: u32) -> bool {
-        min <= max && self.ids.range_cardinality(min..=max) > 0
-    }
-
-    fn wants_times(&self, min: i64, max: i64) -> bool {
-        min <= self.max_ns && max >= self.min_ns
-    }
-}
-
 /// The row groups to decode and, within them, the rows worth decoding: row groups are dropped
 /// by their column-chunk statistics, rows by the page index of `stream_id` and `timestamp_ns`.
 /// `None` when nothing can match.
@@ -1540,25 +1528,15 @@ fn plan(metadata: &ParquetMetaData, request: &Request) -> Result<Option<Planned>
     let meta_col = index_of(METADATA)?;
     // Each kept row group with its selected row ranges.
     let mut kept: Planned = Vec::new();
+    let keys = SortKeys {
+        ids: request.ids,
+        min_time: request.min_ns,
+        max_time: request.max_ns,
+        id_col: sid_col,
+        time_col: ts_col,
+    };
     for (rg_idx, rg) in metadata.row_groups().iter().enumerate() {
-        let keep = match (
-            rg.column(sid_col).statistics(),
-            rg.column(ts_col).statistics(),
-        ) {
-            (Some(Statistics::Int32(s)), Some(Statistics::Int64(t))) => {
-                let ids = match (s.min_opt(), s.max_opt()) {
-                    (Some(&min), Some(&max)) => request.wants_ids(min as u32, max as u32),
-                    _ => true,
-                };
-                let times = match (t.min_opt(), t.max_opt()) {
-                    (Some(&min), Some(&max)) => request.wants_times(min, max),
-                    _ => true,
-                };
-                ids && times
-            }
-            _ => true,
-        };
-        let keep = keep
+        let keep = keys.row_group_may_match(rg)
             && request
                 .substrings
                 .is_none_or(|(grams, clauses)| grams.may_match(rg_idx, clauses))
@@ -1568,23 +1546,7 @@ fn plan(metadata: &ParquetMetaData, request: &Request) -> Result<Option<Planned>
         if !keep {
             continue;
         }
-        let rows = usize::try_from(rg.num_rows()).unwrap_or(0);
-        let page_index = metadata.page_index_for_row_group(rg_idx);
-        let sid_pages = page_ranges(&page_index, sid_col, rows, |ci, p| match ci {
-            ColumnIndexMetaData::INT32(ci) => match (ci.min_value(p), ci.max_value(p)) {
-                (Some(&min), Some(&max)) => request.wants_ids(min as u32, max as u32),
-                _ => true,
-            },
-            _ => true,
-        });
-        let ts_pages = page_ranges(&page_index, ts_col, rows, |ci, p| match ci {
-            ColumnIndexMetaData::INT64(ci) => match (ci.min_value(p), ci.max_value(p)) {
-                (Some(&min), Some(&max)) => request.wants_times(min, max),
-                _ => true,
-            },
-            _ => true,
-        });
-        let ranges = intersect(&sid_pages, &ts_pages);
+        let ranges = keys.page_rows(metadata, rg_idx);
         if ranges.is_empty() {
             continue;
         }

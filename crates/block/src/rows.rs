@@ -4,8 +4,74 @@
 use std::ops::Range;
 
 use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
-use parquet::file::metadata::ParquetMetaData;
+use parquet::file::metadata::{ParquetMetaData, RowGroupMetaData};
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
+use parquet::file::statistics::Statistics;
+use roaring::RoaringBitmap;
+
+/// The rows a read wants by the two columns block files are sorted by: an id (series or stream)
+/// in `ids` at column `id_col`, and a time in `[min_time, max_time]` at column `time_col`.
+pub(crate) struct SortKeys<'a> {
+    pub ids: &'a RoaringBitmap,
+    pub min_time: i64,
+    pub max_time: i64,
+    pub id_col: usize,
+    pub time_col: usize,
+}
+
+impl SortKeys<'_> {
+    fn wants_ids(&self, min: i32, max: i32) -> bool {
+        let (min, max) = (min as u32, max as u32);
+        min <= max && self.ids.range_cardinality(min..=max) > 0
+    }
+
+    fn wants_times(&self, min: i64, max: i64) -> bool {
+        min <= self.max_time && max >= self.min_time
+    }
+
+    /// Whether the column-chunk statistics of row group `rg` leave room for a wanted row.
+    pub(crate) fn row_group_may_match(&self, rg: &RowGroupMetaData) -> bool {
+        match (
+            rg.column(self.id_col).statistics(),
+            rg.column(self.time_col).statistics(),
+        ) {
+            (Some(Statistics::Int32(s)), Some(Statistics::Int64(t))) => {
+                let ids = match (s.min_opt(), s.max_opt()) {
+                    (Some(&min), Some(&max)) => self.wants_ids(min, max),
+                    _ => true,
+                };
+                let times = match (t.min_opt(), t.max_opt()) {
+                    (Some(&min), Some(&max)) => self.wants_times(min, max),
+                    _ => true,
+                };
+                ids && times
+            }
+            _ => true,
+        }
+    }
+
+    /// The row ranges of row group `rg_idx` whose pages (by the page index of both columns)
+    /// may hold wanted rows; the whole row group without a page index.
+    pub(crate) fn page_rows(&self, metadata: &ParquetMetaData, rg_idx: usize) -> Vec<Range<usize>> {
+        let rows = usize::try_from(metadata.row_group(rg_idx).num_rows()).unwrap_or(0);
+        let page_index = metadata.page_index_for_row_group(rg_idx);
+        let id_pages = page_ranges(&page_index, self.id_col, rows, |ci, p| match ci {
+            ColumnIndexMetaData::INT32(ci) => match (ci.min_value(p), ci.max_value(p)) {
+                (Some(&min), Some(&max)) => self.wants_ids(min, max),
+                _ => true,
+            },
+            _ => true,
+        });
+        let time_pages = page_ranges(&page_index, self.time_col, rows, |ci, p| match ci {
+            ColumnIndexMetaData::INT64(ci) => match (ci.min_value(p), ci.max_value(p)) {
+                (Some(&min), Some(&max)) => self.wants_times(min, max),
+                _ => true,
+            },
+            _ => true,
+        });
+        intersect(&id_pages, &time_pages)
+    }
+}
 
 /// The row groups a read decodes, each with the row ranges in it worth visiting.
 pub(crate) type Planned = Vec<(usize, Vec<Range<usize>>)>;
@@ -59,7 +125,7 @@ pub(crate) fn share_ranges(planned: Planned, part: ReadPart) -> Planned {
 
 /// Row ranges of the pages of column `col` in one row group that `wanted` keeps; the whole row
 /// group when the page index is missing.
-pub(crate) fn page_ranges(
+fn page_ranges(
     page_index: &parquet::file::metadata::page_index::RowGroupPageIndex,
     col: usize,
     rows: usize,
@@ -90,7 +156,7 @@ pub(crate) fn page_ranges(
 }
 
 /// Intersection of two sorted lists of disjoint ranges.
-pub(crate) fn intersect(a: &[Range<usize>], b: &[Range<usize>]) -> Vec<Range<usize>> {
+fn intersect(a: &[Range<usize>], b: &[Range<usize>]) -> Vec<Range<usize>> {
     let (mut i, mut j, mut out) = (0, 0, Vec::new());
     while i < a.len() && j < b.len() {
         let start = a[i].start.max(b[j].start);
