@@ -342,17 +342,26 @@ pub fn read_samples(
                         .iter()
                         .zip(&values[from..to])
                         .map(|(&t, &v)| Sample::new(t, v));
-                    // A run cut by a batch or page boundary continues the series before it.
-                    match out.last_mut() {
-                        Some((last, into)) if *last == id => into.extend(samples),
-                        _ => out.push((id, samples.collect())),
-                    }
+                    push_series_run(&mut out, id, samples);
                 }
             }
             i = end;
         }
     }
     Ok(out)
+}
+
+/// Appends a run of series `id`'s samples to `out` (in series order): to the last series when
+/// it is the same one, cut by a batch, page or part boundary.
+pub fn push_series_run(
+    out: &mut Vec<(u32, Vec<Sample>)>,
+    id: u32,
+    samples: impl IntoIterator<Item = Sample>,
+) {
+    match out.last_mut() {
+        Some((last, into)) if *last == id => into.extend(samples),
+        _ => out.push((id, samples.into_iter().collect())),
+    }
 }
 
 /// The row groups of `samples.parquet` and the row ranges in them that can hold samples of

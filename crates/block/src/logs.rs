@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
@@ -1022,11 +1022,6 @@ fn visit_rows(
         LineNeed::Length if !has_line_bytes => LineNeed::Text,
         need => need,
     };
-    let columns: &[&str] = match need {
-        LineNeed::Length => &[STREAM_ID, TIMESTAMP, METADATA, LINE_BYTES],
-        LineNeed::Text | LineNeed::Nothing => &[STREAM_ID, TIMESTAMP, METADATA],
-    };
-    let mask = ProjectionMask::columns(schema, columns.iter().copied());
     let mut counts = (0u64, 0u64);
     let mut rows = RowVisitor {
         ids,
@@ -1076,6 +1071,11 @@ fn visit_rows(
             }
         }
     } else {
+        let columns: &[&str] = match need {
+            LineNeed::Length => &[STREAM_ID, TIMESTAMP, METADATA, LINE_BYTES],
+            LineNeed::Text | LineNeed::Nothing => &[STREAM_ID, TIMESTAMP, METADATA],
+        };
+        let mask = ProjectionMask::columns(schema, columns.iter().copied());
         let (row_groups, selection) = selection_of(metadata, &planned);
         let reader =
             ParquetRecordBatchReaderBuilder::new_with_metadata(entries_file, reader_metadata)
@@ -1374,39 +1374,29 @@ fn plain_line_page(
         rows,
         None,
     )?;
-    let mut joined: Option<BytesMut> = None;
-    let mut first: Option<Bytes> = None;
+    let mut bufs: Vec<Bytes> = Vec::new();
     while let Some(page) = pages.get_next_page()? {
-        let buf = match page {
+        match page {
             Page::DataPage {
                 buf,
                 encoding: Encoding::PLAIN,
                 ..
-            } => buf,
-            Page::DataPageV2 {
+            }
+            | Page::DataPageV2 {
                 buf,
                 encoding: Encoding::PLAIN,
                 def_levels_byte_len: 0,
                 rep_levels_byte_len: 0,
                 ..
-            } => buf,
+            } => bufs.push(buf),
             _ => return Ok(None),
-        };
-        match (&mut joined, first.take()) {
-            (Some(joined), _) => joined.extend_from_slice(&buf),
-            (None, None) => first = Some(buf),
-            (None, Some(previous)) => {
-                let mut both = BytesMut::with_capacity(previous.len() + buf.len());
-                both.extend_from_slice(&previous);
-                both.extend_from_slice(&buf);
-                joined = Some(both);
-            }
         }
     }
-    Ok(joined
-        .map(BytesMut::freeze)
-        .or(first)
-        .or(Some(Bytes::new())))
+    // One page (the default layout) is used as it is; several are joined.
+    Ok(Some(match bufs.len() {
+        1 => bufs.swap_remove(0),
+        _ => Bytes::from(bufs.concat()),
+    }))
 }
 
 fn malformed(what: &str) -> BlockError {

@@ -618,13 +618,8 @@ impl Db {
 
     /// A block's entries file, from the cache or the object store.
     async fn log_entries_file(&self, block: &BlockEntry) -> Result<bytes::Bytes, DbError> {
-        let key = block.ulid().to_string();
-        if let Some(bytes) = self.log_block_cache.get(&key) {
-            return Ok(bytes);
-        }
-        let bytes = self.block_file_bytes(block, ENTRIES_FILE).await?;
-        self.log_block_cache.insert(key, bytes.clone(), bytes.len());
-        Ok(bytes)
+        self.cached_block_file(&self.log_block_cache, block, ENTRIES_FILE)
+            .await
     }
 
     /// Window sums of the streams matching `matchers` over their entries in

@@ -235,16 +235,9 @@ impl Db {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<(u32, Vec<Sample>)>, DbError> {
-        let key = block.ulid().to_string();
-        let bytes = match self.metric_block_cache.get(&key) {
-            Some(bytes) => bytes,
-            None => {
-                let bytes = self.block_file_bytes(block, SAMPLES_FILE).await?;
-                self.metric_block_cache
-                    .insert(key, bytes.clone(), bytes.len());
-                bytes
-            }
-        };
+        let bytes = self
+            .cached_block_file(&self.metric_block_cache, block, SAMPLES_FILE)
+            .await?;
         let ids = Arc::new(ids);
         let parts = vigil_block::ReadPart::all(crate::read_parallelism()).map(|part| {
             let (bytes, ids) = (bytes.clone(), ids.clone());
@@ -257,13 +250,27 @@ impl Db {
             let part = part.map_err(|e| DbError::Task(e.to_string()))??;
             for (id, samples) in part {
                 // A series cut between two parts: the later part holds its later samples.
-                match out.last_mut() {
-                    Some((last, into)) if *last == id => into.extend(samples),
-                    _ => out.push((id, samples)),
-                }
+                vigil_block::push_series_run(&mut out, id, samples);
             }
         }
         Ok(out)
+    }
+
+    /// One file of a block, from `cache` (by block: one file of each block goes through a
+    /// cache) or else read and left there.
+    pub(crate) async fn cached_block_file(
+        &self,
+        cache: &crate::cache::BlockFileCache,
+        block: &BlockEntry,
+        file: &str,
+    ) -> Result<bytes::Bytes, DbError> {
+        let key = block.ulid().to_string();
+        if let Some(bytes) = cache.get(&key) {
+            return Ok(bytes);
+        }
+        let bytes = self.block_file_bytes(block, file).await?;
+        cache.insert(key, bytes.clone(), bytes.len());
+        Ok(bytes)
     }
 
     /// One file of a block, from the pending directory or the object store.

@@ -3,7 +3,7 @@
 use rustc_hash::FxHashMap;
 use vigil_model::{is_stale_marker, Labels, METRIC_NAME_LABEL};
 use vigil_promql_parser::ast::{
-    AggregateExpr, AggregateOp, BinaryExpr, BinaryOp, Call, Expr, MatrixSelector, VectorSelector,
+    AggregateExpr, AggregateOp, BinaryOp, Call, Expr, MatrixSelector, VectorSelector,
 };
 
 use super::binary::{apply, by_step};
@@ -68,15 +68,12 @@ struct Acc {
 
 impl Evaluator<'_> {
     pub(crate) fn eval_aggregate(&self, a: &AggregateExpr, steps: Steps) -> EvalResult<Val> {
-        let mut inner = a.expr.as_ref();
-        while let Expr::Paren(e) = inner {
-            inner = e;
-        }
+        let inner = unparen(&a.expr);
         if let (Expr::VectorSelector(vs), true) = (inner, dense_op(a.op)) {
             return self.aggregate_selector(a, vs, steps);
         }
         let keeps_name = !a.without && a.grouping.iter().any(|g| g == METRIC_NAME_LABEL);
-        let merges = mergeable_op(a.op) || a.op == AggregateOp::Avg;
+        let merges = merges_per_core(a.op);
         if let (Some((c, number)), true) = (rate_with_number(inner), !keeps_name && merges) {
             if let Some(value) = self.aggregate_rate(a, c, number, steps)? {
                 return Ok(value);
@@ -115,14 +112,7 @@ impl Evaluator<'_> {
         let Some((is_counter, is_rate)) = rate_kind(rf) else {
             return Ok(None);
         };
-        let mut arg = match c.args.first() {
-            Some(arg) => arg,
-            None => return Ok(None),
-        };
-        while let Expr::Paren(e) = arg {
-            arg = e;
-        }
-        let Expr::MatrixSelector(ms) = arg else {
+        let Some(Expr::MatrixSelector(ms)) = c.args.first().map(unparen) else {
             return Ok(None);
         };
         if let Some(value) = self.aggregate_rate_streamed(a, c, rf, ms, number, steps)? {
@@ -169,28 +159,7 @@ impl Evaluator<'_> {
             }
             Ok(accs)
         };
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let accs = if threads < 2 || series.len() < crate::MIN_SERIES_FOR_SHARES {
-            accumulate_part(&series, 0)?
-        } else {
-            let chunk = series.len().div_ceil(threads);
-            let parts =
-                crate::map_runs(&series, threads, |i, part| accumulate_part(part, i * chunk));
-            let mut merged: Option<Vec<Acc>> = None;
-            for part in parts {
-                let part = part?;
-                merged = Some(match merged {
-                    None => part,
-                    Some(mut acc) => {
-                        for (into, other) in acc.iter_mut().zip(&part) {
-                            merge(a.op, into, other);
-                        }
-                        acc
-                    }
-                });
-            }
-            merged.unwrap_or_default()
-        };
+        let accs = self.accumulate_on_all_cores(a.op, &series, accumulate_part)?;
         let out = dense_output(a.op, groups.into_labels(), &[], &accs, steps);
         self.add_samples(out.iter().map(|s| s.points.len()).sum())?;
         Ok(Some(Val::Vector(out)))
@@ -554,17 +523,18 @@ impl Evaluator<'_> {
                     // Few groups: one accumulator per group and step, filled series by series
                     // (the same order of additions as the per-step walk, without regrouping
                     // the points by step).
-                    let accumulate_part = |part: &[StepSeries], first: usize| -> Vec<Acc> {
-                        let mut accs = vec![Acc::default(); cells];
-                        for (i, s) in part.iter().enumerate() {
-                            let row = group_of[first + i] * steps.len();
-                            for p in &s.points {
-                                accumulate(a.op, &mut accs[row + steps.index(p.t)], p.v);
+                    let accumulate_part =
+                        |part: &[StepSeries], first: usize| -> EvalResult<Vec<Acc>> {
+                            let mut accs = vec![Acc::default(); cells];
+                            for (i, s) in part.iter().enumerate() {
+                                let row = group_of[first + i] * steps.len();
+                                for p in &s.points {
+                                    accumulate(a.op, &mut accs[row + steps.index(p.t)], p.v);
+                                }
                             }
-                        }
-                        accs
-                    };
-                    let accs = self.accumulate_on_all_cores(a.op, &series, accumulate_part);
+                            Ok(accs)
+                        };
+                    let accs = self.accumulate_on_all_cores(a.op, &series, accumulate_part)?;
                     let labels = out.into_iter().map(|s| s.labels).collect();
                     return Ok(Val::Vector(dense_output(
                         a.op,
@@ -610,15 +580,16 @@ impl Evaluator<'_> {
         &self,
         op: AggregateOp,
         series: &[StepSeries],
-        accumulate_part: impl Fn(&[StepSeries], usize) -> Vec<Acc> + Sync,
-    ) -> Vec<Acc> {
+        accumulate_part: impl Fn(&[StepSeries], usize) -> EvalResult<Vec<Acc>> + Sync,
+    ) -> EvalResult<Vec<Acc>> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let merges = mergeable_op(op) || op == AggregateOp::Avg;
-        if threads < 2 || !merges || series.len() < crate::MIN_SERIES_FOR_SHARES {
+        if threads < 2 || !merges_per_core(op) || series.len() < crate::MIN_SERIES_FOR_SHARES {
             return accumulate_part(series, 0);
         }
         let chunk = series.len().div_ceil(threads);
-        let parts = crate::map_runs(series, threads, |i, part| accumulate_part(part, i * chunk));
+        let parts = crate::map_runs(series, threads, |i, part| accumulate_part(part, i * chunk))
+            .into_iter()
+            .collect::<EvalResult<Vec<Vec<Acc>>>>()?;
         if parts.iter().flatten().any(|acc| acc.incremental_mean) {
             return accumulate_part(series, 0);
         }
@@ -632,7 +603,7 @@ impl Evaluator<'_> {
         if merged.iter().any(|acc| acc.incremental_mean) {
             return accumulate_part(series, 0);
         }
-        merged
+        Ok(merged)
     }
 
     fn eval_param_scalar(&self, a: &AggregateExpr, steps: Steps) -> EvalResult<Vec<f64>> {
@@ -757,6 +728,20 @@ fn mergeable_op(op: AggregateOp) -> bool {
     )
 }
 
+/// Whether per-core states of `op` merge: [`mergeable_op`], and avg while its sums have not
+/// overflowed into an incremental mean (which its callers check).
+fn merges_per_core(op: AggregateOp) -> bool {
+    mergeable_op(op) || op == AggregateOp::Avg
+}
+
+/// `e` without the parentheses around it.
+fn unparen(mut e: &Expr) -> &Expr {
+    while let Expr::Paren(inner) = e {
+        e = inner;
+    }
+    e
+}
+
 /// An arithmetic operation of a rate with a number: `1 - rate(...)` is `Sub` with the number
 /// on the left.
 #[derive(Debug, Clone, Copy)]
@@ -781,41 +766,27 @@ impl NumberOperand {
 /// (`1 - rate(...)`, `rate(...) * 8`), parentheses aside. Comparisons filter series rather than
 /// change values, so they are not taken.
 fn rate_with_number(expr: &Expr) -> Option<(&Call, Option<NumberOperand>)> {
-    fn strip(mut e: &Expr) -> &Expr {
-        while let Expr::Paren(inner) = e {
-            e = inner;
-        }
-        e
+    let b = match unparen(expr) {
+        Expr::Call(c) => return Some((c, None)),
+        Expr::Binary(b) => b,
+        _ => return None,
+    };
+    if b.return_bool || b.matching.is_some() || b.op.is_comparison() || b.op.is_set() {
+        return None;
     }
-    match strip(expr) {
-        Expr::Call(c) => Some((c, None)),
-        Expr::Binary(BinaryExpr {
-            op,
-            lhs,
-            rhs,
-            return_bool: false,
-            matching: None,
-        }) if !op.is_comparison() && !op.is_set() => match (strip(lhs), strip(rhs)) {
-            (Expr::NumberLiteral(n), Expr::Call(c)) => Some((
-                c,
-                Some(NumberOperand {
-                    op: *op,
-                    number: *n,
-                    number_on_left: true,
-                }),
-            )),
-            (Expr::Call(c), Expr::NumberLiteral(n)) => Some((
-                c,
-                Some(NumberOperand {
-                    op: *op,
-                    number: *n,
-                    number_on_left: false,
-                }),
-            )),
-            _ => None,
-        },
-        _ => None,
-    }
+    let (c, number, number_on_left) = match (unparen(&b.lhs), unparen(&b.rhs)) {
+        (Expr::NumberLiteral(n), Expr::Call(c)) => (c, *n, true),
+        (Expr::Call(c), Expr::NumberLiteral(n)) => (c, *n, false),
+        _ => return None,
+    };
+    Some((
+        c,
+        Some(NumberOperand {
+            op: b.op,
+            number,
+            number_on_left,
+        }),
+    ))
 }
 
 /// Adds the state `other` (later series) into `into` for the ops of [`mergeable_op`], and for
