@@ -33,9 +33,9 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use bytes::Bytes;
-use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
-};
+/// The parsed metadata a [`RowGroupCache`] keeps per file.
+pub use parquet::arrow::arrow_reader::ArrowReaderMetadata;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter, ProjectionMask};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::column::page::{CompressedPage, Page, PageWriteSpec, PageWriter};
@@ -989,8 +989,14 @@ fn visit_rows(
     if ids.is_empty() || min_ns > max_ns {
         return Ok(());
     }
-    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-    let reader_metadata = ArrowReaderMetadata::load(&entries_file, options)?;
+    let mut load = || {
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+        Ok(ArrowReaderMetadata::load(&entries_file, options)?)
+    };
+    let reader_metadata = match cache {
+        Some(cache) => cache.reader_metadata(&mut load)?,
+        None => load()?,
+    };
     let metadata = reader_metadata.metadata();
     let implied = filter.implied.as_ref().map_or(&[][..], |i| &i.clauses[..]);
     let indexes = match (&filter.required_substrings[..], implied) {
@@ -1191,6 +1197,12 @@ pub trait RowGroupCache: Send + Sync {
     fn admits(&self, bytes: usize) -> bool;
     /// The file's line indexes, kept from an earlier read or decoded by `load` (and kept).
     fn line_indexes(&self, load: &mut dyn FnMut() -> Arc<LineIndexes>) -> Arc<LineIndexes>;
+    /// The file's Parquet metadata (footer and page index), kept from an earlier read or
+    /// parsed by `load` (and kept): parsing it cost as much as a cached read of a few streams.
+    fn reader_metadata(
+        &self,
+        load: &mut dyn FnMut() -> Result<ArrowReaderMetadata, BlockError>,
+    ) -> Result<ArrowReaderMetadata, BlockError>;
 }
 
 /// Every row of one row group of an entries file, with the columns a read of lines needs.
@@ -2800,6 +2812,12 @@ mod tests {
             true
         }
         fn line_indexes(&self, load: &mut dyn FnMut() -> Arc<LineIndexes>) -> Arc<LineIndexes> {
+            load()
+        }
+        fn reader_metadata(
+            &self,
+            load: &mut dyn FnMut() -> Result<ArrowReaderMetadata, BlockError>,
+        ) -> Result<ArrowReaderMetadata, BlockError> {
             load()
         }
     }

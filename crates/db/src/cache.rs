@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use vigil_block::logs::{DecodedRowGroup, LineIndexes, RowGroupCache};
+use vigil_block::logs::{ArrowReaderMetadata, DecodedRowGroup, LineIndexes, RowGroupCache};
+use vigil_block::BlockError;
 
 /// Items of `V` by key, holding at most `budget` bytes by their own account of their size.
 pub(crate) struct LruCache<K, V> {
@@ -77,10 +78,11 @@ impl<K: Hash + Eq + Clone, V: Clone> LruCache<K, V> {
 pub(crate) type BlockFileCache = LruCache<String, Bytes>;
 
 /// What reads decode of log blocks' entries files: row groups decoded whole (by block and row
-/// group) and each file's line indexes.
+/// group), each file's line indexes and its parsed Parquet metadata.
 pub(crate) struct LogReadCaches {
     pub row_groups: LruCache<(Arc<str>, usize), Arc<DecodedRowGroup>>,
     pub line_indexes: LruCache<Arc<str>, Arc<LineIndexes>>,
+    pub metadata: LruCache<Arc<str>, ArrowReaderMetadata>,
 }
 
 /// The [`RowGroupCache`] of one block's entries file, for one query.
@@ -127,6 +129,21 @@ impl RowGroupCache for BlockRowGroups {
             .insert(self.block.clone(), indexes.clone(), size);
         indexes
     }
+
+    fn reader_metadata(
+        &self,
+        load: &mut dyn FnMut() -> Result<ArrowReaderMetadata, BlockError>,
+    ) -> Result<ArrowReaderMetadata, BlockError> {
+        if let Some(metadata) = self.caches.metadata.get(&self.block) {
+            return Ok(metadata);
+        }
+        let metadata = load()?;
+        let size = metadata.metadata().memory_size();
+        self.caches
+            .metadata
+            .insert(self.block.clone(), metadata.clone(), size);
+        Ok(metadata)
+    }
 }
 
 #[cfg(test)]
@@ -139,6 +156,7 @@ mod tests {
             Arc::new(LogReadCaches {
                 row_groups: LruCache::new(budget),
                 line_indexes: LruCache::new(budget),
+                metadata: LruCache::new(budget),
             })
         };
         let reads = |caches: &Arc<LogReadCaches>| BlockRowGroups {

@@ -245,6 +245,7 @@ impl Db {
             row_groups: cache::LruCache::new(config.log_row_group_cache_bytes),
             // Decoded from the footers of the cached block files, kept beside them.
             line_indexes: cache::LruCache::new(config.log_block_cache_bytes / 4),
+            metadata: cache::LruCache::new(config.log_block_cache_bytes / 4),
         });
         let db = Arc::new(Self {
             config,
