@@ -5,14 +5,25 @@ use vigil_model::Labels;
 
 /// A label set as a JSON object, names in their (sorted) order.
 pub(crate) fn push_labels(out: &mut String, labels: &Labels) {
+    push_label_pairs(
+        out,
+        labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+    );
+}
+
+/// Label pairs as a JSON object.
+pub(crate) fn push_label_pairs<'a>(
+    out: &mut String,
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+) {
     out.push('{');
-    for (i, l) in labels.iter().enumerate() {
+    for (i, (name, value)) in pairs.enumerate() {
         if i > 0 {
             out.push(',');
         }
-        push_json_str(out, &l.name);
+        push_json_str(out, name);
         out.push(':');
-        push_json_str(out, &l.value);
+        push_json_str(out, value);
     }
     out.push('}');
 }

@@ -3,6 +3,7 @@
 //! `index/stats`, `index/volume` and `volume_range`, and the live `tail` websocket.
 //! Loki answers errors on these endpoints as plain text.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -15,14 +16,16 @@ use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use vigil_db::Db;
 use vigil_logql::ast::Expr;
-use vigil_logql::{LogSource, MetricValue, ResultEntry, SourceStream, Steps, StreamResult};
+use vigil_logql::{
+    LogSource, MetricValue, PackedLabels, ResultEntry, SourceStream, Steps, StreamResult,
+};
 use vigil_model::{
     Labels, LogReadFilter, LogSampleValue, LogWindowSums, LogWindows, Matcher, ReadStats, TenantId,
 };
 use vigil_promql::format::go_float;
 
 use crate::error::{db_error, ErrorKind, PlainError};
-use crate::json::{push_json_str, push_labels};
+use crate::json::{push_json_str, push_label_pairs, push_labels};
 use crate::loki::{json_response, parse_loki_time, read_request, ReadRequest};
 use crate::prom::Params;
 use crate::{tenant, AppState};
@@ -269,15 +272,14 @@ pub(crate) async fn query_range(
     match expr {
         Expr::Log(log) => {
             let limits = query_limits(&state);
-            let (streams, stats) = run_blocking(&state, tenant, move |src| {
-                vigil_logql::eval_log_query(&log, src, start, end, limit, forward, limits)
+            let categorize = categorize_labels(&headers);
+            let (answer, stats) = run_blocking(&state, tenant, move |src| {
+                let streams =
+                    vigil_logql::eval_log_query(&log, src, start, end, limit, forward, limits)?;
+                Ok(StreamsAnswer::render(streams, categorize))
             })
             .await?;
-            Ok(json_response_text(streams_body(
-                &streams,
-                categorize_labels(&headers),
-                &stats,
-            )))
+            Ok(json_response_text(answer.finish(&stats)))
         }
         Expr::Metric(metric) => {
             let step = match params.get("step") {
@@ -368,49 +370,59 @@ fn categorize_labels(headers: &HeaderMap) -> bool {
 }
 
 fn push_pairs(out: &mut String, pairs: &[(String, String)]) {
-    out.push('{');
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        push_json_str(out, k);
-        out.push(':');
-        push_json_str(out, v);
-    }
-    out.push('}');
+    push_label_pairs(out, pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
 }
 
 /// The `result` array of a streams answer.
 fn push_streams(out: &mut String, streams: &[StreamResult], categorize: bool) {
     out.push('[');
-    let regrouped;
-    let groups: Vec<(&Labels, Vec<(&ResultEntry, &Labels)>)> = if categorize {
-        // Regroup by the stored stream, keeping the answer's order inside each stream.
-        let mut by_stream: BTreeMap<&Labels, Vec<(&ResultEntry, &Labels)>> = BTreeMap::new();
+    let groups = stream_groups(streams, categorize);
+    push_stream_groups(out, &groups, categorize);
+    out.push(']');
+}
+
+/// One stream of a streams answer: its labels and its entries, each with the labels it had
+/// after the pipeline.
+type StreamGroup<'a> = (
+    Cow<'a, PackedLabels>,
+    Vec<(&'a ResultEntry, &'a PackedLabels)>,
+);
+
+/// The streams of an answer: as the engine grouped them, or with categorized labels by the
+/// stored stream, keeping the answer's order inside each stream.
+fn stream_groups(streams: &[StreamResult], categorize: bool) -> Vec<StreamGroup<'_>> {
+    if categorize {
+        let mut by_stream: BTreeMap<&Labels, Vec<(&ResultEntry, &PackedLabels)>> = BTreeMap::new();
         for s in streams {
             for e in &s.entries {
                 by_stream.entry(&e.stream).or_default().push((e, &s.labels));
             }
         }
-        regrouped = by_stream;
-        regrouped.iter().map(|(k, v)| (*k, v.clone())).collect()
+        by_stream
+            .into_iter()
+            .map(|(stream, entries)| (Cow::Owned(PackedLabels::of(stream)), entries))
+            .collect()
     } else {
         streams
             .iter()
             .map(|s| {
                 (
-                    &s.labels,
+                    Cow::Borrowed(&s.labels),
                     s.entries.iter().map(|e| (e, &s.labels)).collect(),
                 )
             })
             .collect()
-    };
+    }
+}
+
+/// Streams of a streams answer, comma-separated.
+fn push_stream_groups(out: &mut String, groups: &[StreamGroup<'_>], categorize: bool) {
     for (i, (labels, entries)) in groups.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push_str(r#"{"stream":"#);
-        push_labels(out, labels);
+        push_label_pairs(out, labels.iter());
         out.push_str(r#","values":["#);
         for (j, (e, line_labels)) in entries.iter().enumerate() {
             if j > 0 {
@@ -442,21 +454,65 @@ fn push_streams(out: &mut String, streams: &[StreamResult], categorize: bool) {
         }
         out.push_str("]}");
     }
-    out.push(']');
 }
 
-fn streams_body(streams: &[StreamResult], categorize: bool, stats: &QueryStats) -> String {
-    let mut out = String::with_capacity(1024);
-    out.push_str(r#"{"status":"success","data":{"resultType":"streams","result":"#);
-    push_streams(&mut out, streams, categorize);
-    if categorize {
-        out.push_str(r#","encodingFlags":["categorize-labels"]"#);
+/// Streams in an answer from which rendering them is split over the cores.
+const PARALLEL_RENDER_STREAMS: usize = 64;
+
+/// A log query's answer rendered up to its `stats`, which are known once it is.
+struct StreamsAnswer {
+    body: String,
+    entries: usize,
+    categorize: bool,
+}
+
+impl StreamsAnswer {
+    /// Renders the streams (an answer of many streams on every core) and frees them on a
+    /// thread of the blocking pool rather than before the answer goes out.
+    fn render(streams: Vec<StreamResult>, categorize: bool) -> Self {
+        let mut body = String::with_capacity(1024);
+        body.push_str(r#"{"status":"success","data":{"resultType":"streams","result":["#);
+        let groups = stream_groups(&streams, categorize);
+        if groups.len() >= PARALLEL_RENDER_STREAMS {
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            let parts = vigil_promql::map_runs(&groups, cores, |_, run| {
+                let mut part = String::new();
+                push_stream_groups(&mut part, run, categorize);
+                part
+            });
+            body.reserve(parts.iter().map(|p| p.len() + 1).sum());
+            for (i, part) in parts.iter().enumerate() {
+                if i > 0 {
+                    body.push(',');
+                }
+                body.push_str(part);
+            }
+        } else {
+            push_stream_groups(&mut body, &groups, categorize);
+        }
+        body.push(']');
+        let entries = streams.iter().map(|s| s.entries.len()).sum();
+        drop(groups);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn_blocking(move || drop(streams));
+        }
+        Self {
+            body,
+            entries,
+            categorize,
+        }
     }
-    out.push(',');
-    let entries: usize = streams.iter().map(|s| s.entries.len()).sum();
-    out.push_str(&stats.json(entries));
-    out.push_str("}}");
-    out
+
+    fn finish(mut self, stats: &QueryStats) -> String {
+        if self.categorize {
+            self.body
+                .push_str(r#","encodingFlags":["categorize-labels"]"#);
+        }
+        self.body.push(',');
+        self.body.push_str(&stats.json(self.entries));
+        self.body.push_str("}}");
+        self.body
+    }
 }
 
 fn matrix_body(value: &MetricValue, steps: Steps, stats: &QueryStats) -> String {
@@ -888,7 +944,7 @@ async fn run_tail(
     let log = Arc::new(log);
     // Lines already sent at the newest timestamp seen, so the next poll does not repeat them.
     let mut last_ts = start;
-    let mut sent_at_last: HashSet<(Labels, String)> = HashSet::new();
+    let mut sent_at_last: HashSet<(PackedLabels, String)> = HashSet::new();
     let mut first = true;
     loop {
         let end = vigil_db::now_ns() + 1;

@@ -7,7 +7,7 @@ mod chunk;
 pub mod logs;
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use parking_lot::{Mutex, RwLock};
 use roaring::RoaringBitmap;
 use rustc_hash::FxHashMap;
 use vigil_index::Postings;
-use vigil_model::{Labels, Matcher, MetricMetadata, Sample};
+use vigil_model::{Labels, Matcher, MetricMetadata, PrehashedKey, Sample};
 
 pub use chunk::XorChunk;
 
@@ -360,24 +360,6 @@ fn new_series(id: u32, labels: Labels) -> MemSeries {
 
 fn labels_hash(labels: &Labels) -> u64 {
     labels.fx_hash()
-}
-
-/// Hasher for keys that already are hashes.
-#[derive(Default)]
-struct PrehashedKey(u64);
-
-impl Hasher for PrehashedKey {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
 }
 
 /// The series limit was reached.

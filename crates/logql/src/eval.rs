@@ -4,19 +4,21 @@
 //! Prometheus-like semantics, as Loki's engine does).
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use vigil_model::{
     Label, Labels, LineFilterFn, LineSeekFn, LogEntry, LogReadFilter, LogSampleValue,
-    LogWindowSums, LogWindows, MatchOp, Matcher, WindowSums,
+    LogWindowSums, LogWindows, MatchOp, Matcher, PrehashedKey, WindowSums,
 };
 
 use crate::ast::{
     BinaryOp, GroupSide, Grouping, LogExpr, MetricExpr, RangeOp, Unwrap, UnwrapConversion,
     VectorAggOp, VectorMatching,
 };
-use crate::labels::{errors, LabelsBuilder};
+use crate::labels::{errors, LabelsBuilder, PackedLabels};
 use crate::pipeline::{
     implied_substrings, parse_go_float, required_substrings, split_prefilter, CompileError,
     LabelFilter, Pipeline,
@@ -144,7 +146,7 @@ pub enum EvalError {
 #[derive(Debug, Clone)]
 pub struct StreamResult {
     /// The line's labels after the pipeline (stream labels, structured metadata, parsed).
-    pub labels: Labels,
+    pub labels: PackedLabels,
     pub entries: Vec<ResultEntry>,
 }
 
@@ -162,22 +164,25 @@ pub struct ResultEntry {
 impl ResultEntry {
     /// Labels the pipeline added or changed: the line's labels that are neither the stream's
     /// nor structured metadata (Loki's `parsed` category).
-    pub fn parsed(&self, labels: &Labels) -> Vec<(String, String)> {
+    pub fn parsed(&self, labels: &PackedLabels) -> Vec<(String, String)> {
         labels
             .iter()
-            .filter(|l| self.stream.get(&l.name) != Some(l.value.as_str()))
-            .filter(|l| {
+            .filter(|(name, value)| self.stream.get(name) != Some(value))
+            .filter(|(name, value)| {
                 !self
                     .structured_metadata
                     .iter()
-                    .any(|(k, v)| *k == l.name && *v == l.value)
+                    .any(|(k, v)| k == name && v == value)
             })
-            .map(|l| (l.name.clone(), l.value.clone()))
+            .map(|(name, value)| (name.to_string(), value.to_string()))
             .collect()
     }
 }
 
 type Candidate = (i64, usize, String, Arc<Labels>, Vec<(String, String)>);
+
+/// Result keys (label sets after the pipeline) by their labels, numbered in order of appearance.
+type KeyMap = HashMap<PackedLabels, usize, BuildHasherDefault<PrehashedKey>>;
 
 /// Runs a log query: entries in `[start_ns, end_ns)`, at most `limit` over all streams, the
 /// newest first (`forward == false`) or the oldest first.
@@ -199,12 +204,9 @@ pub fn eval_log_query(
         filter.limit = Some((limit, forward));
     }
     // Per stream at most `limit` lines can make the cut: walk each from the wanted end.
-    let mut keys: FxHashMap<Labels, usize> = FxHashMap::default();
-    let mut key_labels: Vec<Labels> = Vec::new();
+    let mut keys = KeyMap::default();
     // (time, result key, line, source stream, structured metadata)
     let mut candidates: Vec<Candidate> = Vec::new();
-    let mut builder = LabelsBuilder::default();
-    let mut scratch = String::new();
     // Read time slices from the wanted end, growing, until `limit` lines passed; older (newer)
     // slices cannot make the cut then. When the engine filters (parsers, label filters),
     // storage cannot stop at the limit itself. A bare selector is sliced too: every entry
@@ -220,26 +222,37 @@ pub fn eval_log_query(
     } else {
         ((end_ns - slice_ns).max(start_ns), end_ns)
     };
+    let pass = LinePass {
+        pipeline: &pipeline,
+        limit,
+        forward,
+        limits: &limits,
+    };
     loop {
         limits.check_deadline()?;
         let mut streams = source
             .select(&expr.selector, lo, hi - 1, &filter)
             .map_err(EvalError::Storage)?;
-        for stream in streams.iter_mut() {
-            limits.check_deadline()?;
-            collect_stream(
-                stream,
-                &pipeline,
-                (lo, hi),
-                limit,
-                forward,
-                &mut builder,
-                &mut scratch,
-                &mut keys,
-                &mut key_labels,
-                &mut candidates,
-                &limits,
-            )?;
+        let kept = pass.run(&mut streams, (lo, hi))?;
+        for (stream, kept) in streams.iter().zip(kept) {
+            let labels = Arc::new(stream.labels.clone());
+            let stream_key = pipeline
+                .keeps_stream_labels()
+                .then(|| intern(&mut keys, PackedLabels::of(&stream.labels)));
+            for line in kept {
+                let key = match (line.labels, stream_key) {
+                    (Some(l), _) => intern(&mut keys, l),
+                    (None, Some(k)) => k,
+                    (None, None) => intern(&mut keys, PackedLabels::of(&stream.labels)),
+                };
+                candidates.push((
+                    line.timestamp_ns,
+                    key,
+                    line.line,
+                    labels.clone(),
+                    line.structured_metadata,
+                ));
+            }
         }
         let done = if forward {
             hi >= end_ns
@@ -263,7 +276,7 @@ pub fn eval_log_query(
     }
     order_candidates(&mut candidates, forward);
     candidates.truncate(limit);
-    let mut per_key: Vec<Vec<ResultEntry>> = vec![Vec::new(); key_labels.len()];
+    let mut per_key: Vec<Vec<ResultEntry>> = vec![Vec::new(); keys.len()];
     for (timestamp_ns, key, line, stream, structured_metadata) in candidates {
         per_key[key].push(ResultEntry {
             timestamp_ns,
@@ -272,12 +285,16 @@ pub fn eval_log_query(
             structured_metadata,
         });
     }
-    Ok(key_labels
+    // In the order the keys appeared.
+    let mut answer: Vec<(usize, StreamResult)> = keys
         .into_iter()
-        .zip(per_key)
-        .filter(|(_, e)| !e.is_empty())
-        .map(|(labels, entries)| StreamResult { labels, entries })
-        .collect())
+        .filter_map(|(labels, key)| {
+            let entries = std::mem::take(&mut per_key[key]);
+            (!entries.is_empty()).then_some((key, StreamResult { labels, entries }))
+        })
+        .collect();
+    answer.sort_unstable_by_key(|(key, _)| *key);
+    Ok(answer.into_iter().map(|(_, stream)| stream).collect())
 }
 
 /// Sorts candidates in answer order and drops identical entries (same time, labels and line)
@@ -294,107 +311,319 @@ fn order_candidates(candidates: &mut Vec<Candidate>, forward: bool) {
 /// The shortest first slice of a log query.
 const MIN_SLICE_NS: i64 = 15 * 60 * 1_000_000_000;
 
-/// Runs one stream's entries in `[lo, hi)` through the pipeline from the wanted end, adding at
-/// most `limit` passing lines to `candidates`.
-#[allow(clippy::too_many_arguments)]
-fn collect_stream(
-    stream: &mut SourceStream,
-    pipeline: &Pipeline,
-    (lo, hi): (i64, i64),
-    limit: usize,
-    forward: bool,
-    builder: &mut LabelsBuilder,
-    scratch: &mut String,
-    keys: &mut FxHashMap<Labels, usize>,
-    key_labels: &mut Vec<Labels>,
-    candidates: &mut Vec<Candidate>,
-    limits: &Limits,
-) -> Result<(), EvalError> {
-    builder.reset(&stream.labels);
-    let mut until_check = DEADLINE_CHECK_LINES;
-    let mut expired = false;
-    let stream_key = if pipeline.keeps_stream_labels() {
-        Some(intern(keys, key_labels, stream.labels.clone()))
-    } else {
-        None
-    };
-    let mut taken = 0usize;
-    // Candidates taken at the current timestamp: Loki keeps one of identical entries (same
-    // labels, time and line after the pipeline).
-    let mut run_ts = i64::MIN;
-    let mut run_start = candidates.len();
-    let labels = Arc::new(stream.labels.clone());
-    let mut visit = |entry: &mut LogEntry| -> bool {
-        until_check -= 1;
-        if until_check == 0 {
-            until_check = DEADLINE_CHECK_LINES;
-            if limits.check_deadline().is_err() {
-                expired = true;
-                return false;
-            }
-        }
-        if entry.timestamp_ns < lo || entry.timestamp_ns >= hi {
-            return true;
-        }
-        builder.reset_to_base();
-        for (k, v) in &entry.structured_metadata {
-            builder.set(k, v);
-        }
-        // The source's line is ours: formatted in place, no copy.
-        let mut line = std::mem::take(&mut entry.line);
-        if !pipeline.process(entry.timestamp_ns, &mut line, builder, scratch) {
-            return true;
-        }
-        let key = match stream_key {
-            Some(k) if entry.structured_metadata.is_empty() => k,
-            _ => intern(keys, key_labels, builder.labels()),
-        };
-        if entry.timestamp_ns != run_ts {
-            run_ts = entry.timestamp_ns;
-            run_start = candidates.len();
-        } else if candidates[run_start..]
-            .iter()
-            .any(|c| c.1 == key && c.2 == line)
-        {
-            return true;
-        }
-        candidates.push((
-            entry.timestamp_ns,
-            key,
-            line,
-            labels.clone(),
-            std::mem::take(&mut entry.structured_metadata),
-        ));
-        taken += 1;
-        taken < limit
-    };
-    if forward {
-        for e in stream.entries.iter_mut() {
-            if !visit(e) {
-                break;
-            }
-        }
-    } else {
-        for e in stream.entries.iter_mut().rev() {
-            if !visit(e) {
-                break;
-            }
-        }
-    }
-    if expired {
-        return Err(EvalError::Timeout);
-    }
-    Ok(())
+/// Lines of one stream the cores take at a time.
+const UNIT_LINES: usize = 256;
+
+/// Lines between two looks at whether the lines before a unit already made the cut.
+const CUT_CHECK_LINES: usize = 32;
+
+fn intern(keys: &mut KeyMap, key: PackedLabels) -> usize {
+    let next = keys.len();
+    *keys.entry(key).or_insert(next)
 }
 
-fn intern(keys: &mut FxHashMap<Labels, usize>, all: &mut Vec<Labels>, labels: Labels) -> usize {
-    if let Some(&k) = keys.get(&labels) {
-        return k;
+/// A line the pipeline kept.
+struct KeptLine {
+    timestamp_ns: i64,
+    line: String,
+    /// Its labels after the pipeline; `None` when they are its stream's.
+    labels: Option<PackedLabels>,
+    structured_metadata: Vec<(String, String)>,
+}
+
+/// A run of one stream's entries in the order they are visited, never cut between two entries
+/// of the same time (identical entries are kept once, and a run sees all of them).
+struct Unit<'a> {
+    stream: usize,
+    /// Its place among its stream's units.
+    rank: usize,
+    entries: &'a mut [LogEntry],
+}
+
+/// What a finished unit kept: how many lines, the time of the last one.
+#[derive(Clone, Copy)]
+struct UnitCut {
+    stream: usize,
+    kept: usize,
+    last_ns: i64,
+}
+
+/// The pipeline of a log query over the lines of a time slice.
+struct LinePass<'a> {
+    pipeline: &'a Pipeline,
+    limit: usize,
+    forward: bool,
+    limits: &'a Limits,
+}
+
+/// Units of [`LinePass::run`], shared by the cores.
+struct Units<'a> {
+    slots: Vec<std::sync::Mutex<Option<Unit<'a>>>>,
+    /// Per unit: its stream, and lines it kept so far.
+    streams: Vec<usize>,
+    kept: Vec<AtomicUsize>,
+    /// Per stream: its units in visiting order.
+    of_stream: Vec<Vec<usize>>,
+    /// Units finished with lines kept, by stream.
+    finished: std::sync::Mutex<Vec<UnitCut>>,
+}
+
+impl LinePass<'_> {
+    /// Whether time `a` comes before `b` in the query's direction.
+    fn before(&self, a: i64, b: i64) -> bool {
+        if self.forward {
+            a < b
+        } else {
+            a > b
+        }
     }
-    let k = all.len();
-    keys.insert(labels.clone(), k);
-    all.push(labels);
-    k
+
+    /// Each stream's first `limit` lines in `[lo, hi)` that pass the pipeline, walking from the
+    /// wanted end, identical entries (same time, labels and line) kept once. Streams are cut
+    /// into units; the cores take them in the order of their first line's time, and a unit
+    /// stops where no line can make the answer any more: once its stream's units before it
+    /// kept `limit` lines, or finished units kept `limit` lines all before its current line.
+    fn run(
+        &self,
+        streams: &mut [SourceStream],
+        (lo, hi): (i64, i64),
+    ) -> Result<Vec<Vec<KeptLine>>, EvalError> {
+        let stream_count = streams.len();
+        let mut labels: Vec<&Labels> = Vec::with_capacity(stream_count);
+        let mut cut: Vec<(i64, Unit<'_>)> = Vec::new();
+        for (stream, source) in streams.iter_mut().enumerate() {
+            labels.push(&source.labels);
+            let from = source.entries.partition_point(|e| e.timestamp_ns < lo);
+            let to = source.entries.partition_point(|e| e.timestamp_ns < hi);
+            let mut rest = &mut source.entries[from..to.max(from)];
+            let mut rank = 0;
+            while !rest.is_empty() {
+                let n = rest.len();
+                let (unit, left) = if self.forward {
+                    let mut at = UNIT_LINES.min(n);
+                    while at < n && rest[at].timestamp_ns == rest[at - 1].timestamp_ns {
+                        at += 1;
+                    }
+                    std::mem::take(&mut rest).split_at_mut(at)
+                } else {
+                    let mut at = n - UNIT_LINES.min(n);
+                    while at > 0 && rest[at - 1].timestamp_ns == rest[at].timestamp_ns {
+                        at -= 1;
+                    }
+                    let (left, unit) = std::mem::take(&mut rest).split_at_mut(at);
+                    (unit, left)
+                };
+                let first_ns = if self.forward {
+                    unit[0].timestamp_ns
+                } else {
+                    unit[unit.len() - 1].timestamp_ns
+                };
+                cut.push((
+                    first_ns,
+                    Unit {
+                        stream,
+                        rank,
+                        entries: unit,
+                    },
+                ));
+                rank += 1;
+                rest = left;
+            }
+        }
+        cut.sort_by(|a, b| {
+            let by_time = a.0.cmp(&b.0);
+            let by_time = if self.forward {
+                by_time
+            } else {
+                by_time.reverse()
+            };
+            by_time.then((a.1.stream, a.1.rank).cmp(&(b.1.stream, b.1.rank)))
+        });
+        let mut of_stream: Vec<Vec<usize>> = vec![Vec::new(); stream_count];
+        for (u, (_, unit)) in cut.iter().enumerate() {
+            of_stream[unit.stream].push(u);
+        }
+        let units = Units {
+            streams: cut.iter().map(|(_, unit)| unit.stream).collect(),
+            kept: cut.iter().map(|_| AtomicUsize::new(0)).collect(),
+            slots: cut
+                .into_iter()
+                .map(|(_, unit)| std::sync::Mutex::new(Some(unit)))
+                .collect(),
+            of_stream,
+            finished: std::sync::Mutex::new(Vec::new()),
+        };
+        let next = AtomicUsize::new(0);
+        let work = || -> Result<Vec<(usize, Vec<KeptLine>)>, EvalError> {
+            let mut builder = LabelsBuilder::default();
+            let mut scratch = String::new();
+            let mut builder_stream = usize::MAX;
+            let mut out = Vec::new();
+            loop {
+                let u = next.fetch_add(1, Ordering::Relaxed);
+                let Some(slot) = units.slots.get(u) else {
+                    return Ok(out);
+                };
+                let Some(unit) = slot.lock().ok().and_then(|mut s| s.take()) else {
+                    continue;
+                };
+                if unit.stream != builder_stream {
+                    builder_stream = unit.stream;
+                    builder.reset(labels[unit.stream]);
+                }
+                let kept = self.unit(&units, u, unit, &labels, &mut builder, &mut scratch)?;
+                if let (Some(last), Ok(mut finished)) = (kept.last(), units.finished.lock()) {
+                    let at = finished.partition_point(|c| c.stream <= units.streams[u]);
+                    finished.insert(
+                        at,
+                        UnitCut {
+                            stream: units.streams[u],
+                            kept: kept.len(),
+                            last_ns: last.timestamp_ns,
+                        },
+                    );
+                }
+                out.push((u, kept));
+            }
+        };
+        // Without stages a line costs too little to hand to another thread.
+        let workers = if self.pipeline.is_empty() {
+            1
+        } else {
+            std::thread::available_parallelism()
+                .map_or(1, usize::from)
+                .min(units.slots.len())
+        };
+        let mut done: Vec<(usize, Vec<KeptLine>)> = if workers > 1 {
+            std::thread::scope(|scope| {
+                let others: Vec<_> = (1..workers).map(|_| scope.spawn(work)).collect();
+                let mut all = work()?;
+                for other in others {
+                    match other.join() {
+                        Ok(kept) => all.extend(kept?),
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    }
+                }
+                Ok::<_, EvalError>(all)
+            })?
+        } else {
+            work()?
+        };
+        // Each stream's units in visiting order.
+        done.sort_unstable_by_key(|(u, _)| (units.streams[*u], *u));
+        let mut per_stream: Vec<Vec<KeptLine>> = (0..stream_count).map(|_| Vec::new()).collect();
+        for (u, kept) in done {
+            let lines = &mut per_stream[units.streams[u]];
+            let room = self.limit.saturating_sub(lines.len());
+            lines.extend(kept.into_iter().take(room));
+        }
+        Ok(per_stream)
+    }
+
+    /// Lines that certainly come before line time `t` of unit `u` in the answer: those the
+    /// units before `u` of its stream kept so far, or those finished units of another stream
+    /// kept all before `t`. Lines of two streams are not added up: identical entries of two
+    /// streams count once in the answer.
+    fn kept_before(&self, units: &Units<'_>, u: usize, stream: usize, t: i64) -> usize {
+        let own: usize = units.of_stream[stream]
+            .iter()
+            .take_while(|&&v| v != u)
+            .map(|&v| units.kept[v].load(Ordering::Relaxed))
+            .sum();
+        let Ok(finished) = units.finished.lock() else {
+            return own;
+        };
+        finished
+            .chunk_by(|a, b| a.stream == b.stream)
+            .map(|of_stream| {
+                of_stream
+                    .iter()
+                    .filter(|c| self.before(c.last_ns, t))
+                    .map(|c| c.kept)
+                    .sum()
+            })
+            .fold(own, usize::max)
+    }
+
+    /// The lines of unit `u` that pass, in visiting order, until no more can make the answer
+    /// ([`LinePass::run`]).
+    fn unit(
+        &self,
+        units: &Units<'_>,
+        u: usize,
+        unit: Unit<'_>,
+        labels: &[&Labels],
+        builder: &mut LabelsBuilder,
+        scratch: &mut String,
+    ) -> Result<Vec<KeptLine>, EvalError> {
+        let keeps_stream_labels = self.pipeline.keeps_stream_labels();
+        let stream_key = keeps_stream_labels.then(|| PackedLabels::of(labels[unit.stream]));
+        let mut kept: Vec<KeptLine> = Vec::new();
+        let mut before = 0;
+        // Kept lines at the current timestamp: Loki keeps one of identical entries (same
+        // labels, time and line after the pipeline).
+        let mut run_ts = i64::MIN;
+        let mut run_start = 0;
+        let mut visit = |i: usize, entry: &mut LogEntry| -> Result<bool, EvalError> {
+            if i.is_multiple_of(CUT_CHECK_LINES) {
+                if i.is_multiple_of(DEADLINE_CHECK_LINES) {
+                    self.limits.check_deadline()?;
+                }
+                before = self.kept_before(units, u, unit.stream, entry.timestamp_ns);
+            }
+            if before + kept.len() >= self.limit {
+                return Ok(false);
+            }
+            builder.reset_to_base();
+            for (k, v) in &entry.structured_metadata {
+                builder.set(k, v);
+            }
+            // The source's line is ours: formatted in place, no copy.
+            let mut line = std::mem::take(&mut entry.line);
+            if !self
+                .pipeline
+                .process(entry.timestamp_ns, &mut line, builder, scratch)
+            {
+                return Ok(true);
+            }
+            let key = if keeps_stream_labels && entry.structured_metadata.is_empty() {
+                None
+            } else {
+                Some(builder.packed()).filter(|key| stream_key.as_ref() != Some(key))
+            };
+            if entry.timestamp_ns != run_ts {
+                run_ts = entry.timestamp_ns;
+                run_start = kept.len();
+            } else if kept[run_start..]
+                .iter()
+                .any(|k| k.labels == key && k.line == line)
+            {
+                return Ok(true);
+            }
+            kept.push(KeptLine {
+                timestamp_ns: entry.timestamp_ns,
+                line,
+                labels: key,
+                structured_metadata: std::mem::take(&mut entry.structured_metadata),
+            });
+            units.kept[u].store(kept.len(), Ordering::Relaxed);
+            Ok(true)
+        };
+        if self.forward {
+            for (i, e) in unit.entries.iter_mut().enumerate() {
+                if !visit(i, e)? {
+                    break;
+                }
+            }
+        } else {
+            for (i, e) in unit.entries.iter_mut().rev().enumerate() {
+                if !visit(i, e)? {
+                    break;
+                }
+            }
+        }
+        Ok(kept)
+    }
 }
 
 /// The steps a metric query is evaluated at: `start`, `start + step`, ... `<= end`.

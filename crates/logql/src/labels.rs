@@ -20,16 +20,21 @@ pub mod errors {
 }
 
 /// Labels of one line under construction. Reset per line with [`LabelsBuilder::reset`], so the
-/// allocations are reused across lines.
+/// allocations are reused across lines: label slots past the current ones keep their strings
+/// for the next line.
 #[derive(Debug, Clone, Default)]
 pub struct LabelsBuilder {
     base: Vec<(String, String)>,
-    /// Current labels (stream labels plus changes), unsorted; small, so linear search.
-    current: Vec<(String, String)>,
+    /// Current labels (stream labels plus changes) are `slots[..len]`, unsorted, in insertion
+    /// order; small, so linear search.
+    slots: Vec<(String, String)>,
+    len: usize,
     error: Option<String>,
     error_details: Option<String>,
     /// Whether anything changed since the last reset (a clean builder needs no reset).
     dirty: bool,
+    /// Reused by [`packed`](Self::packed) to sort the labels.
+    key_order: Vec<usize>,
 }
 
 impl LabelsBuilder {
@@ -56,11 +61,32 @@ impl LabelsBuilder {
         if !self.dirty {
             return;
         }
-        self.current.clear();
-        self.current.extend(self.base.iter().cloned());
+        self.len = 0;
+        for i in 0..self.base.len() {
+            let (name, value) = &self.base[i];
+            Self::fill(&mut self.slots, &mut self.len, name, value);
+        }
         self.error = None;
         self.error_details = None;
         self.dirty = false;
+    }
+
+    /// Writes a label into the next free slot, reusing its strings.
+    fn fill(slots: &mut Vec<(String, String)>, len: &mut usize, name: &str, value: &str) {
+        match slots.get_mut(*len) {
+            Some((n, v)) => {
+                n.clear();
+                n.push_str(name);
+                v.clear();
+                v.push_str(value);
+            }
+            None => slots.push((name.to_string(), value.to_string())),
+        }
+        *len += 1;
+    }
+
+    fn current(&self) -> &[(String, String)] {
+        &self.slots[..self.len]
     }
 
     /// Whether the stream itself has this label.
@@ -74,7 +100,7 @@ impl LabelsBuilder {
             ERROR_LABEL => self.error.as_deref(),
             ERROR_DETAILS_LABEL => self.error_details.as_deref(),
             _ => self
-                .current
+                .current()
                 .iter()
                 .find(|(n, _)| n == name)
                 .map(|(_, v)| v.as_str()),
@@ -91,12 +117,12 @@ impl LabelsBuilder {
         match name {
             ERROR_LABEL => self.error = Some(value.to_string()),
             ERROR_DETAILS_LABEL => self.error_details = Some(value.to_string()),
-            _ => match self.current.iter_mut().find(|(n, _)| n == name) {
+            _ => match self.slots[..self.len].iter_mut().find(|(n, _)| n == name) {
                 Some((_, v)) => {
                     v.clear();
                     v.push_str(value);
                 }
-                None => self.current.push((name.to_string(), value.to_string())),
+                None => Self::fill(&mut self.slots, &mut self.len, name, value),
             },
         }
     }
@@ -107,15 +133,24 @@ impl LabelsBuilder {
         match name {
             ERROR_LABEL => self.error = None,
             ERROR_DETAILS_LABEL => self.error_details = None,
-            _ => self.current.retain(|(n, _)| n != name),
+            _ => self.retain(|n, _| n != name),
         }
     }
 
-    /// Keeps only the labels for which `keep` answers true. The error pair is not a label here
-    /// (as in Loki, `keep` leaves it alone; `drop __error__` removes it).
+    /// Keeps only the labels for which `keep` answers true, in their order. The error pair is
+    /// not a label here (as in Loki, `keep` leaves it alone; `drop __error__` removes it).
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
         self.dirty = true;
-        self.current.retain(|(n, v)| keep(n, v));
+        let mut kept = 0;
+        for i in 0..self.len {
+            let (n, v) = &self.slots[i];
+            if keep(n, v) {
+                // Moves the dropped slots behind the kept ones, whose order stays.
+                self.slots.swap(kept, i);
+                kept += 1;
+            }
+        }
+        self.len = kept;
     }
 
     /// Records an error; the first error of a line wins, as in Loki.
@@ -140,13 +175,38 @@ impl LabelsBuilder {
 
     /// Every current label (without the error pair), in insertion order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.current.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.current().iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// [`labels`](Self::labels) packed ([`PackedLabels`]).
+    pub fn packed(&mut self) -> PackedLabels {
+        let len = self.len;
+        let extra = [
+            self.error.as_deref().map(|e| (ERROR_LABEL, e)),
+            self.error_details
+                .as_deref()
+                .map(|d| (ERROR_DETAILS_LABEL, d)),
+        ];
+        let pair = |i: usize| -> (&str, &str) {
+            match self.slots[..len].get(i) {
+                Some((n, v)) => (n.as_str(), v.as_str()),
+                None => extra[i - len].unwrap_or_default(),
+            }
+        };
+        let mut order = std::mem::take(&mut self.key_order);
+        order.clear();
+        order.extend(0..len);
+        order.extend((0..2).filter(|&j| extra[j].is_some()).map(|j| len + j));
+        order.sort_unstable_by(|&a, &b| pair(a).0.cmp(pair(b).0));
+        let key = PackedLabels::from_sorted(order.iter().map(|&i| pair(i)));
+        self.key_order = order;
+        key
     }
 
     /// The final, sorted label set, with `__error__`/`__error_details__` when set.
     pub fn labels(&self) -> Labels {
         let mut pairs: Vec<Label> = self
-            .current
+            .current()
             .iter()
             .map(|(n, v)| Label::new(n.as_str(), v.as_str()))
             .collect();
@@ -157,6 +217,93 @@ impl LabelsBuilder {
             pairs.push(Label::new(ERROR_DETAILS_LABEL, d.as_str()));
         }
         Labels::from_unsorted(pairs)
+    }
+}
+
+/// A label set packed into one string (sorted pairs, names and values one after the other),
+/// with its hash: the labels of a log query's lines and answer streams. Built for every line
+/// a query keeps, so two allocations rather than [`Labels`]' two per label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackedLabels {
+    hash: u64,
+    text: Box<str>,
+    /// Where each name and value ends in `text`.
+    ends: Box<[u32]>,
+}
+
+impl PackedLabels {
+    /// Packs pairs sorted by name, names unique.
+    pub fn from_sorted<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> Self {
+        let (size, count) = pairs.clone().fold((0, 0), |(size, count), (n, v)| {
+            (size + n.len() + v.len(), count + 2)
+        });
+        let mut text = String::with_capacity(size);
+        let mut ends = Vec::with_capacity(count);
+        for (name, value) in pairs {
+            for part in [name, value] {
+                text.push_str(part);
+                // Labels are far below 4 GiB: the request that carried them was.
+                ends.push(text.len() as u32);
+            }
+        }
+        let mut hasher = rustc_hash::FxHasher::default();
+        std::hash::Hasher::write(&mut hasher, text.as_bytes());
+        for end in &ends {
+            std::hash::Hasher::write_u32(&mut hasher, *end);
+        }
+        Self {
+            hash: std::hash::Hasher::finish(&hasher),
+            text: text.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+        }
+    }
+
+    pub fn of(labels: &Labels) -> Self {
+        Self::from_sorted(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+    }
+
+    /// The pairs, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut start = 0;
+        self.ends.chunks_exact(2).map(move |ends| {
+            let (name_end, value_end) = (ends[0] as usize, ends[1] as usize);
+            let pair = (&self.text[start..name_end], &self.text[name_end..value_end]);
+            start = value_end;
+            pair
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    pub fn to_labels(&self) -> Labels {
+        Labels::from_sorted(self.iter().map(|(n, v)| Label::new(n, v)).collect())
+    }
+}
+
+impl std::hash::Hash for PackedLabels {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// In the order of [`Labels`]: pair by pair.
+impl Ord for PackedLabels {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.iter().cmp(other.iter())
+    }
+}
+
+impl PartialOrd for PackedLabels {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::fmt::Display for PackedLabels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.to_labels().fmt(f)
     }
 }
 
@@ -181,5 +328,47 @@ mod tests {
         );
         b.reset_to_base();
         assert_eq!(b.labels(), stream);
+    }
+
+    #[test]
+    fn packed_labels_are_the_labels() {
+        let stream = Labels::from_unsorted(vec![Label::new("app", "a"), Label::new("env", "")]);
+        let mut b = LabelsBuilder::new(&stream);
+        assert_eq!(b.packed(), PackedLabels::of(&stream));
+        assert_eq!(b.packed().to_labels(), stream);
+        b.set("Zeta", "z\u{0}");
+        b.set("level", "info");
+        b.del("app");
+        b.set_error("JSONParserErr", Some("bad"));
+        let packed = b.packed();
+        assert_eq!(packed.to_labels(), b.labels());
+        assert_eq!(packed, PackedLabels::of(&b.labels()));
+        assert_eq!(packed.get("level"), Some("info"));
+        assert_eq!(packed.get("app"), None);
+        b.set("level", "warn");
+        assert_ne!(b.packed(), packed);
+        // Where names end counts, not only their text.
+        let ab = PackedLabels::from_sorted([("a", "bc")].into_iter());
+        let abc = PackedLabels::from_sorted([("ab", "c")].into_iter());
+        assert_ne!(ab, abc);
+    }
+
+    #[test]
+    fn removing_labels_keeps_the_order_of_the_rest() {
+        let mut b = LabelsBuilder::new(&Labels::default());
+        for name in ["c", "a", "d", "b"] {
+            b.set(name, name);
+        }
+        b.del("a");
+        b.retain(|n, _| n != "d");
+        b.set("e", "e");
+        assert_eq!(
+            b.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            ["c", "b", "e"]
+        );
+        b.reset_to_base();
+        assert_eq!(b.iter().count(), 0);
+        b.set("f", "f");
+        assert_eq!(b.iter().collect::<Vec<_>>(), [("f", "f")]);
     }
 }

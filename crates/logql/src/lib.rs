@@ -16,3 +16,4 @@ pub use eval::{
     eval_log_query, eval_metric_query, EvalError, Limits, LogSource, MetricValue, ResultEntry,
     SourceStream, StepSeries, Steps, StreamResult,
 };
+pub use labels::PackedLabels;

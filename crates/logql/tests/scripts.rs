@@ -219,7 +219,7 @@ fn run_eval(source: &MemSource, header: &str) -> Result<Vec<String>, String> {
                 for e in s.entries {
                     out.push(format!(
                         "{} {} {}",
-                        labels_text(&s.labels),
+                        labels_text(&s.labels.to_labels()),
                         format_time(e.timestamp_ns),
                         serde_json::Value::String(e.line)
                     ));
@@ -441,4 +441,110 @@ fn queries_past_their_deadline_fail_with_a_timeout() {
     };
     let err = vigil_logql::eval_metric_query(&m, &source, Steps::instant(10), limits).unwrap_err();
     assert!(matches!(err, vigil_logql::EvalError::Timeout), "{err}");
+}
+
+/// The lines of a log query's answer in answer order: time in the query's direction, then
+/// labels, then line.
+fn answer_lines(
+    streams: &[vigil_logql::StreamResult],
+    forward: bool,
+) -> Vec<(i64, String, String)> {
+    let mut lines: Vec<(i64, String, String)> = streams
+        .iter()
+        .flat_map(|s| {
+            let labels = labels_text(&s.labels.to_labels());
+            s.entries
+                .iter()
+                .map(move |e| (e.timestamp_ns, labels.clone(), e.line.clone()))
+        })
+        .collect();
+    lines.sort_by(|a, b| {
+        let by_time = if forward {
+            a.0.cmp(&b.0)
+        } else {
+            b.0.cmp(&a.0)
+        };
+        by_time.then_with(|| (&a.1, &a.2).cmp(&(&b.1, &b.2)))
+    });
+    lines
+}
+
+/// Over streams long enough to be cut into many units for the cores, the answer with a limit
+/// is the first lines of the whole answer: two identical streams (one after `drop pod`),
+/// identical entries inside a stream, streams that end early.
+#[test]
+fn limited_answers_are_the_first_lines_of_the_whole_answer() {
+    let mut source = MemSource::default();
+    let stream =
+        |pod: &str| Labels::from_unsorted(vec![Label::new("app", "x"), Label::new("pod", pod)]);
+    let mut seed = 7u64;
+    let mut entries: [Vec<LogEntry>; 4] = Default::default();
+    for i in 0..1500i64 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let level = if seed >> 62 == 0 { "debug" } else { "info" };
+        let entry = |offset_ms: i64, n: i64| LogEntry {
+            timestamp_ns: (i * 1000 + offset_ms) * 1_000_000,
+            line: format!("level={level} n={n}"),
+            structured_metadata: vec![],
+        };
+        entries[0].push(entry(0, i));
+        entries[1].push(entry(0, i));
+        entries[2].push(entry(333, i % 97));
+        if i % 5 == 0 {
+            entries[2].push(entry(333, i % 97));
+        }
+        if i < 200 {
+            entries[3].push(entry(666, i));
+        }
+    }
+    for (pod, entries) in ["1", "2", "3", "4"].into_iter().zip(entries) {
+        source.streams.push(SourceStream {
+            labels: stream(pod),
+            entries,
+        });
+    }
+    let end = 1_600 * 1_000_000_000;
+    for query in [
+        r#"{app="x"} | drop pod"#,
+        r#"{app="x"} | logfmt | level="info""#,
+        r#"{app="x"} | keep app"#,
+        r#"{app="x"} | logfmt | n > 1400"#,
+    ] {
+        let Expr::Log(log) = vigil_logql::parser::parse(query).unwrap() else {
+            panic!("log query expected")
+        };
+        for forward in [false, true] {
+            let all = vigil_logql::eval_log_query(
+                &log,
+                &source,
+                0,
+                end,
+                100_000,
+                forward,
+                Default::default(),
+            )
+            .unwrap();
+            let all = answer_lines(&all, forward);
+            for limit in [1, 10, 300, 1000, 2500] {
+                let got = vigil_logql::eval_log_query(
+                    &log,
+                    &source,
+                    0,
+                    end,
+                    limit,
+                    forward,
+                    Default::default(),
+                )
+                .unwrap();
+                let want = &all[..limit.min(all.len())];
+                assert_eq!(
+                    answer_lines(&got, forward),
+                    want,
+                    "{query} limit {limit} forward {forward}"
+                );
+            }
+        }
+    }
 }

@@ -124,6 +124,25 @@ pub fn labels_hash<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> u
     h.finish()
 }
 
+/// Hasher for keys that already are hashes, such as [`labels_hash`] values: a map keyed by
+/// them need not hash again.
+#[derive(Default)]
+pub struct PrehashedKey(u64);
+
+impl std::hash::Hasher for PrehashedKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 impl Labels {
     /// [`labels_hash`] of this set.
     pub fn fx_hash(&self) -> u64 {

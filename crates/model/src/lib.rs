@@ -6,7 +6,7 @@ mod labels;
 mod matcher;
 mod tenant;
 
-pub use labels::{labels_hash, Label, Labels, METRIC_NAME_LABEL};
+pub use labels::{labels_hash, Label, Labels, PrehashedKey, METRIC_NAME_LABEL};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use tenant::{TenantId, TenantIdError, DEFAULT_TENANT};
 
