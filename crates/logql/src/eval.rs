@@ -368,6 +368,96 @@ struct Units<'a> {
     finished: std::sync::Mutex<Vec<UnitCut>>,
 }
 
+impl<'a> Units<'a> {
+    /// Cuts each stream's entries in `[lo, hi)` into units in visiting order, and orders all
+    /// units by the time of their first line; with the streams' labels.
+    fn cut(
+        streams: &'a mut [SourceStream],
+        (lo, hi): (i64, i64),
+        forward: bool,
+    ) -> (Vec<&'a Labels>, Self) {
+        let stream_count = streams.len();
+        let mut labels: Vec<&Labels> = Vec::with_capacity(stream_count);
+        let mut cut: Vec<(i64, Unit<'_>)> = Vec::new();
+        for (stream, source) in streams.iter_mut().enumerate() {
+            labels.push(&source.labels);
+            let from = source.entries.partition_point(|e| e.timestamp_ns < lo);
+            let to = source.entries.partition_point(|e| e.timestamp_ns < hi);
+            let mut rest = &mut source.entries[from..to.max(from)];
+            let mut rank = 0;
+            while !rest.is_empty() {
+                let n = rest.len();
+                let (unit, left) = if forward {
+                    let mut at = UNIT_LINES.min(n);
+                    while at < n && rest[at].timestamp_ns == rest[at - 1].timestamp_ns {
+                        at += 1;
+                    }
+                    std::mem::take(&mut rest).split_at_mut(at)
+                } else {
+                    let mut at = n - UNIT_LINES.min(n);
+                    while at > 0 && rest[at - 1].timestamp_ns == rest[at].timestamp_ns {
+                        at -= 1;
+                    }
+                    let (left, unit) = std::mem::take(&mut rest).split_at_mut(at);
+                    (unit, left)
+                };
+                let first_ns = if forward {
+                    unit[0].timestamp_ns
+                } else {
+                    unit[unit.len() - 1].timestamp_ns
+                };
+                cut.push((
+                    first_ns,
+                    Unit {
+                        stream,
+                        rank,
+                        entries: unit,
+                    },
+                ));
+                rank += 1;
+                rest = left;
+            }
+        }
+        cut.sort_by(|a, b| {
+            let by_time = a.0.cmp(&b.0);
+            let by_time = if forward { by_time } else { by_time.reverse() };
+            by_time.then((a.1.stream, a.1.rank).cmp(&(b.1.stream, b.1.rank)))
+        });
+        let mut of_stream: Vec<Vec<usize>> = vec![Vec::new(); stream_count];
+        for (u, (_, unit)) in cut.iter().enumerate() {
+            of_stream[unit.stream].push(u);
+        }
+        let units = Self {
+            streams: cut.iter().map(|(_, unit)| unit.stream).collect(),
+            kept: cut.iter().map(|_| AtomicUsize::new(0)).collect(),
+            slots: cut
+                .into_iter()
+                .map(|(_, unit)| std::sync::Mutex::new(Some(unit)))
+                .collect(),
+            of_stream,
+            finished: std::sync::Mutex::new(Vec::new()),
+        };
+        (labels, units)
+    }
+
+    /// Records what unit `u` kept, for [`LinePass::kept_before`].
+    fn finish(&self, u: usize, kept: &[KeptLine]) {
+        let (Some(last), Ok(mut finished)) = (kept.last(), self.finished.lock()) else {
+            return;
+        };
+        let stream = self.streams[u];
+        let at = finished.partition_point(|c| c.stream <= stream);
+        finished.insert(
+            at,
+            UnitCut {
+                stream,
+                kept: kept.len(),
+                last_ns: last.timestamp_ns,
+            },
+        );
+    }
+}
+
 impl LinePass<'_> {
     /// Whether time `a` comes before `b` in the query's direction.
     fn before(&self, a: i64, b: i64) -> bool {
@@ -389,70 +479,7 @@ impl LinePass<'_> {
         (lo, hi): (i64, i64),
     ) -> Result<Vec<Vec<KeptLine>>, EvalError> {
         let stream_count = streams.len();
-        let mut labels: Vec<&Labels> = Vec::with_capacity(stream_count);
-        let mut cut: Vec<(i64, Unit<'_>)> = Vec::new();
-        for (stream, source) in streams.iter_mut().enumerate() {
-            labels.push(&source.labels);
-            let from = source.entries.partition_point(|e| e.timestamp_ns < lo);
-            let to = source.entries.partition_point(|e| e.timestamp_ns < hi);
-            let mut rest = &mut source.entries[from..to.max(from)];
-            let mut rank = 0;
-            while !rest.is_empty() {
-                let n = rest.len();
-                let (unit, left) = if self.forward {
-                    let mut at = UNIT_LINES.min(n);
-                    while at < n && rest[at].timestamp_ns == rest[at - 1].timestamp_ns {
-                        at += 1;
-                    }
-                    std::mem::take(&mut rest).split_at_mut(at)
-                } else {
-                    let mut at = n - UNIT_LINES.min(n);
-                    while at > 0 && rest[at - 1].timestamp_ns == rest[at].timestamp_ns {
-                        at -= 1;
-                    }
-                    let (left, unit) = std::mem::take(&mut rest).split_at_mut(at);
-                    (unit, left)
-                };
-                let first_ns = if self.forward {
-                    unit[0].timestamp_ns
-                } else {
-                    unit[unit.len() - 1].timestamp_ns
-                };
-                cut.push((
-                    first_ns,
-                    Unit {
-                        stream,
-                        rank,
-                        entries: unit,
-                    },
-                ));
-                rank += 1;
-                rest = left;
-            }
-        }
-        cut.sort_by(|a, b| {
-            let by_time = a.0.cmp(&b.0);
-            let by_time = if self.forward {
-                by_time
-            } else {
-                by_time.reverse()
-            };
-            by_time.then((a.1.stream, a.1.rank).cmp(&(b.1.stream, b.1.rank)))
-        });
-        let mut of_stream: Vec<Vec<usize>> = vec![Vec::new(); stream_count];
-        for (u, (_, unit)) in cut.iter().enumerate() {
-            of_stream[unit.stream].push(u);
-        }
-        let units = Units {
-            streams: cut.iter().map(|(_, unit)| unit.stream).collect(),
-            kept: cut.iter().map(|_| AtomicUsize::new(0)).collect(),
-            slots: cut
-                .into_iter()
-                .map(|(_, unit)| std::sync::Mutex::new(Some(unit)))
-                .collect(),
-            of_stream,
-            finished: std::sync::Mutex::new(Vec::new()),
-        };
+        let (labels, units) = Units::cut(streams, (lo, hi), self.forward);
         let next = AtomicUsize::new(0);
         let work = || -> Result<Vec<(usize, Vec<KeptLine>)>, EvalError> {
             let mut builder = LabelsBuilder::default();
@@ -472,17 +499,7 @@ impl LinePass<'_> {
                     builder.reset(labels[unit.stream]);
                 }
                 let kept = self.unit(&units, u, unit, &labels, &mut builder, &mut scratch)?;
-                if let (Some(last), Ok(mut finished)) = (kept.last(), units.finished.lock()) {
-                    let at = finished.partition_point(|c| c.stream <= units.streams[u]);
-                    finished.insert(
-                        at,
-                        UnitCut {
-                            stream: units.streams[u],
-                            kept: kept.len(),
-                            last_ns: last.timestamp_ns,
-                        },
-                    );
-                }
+                units.finish(u, &kept);
                 out.push((u, kept));
             }
         };
