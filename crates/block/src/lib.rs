@@ -12,6 +12,8 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema};
 use bytes::Bytes;
+/// A block file's parsed Parquet metadata, which reads of the file can share.
+pub use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -279,6 +281,13 @@ impl BlockIndex {
     }
 }
 
+/// Parses a block file's Parquet metadata (footer and page index, when it has one): for a
+/// large file as much work as a small read, so reads of one file share it.
+pub fn parquet_metadata(file: &Bytes) -> Result<ArrowReaderMetadata, BlockError> {
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+    Ok(ArrowReaderMetadata::load(file, options)?)
+}
+
 /// Reads the samples of the series in `ids` within `[mint, maxt]` from `samples.parquet`, in
 /// series-id order, decoding only the row groups and pages (by the page index of `series_id`
 /// and `timestamp_ms`) that can hold them. With `part`, only that share of those pages (by
@@ -286,6 +295,7 @@ impl BlockIndex {
 /// back from both, the earlier samples from the earlier part.
 pub fn read_samples(
     samples_file: Bytes,
+    metadata: &ArrowReaderMetadata,
     ids: &RoaringBitmap,
     (mint, maxt): (i64, i64),
     part: ReadPart,
@@ -294,8 +304,8 @@ pub fn read_samples(
     if ids.is_empty() || mint > maxt {
         return Ok(out);
     }
-    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(samples_file, options)?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::new_with_metadata(samples_file, metadata.clone());
     let planned = plan_samples(builder.metadata(), ids, mint, maxt);
     let planned = rows::share_ranges(planned, part);
     if planned.is_empty() {
@@ -425,8 +435,10 @@ mod tests {
         let ids = index
             .postings
             .select(&[Matcher::new(MatchOp::Equal, "job", "b").unwrap()]);
+        let samples = file(SAMPLES_FILE);
         let got = read_samples(
-            file(SAMPLES_FILE),
+            samples.clone(),
+            &parquet_metadata(&samples).unwrap(),
             &ids,
             (i64::MIN, i64::MAX),
             ReadPart::WHOLE,
@@ -494,7 +506,9 @@ mod tests {
             for count in [1, 2, 3, 7] {
                 let mut got: Vec<(u32, Vec<(i64, f64)>)> = Vec::new();
                 for part in ReadPart::all(count) {
-                    for (id, s) in read_samples(file.clone(), &bitmap, (mint, maxt), part).unwrap()
+                    let metadata = parquet_metadata(&file).unwrap();
+                    for (id, s) in
+                        read_samples(file.clone(), &metadata, &bitmap, (mint, maxt), part).unwrap()
                     {
                         let s = s.iter().map(|x| (x.timestamp_ms, x.value));
                         match got.last_mut() {

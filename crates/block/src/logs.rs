@@ -33,16 +33,14 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use bytes::Bytes;
-/// The parsed metadata a [`RowGroupCache`] keeps per file.
-pub use parquet::arrow::arrow_reader::ArrowReaderMetadata;
-use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter, ProjectionMask};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::column::page::{CompressedPage, Page, PageWriteSpec, PageWriter};
 use parquet::column::writer::ColumnWriterImpl;
 use parquet::data_type::{ByteArray, ByteArrayType, Int32Type, Int64Type};
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{KeyValue, PageIndexPolicy, ParquetMetaData, SortingColumn};
+use parquet::file::metadata::{KeyValue, ParquetMetaData, SortingColumn};
 use parquet::file::properties::{
     DeltaBinaryPackedEncoderOptions, EnabledStatistics, WriterProperties, WriterPropertiesPtr,
 };
@@ -64,8 +62,8 @@ pub use crate::rows::ReadPart;
 use crate::rows::{selection_of, Planned, SortKeys};
 
 use crate::{
-    zstd, BlockError, BlockFile, BlockMeta, EncodedBlock, BLOCK_FORMAT_VERSION, INDEX_FILE,
-    META_FILE,
+    zstd, ArrowReaderMetadata, BlockError, BlockFile, BlockMeta, EncodedBlock,
+    BLOCK_FORMAT_VERSION, INDEX_FILE, META_FILE,
 };
 
 pub const LOGS_KIND: &str = "logs";
@@ -989,10 +987,7 @@ fn visit_rows(
     if ids.is_empty() || min_ns > max_ns {
         return Ok(());
     }
-    let mut load = || {
-        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-        Ok(ArrowReaderMetadata::load(&entries_file, options)?)
-    };
+    let mut load = || crate::parquet_metadata(&entries_file);
     let reader_metadata = match cache {
         Some(cache) => cache.reader_metadata(&mut load)?,
         None => load()?,
@@ -2865,12 +2860,8 @@ mod tests {
     #[test]
     fn skips_row_groups_and_pages_by_statistics() {
         let (block, _) = striped_block(&small(LineCompression::Template));
-        let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(
-            file(&block, ENTRIES_FILE),
-            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
-        )
-        .unwrap();
-        let metadata = builder.metadata();
+        let reader_metadata = crate::parquet_metadata(&file(&block, ENTRIES_FILE)).unwrap();
+        let metadata = reader_metadata.metadata();
         // 3000 rows in row groups of 100: stream i is row groups 3i..3i+3.
         assert_eq!(metadata.num_row_groups(), 30);
         let ids: RoaringBitmap = [2u32, 7].into_iter().collect();

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use vigil_block::logs::{ArrowReaderMetadata, DecodedRowGroup, LineIndexes, RowGroupCache};
-use vigil_block::BlockError;
+use vigil_block::logs::{DecodedRowGroup, LineIndexes, RowGroupCache};
+use vigil_block::{ArrowReaderMetadata, BlockError};
 
 /// Items of `V` by key, holding at most `budget` bytes by their own account of their size.
 pub(crate) struct LruCache<K, V> {
@@ -76,6 +76,9 @@ impl<K: Hash + Eq + Clone, V: Clone> LruCache<K, V> {
 
 /// Block files by block.
 pub(crate) type BlockFileCache = LruCache<String, Bytes>;
+
+/// Block files' parsed Parquet metadata by block.
+pub(crate) type BlockMetadataCache = LruCache<String, ArrowReaderMetadata>;
 
 /// What reads decode of log blocks' entries files: row groups decoded whole (by block and row
 /// group), each file's line indexes and its parsed Parquet metadata.

@@ -238,11 +238,26 @@ impl Db {
         let bytes = self
             .cached_block_file(&self.metric_block_cache, block, SAMPLES_FILE)
             .await?;
+        let key = block.ulid().to_string();
+        let metadata = match self.metric_block_metadata.get(&key) {
+            Some(metadata) => metadata,
+            None => {
+                let file = bytes.clone();
+                let metadata =
+                    tokio::task::spawn_blocking(move || vigil_block::parquet_metadata(&file))
+                        .await
+                        .map_err(|e| DbError::Task(e.to_string()))??;
+                let size = metadata.metadata().memory_size();
+                self.metric_block_metadata
+                    .insert(key, metadata.clone(), size);
+                metadata
+            }
+        };
         let ids = Arc::new(ids);
         let parts = vigil_block::ReadPart::all(crate::read_parallelism()).map(|part| {
-            let (bytes, ids) = (bytes.clone(), ids.clone());
+            let (bytes, metadata, ids) = (bytes.clone(), metadata.clone(), ids.clone());
             tokio::task::spawn_blocking(move || {
-                vigil_block::read_samples(bytes, &ids, (mint, maxt), part)
+                vigil_block::read_samples(bytes, &metadata, &ids, (mint, maxt), part)
             })
         });
         let mut out: Vec<(u32, Vec<Sample>)> = Vec::new();
