@@ -87,10 +87,11 @@ pub struct DbConfig {
     pub upload_backoff: Backoff,
     /// How often the head is checked for ranges to cut.
     pub maintenance_interval: Duration,
-    /// Memory for recently read metrics block sample files; 0 disables the cache.
+    /// Memory for recently read metrics block sample files (and a quarter more for their parsed
+    /// Parquet metadata); 0 disables the cache.
     pub metric_block_cache_bytes: usize,
-    /// Memory for recently read log block files (and a quarter more for their decoded line
-    /// indexes); 0 disables the cache.
+    /// Memory for recently read log block files (and a quarter more each for their decoded line
+    /// indexes and their parsed Parquet metadata); 0 disables the cache.
     pub log_block_cache_bytes: usize,
     /// Memory for row groups of log blocks decoded whole by reads of their lines; 0 disables
     /// the cache.

@@ -66,11 +66,12 @@ pub struct Config {
     /// Most samples one query may hold in memory. Default 50000000 (Prometheus').
     pub query_max_samples: usize,
     /// Memory for recently read metrics block files (`samples.parquet`), so repeated PromQL
-    /// queries over the same hours do not fetch them again; 0 disables. Default 134217728
-    /// (128 MiB).
+    /// queries over the same hours do not fetch them again (and up to a quarter as much for
+    /// their parsed Parquet metadata); 0 disables. Default 134217728 (128 MiB).
     pub metric_block_cache_bytes: usize,
     /// Memory for recently read log block files (`entries.parquet`), so repeated queries over
-    /// the same hours do not fetch them again; 0 disables. Default 134217728 (128 MiB).
+    /// the same hours do not fetch them again (and up to a quarter as much each for their line
+    /// indexes and parsed Parquet metadata); 0 disables. Default 134217728 (128 MiB).
     pub log_block_cache_bytes: usize,
     /// Memory for row groups of log blocks decoded whole when queries read their lines, so a
     /// refreshing dashboard does not decompress the same hours again; 0 disables. Default
