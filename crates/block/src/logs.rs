@@ -2817,6 +2817,74 @@ mod tests {
         }
     }
 
+    /// An entries file whose line column is not the PLAIN page this crate writes (here
+    /// dictionary-encoded by parquet's own Arrow writer) is read through Arrow, with the same
+    /// answers, line filters and window sums included.
+    #[test]
+    fn lines_in_another_layout_read_the_same() {
+        use parquet::arrow::ArrowWriter;
+        let (block, entries) = striped_block(&LogBlockOptions::default());
+        let ours = file(&block, ENTRIES_FILE);
+        let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(ours.clone())
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let props = WriterProperties::builder()
+            .set_dictionary_enabled(true)
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(700))
+            .build();
+        let mut theirs = Vec::new();
+        let mut writer =
+            ArrowWriter::try_new(&mut theirs, batches[0].schema(), Some(props)).unwrap();
+        for batch in &batches {
+            writer.write(batch).unwrap();
+        }
+        writer.close().unwrap();
+        let theirs = Bytes::from(theirs);
+        let metadata = crate::parquet_metadata(&theirs).unwrap();
+        assert!(
+            plain_line_page(&theirs, metadata.metadata(), 0, 700)
+                .unwrap()
+                .is_none(),
+            "the line column should not be one PLAIN page"
+        );
+        let ids: RoaringBitmap = [2u32, 7].into_iter().collect();
+        let got = read_log_entries(theirs.clone(), &ids, 50_000, 60_020).unwrap();
+        assert_eq!(
+            got,
+            read_log_entries(ours.clone(), &ids, 50_000, 60_020).unwrap()
+        );
+        assert_eq!(got[&2].len(), 11);
+        assert_eq!(got[&7][0], entries[7][50]);
+        let cache = MapCache::default();
+        let filter = LogReadFilter {
+            line_filter: Some(Arc::new(|line: &str| line.contains("took 3ms"))),
+            ..Default::default()
+        };
+        for file in [&theirs, &ours] {
+            let filtered = read_log_entries_part(
+                file.clone(),
+                &all(10),
+                (i64::MIN, i64::MAX),
+                &filter,
+                ReadPart::WHOLE,
+                Some(&cache),
+            )
+            .unwrap();
+            let lines: usize = filtered.values().map(Vec::len).sum();
+            let want = entries
+                .iter()
+                .flatten()
+                .filter(|e| e.line.contains("took 3ms"))
+                .count();
+            assert_eq!(lines, want);
+            cache.0.lock().unwrap().clear();
+        }
+    }
+
     #[test]
     fn filters_by_stream_and_time() {
         for options in [LogBlockOptions::default(), small(LineCompression::Template)] {
