@@ -1046,15 +1046,15 @@ fn visit_rows(
     if need == LineNeed::Text {
         let cache = cache.filter(|cache| cache.admits(planned_bytes()));
         for (rg, ranges) in &planned {
-            let decoded = match cache.map(|cache| (cache, cache.get(*rg))) {
-                Some((_, Some(decoded))) => decoded,
-                cached => {
+            let decoded = match cache.and_then(|cache| cache.get(*rg)) {
+                Some(decoded) => decoded,
+                None => {
                     let decoded = Arc::new(DecodedRowGroup::decode(
                         &entries_file,
                         &reader_metadata,
                         *rg,
                     )?);
-                    if let Some((cache, _)) = cached {
+                    if let Some(cache) = cache {
                         cache.insert(*rg, decoded.clone());
                     }
                     decoded

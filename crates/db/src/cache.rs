@@ -46,6 +46,21 @@ impl<K: Hash + Eq + Clone, V: Clone> LruCache<K, V> {
         Some(item.clone())
     }
 
+    /// The item under `key`, or the one `load` makes, kept at its `size`.
+    pub(crate) fn get_or_load<E>(
+        &self,
+        key: &K,
+        load: impl FnOnce() -> Result<V, E>,
+        size: impl FnOnce(&V) -> usize,
+    ) -> Result<V, E> {
+        if let Some(item) = self.get(key) {
+            return Ok(item);
+        }
+        let item = load()?;
+        self.insert(key.clone(), item.clone(), size(&item));
+        Ok(item)
+    }
+
     /// Keeps `item` of `size` bytes, unless it alone is over the budget.
     pub(crate) fn insert(&self, key: K, item: V, size: usize) {
         if size > self.budget {
@@ -122,30 +137,25 @@ impl RowGroupCache for BlockRowGroups {
     }
 
     fn line_indexes(&self, load: &mut dyn FnMut() -> Arc<LineIndexes>) -> Arc<LineIndexes> {
-        if let Some(indexes) = self.caches.line_indexes.get(&self.block) {
-            return indexes;
-        }
-        let indexes = load();
-        let size = indexes.memory_size();
         self.caches
             .line_indexes
-            .insert(self.block.clone(), indexes.clone(), size);
-        indexes
+            .get_or_load(
+                &self.block,
+                || Ok::<_, std::convert::Infallible>(load()),
+                |indexes| indexes.memory_size(),
+            )
+            .unwrap_or_else(|never| match never {})
     }
 
     fn reader_metadata(
         &self,
         load: &mut dyn FnMut() -> Result<ArrowReaderMetadata, BlockError>,
     ) -> Result<ArrowReaderMetadata, BlockError> {
-        if let Some(metadata) = self.caches.metadata.get(&self.block) {
-            return Ok(metadata);
-        }
-        let metadata = load()?;
-        let size = metadata.metadata().memory_size();
         self.caches
             .metadata
-            .insert(self.block.clone(), metadata.clone(), size);
-        Ok(metadata)
+            .get_or_load(&self.block, load, |metadata| {
+                metadata.metadata().memory_size()
+            })
     }
 }
 

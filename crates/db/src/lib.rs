@@ -128,7 +128,7 @@ pub struct Db {
     /// `samples.parquet` of metrics blocks recently read, by block.
     metric_block_cache: cache::BlockFileCache,
     /// The parsed metadata of the files in `metric_block_cache`, within a quarter of its budget.
-    metric_block_metadata: cache::BlockMetadataCache,
+    metric_block_metadata: Arc<cache::BlockMetadataCache>,
     log_read_caches: Arc<cache::LogReadCaches>,
     store: Arc<dyn ObjectStore>,
     pending_store: Arc<dyn ObjectStore>,
@@ -244,8 +244,9 @@ impl Db {
         let (shutdown, _) = watch::channel(false);
         let log_block_cache = cache::BlockFileCache::new(config.log_block_cache_bytes);
         let metric_block_cache = cache::BlockFileCache::new(config.metric_block_cache_bytes);
-        let metric_block_metadata =
-            cache::BlockMetadataCache::new(config.metric_block_cache_bytes / 4);
+        let metric_block_metadata = Arc::new(cache::BlockMetadataCache::new(
+            config.metric_block_cache_bytes / 4,
+        ));
         let log_read_caches = Arc::new(cache::LogReadCaches {
             row_groups: cache::LruCache::new(config.log_row_group_cache_bytes),
             // Decoded from the footers of the cached block files, kept beside them.

@@ -238,25 +238,19 @@ impl Db {
         let bytes = self
             .cached_block_file(&self.metric_block_cache, block, SAMPLES_FILE)
             .await?;
-        let key = block.ulid().to_string();
-        let metadata = match self.metric_block_metadata.get(&key) {
-            Some(metadata) => metadata,
-            None => {
-                let file = bytes.clone();
-                let metadata =
-                    tokio::task::spawn_blocking(move || vigil_block::parquet_metadata(&file))
-                        .await
-                        .map_err(|e| DbError::Task(e.to_string()))??;
-                let size = metadata.metadata().memory_size();
-                self.metric_block_metadata
-                    .insert(key, metadata.clone(), size);
-                metadata
-            }
-        };
+        let key = Arc::new(block.ulid().to_string());
         let ids = Arc::new(ids);
         let parts = vigil_block::ReadPart::all(crate::read_parallelism()).map(|part| {
-            let (bytes, metadata, ids) = (bytes.clone(), metadata.clone(), ids.clone());
+            let (bytes, ids, key) = (bytes.clone(), ids.clone(), key.clone());
+            let metadata_cache = self.metric_block_metadata.clone();
             tokio::task::spawn_blocking(move || {
+                // The file's parsed metadata, kept beside it (the first read of the file may
+                // parse it in every part).
+                let metadata = metadata_cache.get_or_load(
+                    &key,
+                    || vigil_block::parquet_metadata(&bytes),
+                    |metadata| metadata.metadata().memory_size(),
+                )?;
                 vigil_block::read_samples(bytes, &metadata, &ids, (mint, maxt), part)
             })
         });

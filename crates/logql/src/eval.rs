@@ -335,8 +335,6 @@ struct KeptLine {
 /// of the same time (identical entries are kept once, and a run sees all of them).
 struct Unit<'a> {
     stream: usize,
-    /// Its place among its stream's units.
-    rank: usize,
     entries: &'a mut [LogEntry],
 }
 
@@ -384,7 +382,6 @@ impl<'a> Units<'a> {
             let from = source.entries.partition_point(|e| e.timestamp_ns < lo);
             let to = source.entries.partition_point(|e| e.timestamp_ns < hi);
             let mut rest = &mut source.entries[from..to.max(from)];
-            let mut rank = 0;
             while !rest.is_empty() {
                 let n = rest.len();
                 let (unit, left) = if forward {
@@ -410,18 +407,20 @@ impl<'a> Units<'a> {
                     first_ns,
                     Unit {
                         stream,
-                        rank,
                         entries: unit,
                     },
                 ));
-                rank += 1;
                 rest = left;
             }
         }
+        // Stable: units of one time stay by stream, and in their stream's order.
         cut.sort_by(|a, b| {
             let by_time = a.0.cmp(&b.0);
-            let by_time = if forward { by_time } else { by_time.reverse() };
-            by_time.then((a.1.stream, a.1.rank).cmp(&(b.1.stream, b.1.rank)))
+            if forward {
+                by_time
+            } else {
+                by_time.reverse()
+            }
         });
         let mut of_stream: Vec<Vec<usize>> = vec![Vec::new(); stream_count];
         for (u, (_, unit)) in cut.iter().enumerate() {
