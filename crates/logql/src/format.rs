@@ -3,9 +3,10 @@
 //! same tree back.
 //!
 //! Where Loki's text would not parse back to the same tree, a parseable form is printed
-//! instead: negated line filters with `or` keep the `or` (Loki prints `!= "a" != "b"`), byte
-//! sizes that Loki's humanized form would round are printed in bytes (`1126B`), and an
-//! `ignoring ()` that carries a `group_left`/`group_right` is kept.
+//! instead: negated line filters with `or` keep the `or` (Loki prints `!= "a" != "b"`), and an
+//! `ignoring ()` that carries a `group_left`/`group_right` is kept. Byte sizes print in
+//! go-humanize's rounded form as Loki's do; the parser already rounds them so (see
+//! `units::loki_printed_bytes`), so the printed size is the one compared with.
 
 use std::fmt::{self, Display, Formatter, Write};
 

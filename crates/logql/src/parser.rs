@@ -22,6 +22,7 @@ use crate::ast::{
     LineFilter, LineFilterOp, LineFilterValue, LogExpr, MetricExpr, ParserStage, RangeOp, Stage,
     Unwrap, UnwrapConversion, VectorAggOp, VectorMatching,
 };
+use crate::units::loki_printed_bytes;
 use lexer::{lex, Sym, Tok, Token};
 
 /// A LogQL parse error. `line`/`col` are 1-based (as Loki reports them; the line may read 0
@@ -1178,7 +1179,11 @@ impl Parser {
             }
             (Tok::Bytes(bytes), Some(op), _) => {
                 self.bump();
-                Ok(LabelFilterExpr::Bytes { name, op, bytes })
+                Ok(LabelFilterExpr::Bytes {
+                    name,
+                    op,
+                    bytes: loki_printed_bytes(bytes),
+                })
             }
             (_, None, _) => Err(self.unexpected(&["STRING"])),
             _ => Err(self.unexpected(&[])),

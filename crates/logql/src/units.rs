@@ -408,6 +408,18 @@ fn parse_go_float(s: &str) -> Result<f64, String> {
     }
 }
 
+/// The size a byte label filter compares with in Loki. Loki's query frontend hands the query on
+/// as printed text, and a size prints in go-humanize's rounded SI form (`humanize_bytes`), so
+/// `size <= 1KiB` filters at 1000 bytes (`1.0kB`) and `10KiB` at 10 kB. Loki's lexer truncates
+/// the size to whole bytes first. Sizes below 10 bytes print exactly.
+pub fn loki_printed_bytes(bytes: f64) -> f64 {
+    if !(bytes >= 0.0 && bytes < u64::MAX as f64) {
+        return bytes;
+    }
+    let printed = humanize_bytes(bytes as u64);
+    parse_bytes(&printed).map_or(bytes, f64::trunc)
+}
+
 /// go-humanize's `Bytes` (SI units, one decimal below 10) without the space: `1.0kB`, `100kB`,
 /// `5B`. Loki prints byte label filters this way.
 pub fn humanize_bytes(v: u64) -> String {
@@ -508,5 +520,12 @@ mod tests {
         assert_eq!(humanize_bytes(1024), "1.0kB");
         assert_eq!(humanize_bytes(100_000), "100kB");
         assert_eq!(humanize_bytes(5), "5B");
+        assert_eq!(loki_printed_bytes(1024.0), 1000.0);
+        assert_eq!(loki_printed_bytes(1126.4), 1100.0);
+        assert_eq!(loki_printed_bytes(10240.0), 10000.0);
+        assert_eq!(loki_printed_bytes(100_000.0), 100_000.0);
+        assert_eq!(loki_printed_bytes(999_950.0), 1_000_000.0);
+        assert_eq!(loki_printed_bytes(7.0), 7.0);
+        assert_eq!(loki_printed_bytes(0.0), 0.0);
     }
 }
