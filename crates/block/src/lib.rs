@@ -579,20 +579,20 @@ mod tests {
                 .filter(|(_, s)| !s.is_empty())
                 .collect();
             // Whole, and in parts whose pieces of a series join up in order.
+            let metadata = parquet_metadata(&file).unwrap();
             for count in [1, 2, 3, 7] {
-                let mut got: Vec<(u32, Vec<(i64, f64)>)> = Vec::new();
+                let mut got: Vec<(u32, Vec<Sample>)> = Vec::new();
                 for part in ReadPart::all(count) {
-                    let metadata = parquet_metadata(&file).unwrap();
                     for (id, s) in
                         read_samples(file.clone(), &metadata, &bitmap, (mint, maxt), part).unwrap()
                     {
-                        let s = s.iter().map(|x| (x.timestamp_ms, x.value));
-                        match got.last_mut() {
-                            Some((last, into)) if *last == id => into.extend(s),
-                            _ => got.push((id, s.collect())),
-                        }
+                        push_series_run(&mut got, id, s);
                     }
                 }
+                let got: Vec<(u32, Vec<(i64, f64)>)> = got
+                    .into_iter()
+                    .map(|(id, s)| (id, s.iter().map(|x| (x.timestamp_ms, x.value)).collect()))
+                    .collect();
                 assert_eq!(got, want, "{ids:?} in [{mint}, {maxt}], {count} parts");
             }
         }

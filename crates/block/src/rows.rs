@@ -173,9 +173,9 @@ fn intersect(a: &[Range<usize>], b: &[Range<usize>]) -> Vec<Range<usize>> {
     out
 }
 
-/// Which share of a file's row groups (or row ranges) a read covers, so that one file can be read by several
-/// threads: part `index` of `count` contiguous shares of the row groups the read wants, of
-/// about equal rows.
+/// Which share of a file's row groups (or row ranges) a read covers, so that one file can be
+/// read by several threads: part `index` of `count` contiguous shares of what the read wants,
+/// of about equal rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadPart {
     pub index: usize,

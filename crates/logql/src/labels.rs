@@ -239,20 +239,15 @@ impl PackedLabels {
         });
         let mut text = String::with_capacity(size);
         let mut ends = Vec::with_capacity(count);
-        for (name, value) in pairs {
+        for (name, value) in pairs.clone() {
             for part in [name, value] {
                 text.push_str(part);
                 // Labels are far below 4 GiB: the request that carried them was.
                 ends.push(text.len() as u32);
             }
         }
-        let mut hasher = rustc_hash::FxHasher::default();
-        std::hash::Hasher::write(&mut hasher, text.as_bytes());
-        for end in &ends {
-            std::hash::Hasher::write_u32(&mut hasher, *end);
-        }
         Self {
-            hash: std::hash::Hasher::finish(&hasher),
+            hash: vigil_model::labels_hash(pairs),
             text: text.into_boxed_str(),
             ends: ends.into_boxed_slice(),
         }
